@@ -1,0 +1,676 @@
+"""The catalog: the only code that changes study, file and run state.
+
+Every state change of a file is one compare-and-set UPDATE (`... WHERE state = :expected`),
+so two schedulers or workers can never both move the same file, whatever database
+is underneath. Values handed out are frozen records, never live ORM objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from biomarkerflow.catalog.models import Base, DataFile, FileEvent, FileState, Run, Study, SubjectMetadata
+from biomarkerflow.errors import CatalogError
+
+ACTIVE_STATES = (FileState.CLAIMED.value, FileState.RUNNING.value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    id: str
+    config_source: str
+    config_sha256: str
+    config: dict[str, Any]
+    output_location: str
+    data_location: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    study_id: str
+    url: str
+    relative_path: str
+    subject: str | None
+    size: int
+    fingerprint: str
+    fingerprint_seen_at: datetime
+    state: str
+    reason: str | None
+    attempts: int
+    current_run_id: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class RegisterInfo:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """What a finished job reports; the catalog stores it with the run."""
+
+    outcome: str  # "succeeded" | "failed"
+    error: str | None = None
+    retryable: bool = False
+    wall_seconds: float | None = None
+    cpu_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    recording_seconds: float | None = None
+    sample_rate_hz: float | None = None
+    result_location: str | None = None
+    package_version: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    file_id: int
+    study_id: str
+    attempt: int
+    outcome: str
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    wall_seconds: float | None
+    cpu_seconds: float | None
+    peak_rss_bytes: int | None
+    bytes_read: int | None
+    bytes_written: int | None
+    result_location: str | None
+    package_version: str | None
+    config_sha256: str
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    study_id: str
+    counts: dict[str, int]
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, error)
+
+
+def _file_record(row: DataFile) -> FileRecord:
+    return FileRecord(
+        id=row.id,
+        study_id=row.study_id,
+        url=row.url,
+        relative_path=row.relative_path,
+        subject=row.subject,
+        size=row.size,
+        fingerprint=row.fingerprint,
+        fingerprint_seen_at=row.fingerprint_seen_at,
+        state=row.state,
+        reason=row.reason,
+        attempts=row.attempts,
+        current_run_id=row.current_run_id,
+        last_error=row.last_error,
+    )
+
+
+def _study_record(row: Study) -> StudyRecord:
+    return StudyRecord(
+        id=row.id,
+        config_source=row.config_source,
+        config_sha256=row.config_sha256,
+        config=dict(row.config),
+        output_location=row.output_location,
+        data_location=row.data_location,
+        priority=row.priority,
+    )
+
+
+def _run_record(row: Run) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        file_id=row.file_id,
+        study_id=row.study_id,
+        attempt=row.attempt,
+        outcome=row.outcome,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        wall_seconds=row.wall_seconds,
+        cpu_seconds=row.cpu_seconds,
+        peak_rss_bytes=row.peak_rss_bytes,
+        bytes_read=row.bytes_read,
+        bytes_written=row.bytes_written,
+        result_location=row.result_location,
+        package_version=row.package_version,
+        config_sha256=row.config_sha256,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (status, query) work while a process run writes;
+    # busy_timeout makes concurrent writers wait instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Catalog:
+    """Open with `Catalog(url)` or `Catalog.for_home(path)`; the schema is created if missing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self._engine: Engine = create_engine(url, future=True)
+            if url.startswith("sqlite"):
+                event.listen(self._engine, "connect", _sqlite_pragmas)
+            Base.metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise CatalogError(
+                f"cannot open the catalog at {url}: {exc}",
+                hint="Check --home / BIOMARKERFLOW_HOME points at a writable folder.",
+            ) from exc
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @classmethod
+    def for_home(cls, home: Path) -> Catalog:
+        home.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{home.resolve() / 'catalog.db'}")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise CatalogError(f"catalog operation failed: {exc}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @staticmethod
+    def _log(session: Session, file_id: int, from_state: str | None, to_state: str, reason: str | None) -> None:
+        session.add(FileEvent(file_id=file_id, at=utcnow(), from_state=from_state, to_state=to_state, reason=reason))
+
+    def _cas(
+        self,
+        session: Session,
+        file_id: int,
+        expected: Iterable[str],
+        to_state: str,
+        reason: str | None,
+        **values: Any,
+    ) -> bool:
+        """Move one file from one of `expected` states to `to_state`; False if someone else moved it first."""
+        expected = list(expected)
+        current = session.scalar(select(DataFile.state).where(DataFile.id == file_id))
+        if current not in expected:
+            return False
+        result = session.execute(
+            update(DataFile)
+            .where(DataFile.id == file_id, DataFile.state == current)
+            .values(state=to_state, reason=reason, updated_at=utcnow(), **values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        self._log(session, file_id, current, to_state, reason)
+        return True
+
+    # ---- studies -------------------------------------------------------------------------
+
+    def get_study(self, study_id: str) -> StudyRecord | None:
+        with self._session() as session:
+            row = session.get(Study, study_id)
+            return _study_record(row) if row else None
+
+    def studies(self) -> list[StudyRecord]:
+        with self._session() as session:
+            rows = session.scalars(select(Study).order_by(Study.priority.desc(), Study.id))
+            return [_study_record(r) for r in rows]
+
+    def upsert_study(
+        self,
+        study_id: str,
+        *,
+        config_source: str,
+        config_sha256: str,
+        config: dict[str, Any],
+        output_location: str,
+        data_location: str,
+        priority: int,
+    ) -> str:
+        """Register or update a study; returns 'new', 'changed' or 'unchanged'."""
+        now = utcnow()
+        with self._session() as session:
+            row = session.get(Study, study_id)
+            if row is None:
+                session.add(
+                    Study(
+                        id=study_id,
+                        config_source=config_source,
+                        config_sha256=config_sha256,
+                        config=config,
+                        output_location=output_location,
+                        data_location=data_location,
+                        priority=priority,
+                        registered_at=now,
+                        updated_at=now,
+                    )
+                )
+                return "new"
+            if row.config_sha256 == config_sha256 and row.config_source == config_source:
+                return "unchanged"
+            if row.config_source != config_source:
+                raise CatalogError(
+                    f"study id '{study_id}' in {config_source} is already used by {row.config_source}",
+                    hint="Each study needs its own id: change `study:` in one of the two configs.",
+                )
+            row.config_sha256 = config_sha256
+            row.config = config
+            row.output_location = output_location
+            row.data_location = data_location
+            row.priority = priority
+            row.updated_at = now
+            return "changed"
+
+    def known_config_sha(self, config_source: str) -> str | None:
+        with self._session() as session:
+            return session.scalar(select(Study.config_sha256).where(Study.config_source == config_source))
+
+    # ---- files ---------------------------------------------------------------------------
+
+    def register_files(
+        self, study_id: str, entries: Iterable[tuple[str, str, str | None, int, float | None, str]]
+    ) -> RegisterInfo:
+        """Add new files as DISCOVERED; a file whose fingerprint changed starts over.
+
+        Each entry is (url, relative_path, subject, size, mtime, fingerprint).
+        """
+        now = utcnow()
+        new = changed = unchanged = 0
+        with self._session() as session:
+            known = {row.url: row for row in session.scalars(select(DataFile).where(DataFile.study_id == study_id))}
+            for url, relative_path, subject, size, mtime, fingerprint in entries:
+                row = known.get(url)
+                if row is None:
+                    file = DataFile(
+                        study_id=study_id,
+                        url=url,
+                        relative_path=relative_path,
+                        subject=subject,
+                        size=size,
+                        mtime=mtime,
+                        fingerprint=fingerprint,
+                        fingerprint_seen_at=now,
+                        state=FileState.DISCOVERED.value,
+                        reason="new file",
+                        attempts=0,
+                        discovered_at=now,
+                        updated_at=now,
+                    )
+                    session.add(file)
+                    session.flush()
+                    self._log(session, file.id, None, FileState.DISCOVERED.value, "new file")
+                    new += 1
+                elif row.fingerprint != fingerprint:
+                    row.size, row.mtime, row.fingerprint, row.fingerprint_seen_at = size, mtime, fingerprint, now
+                    row.subject = subject
+                    # A running job notices the new fingerprint when it finishes (see finish_run).
+                    if row.state not in ACTIVE_STATES:
+                        self._cas(
+                            session, row.id, [row.state], FileState.DISCOVERED.value, "file content changed", attempts=0
+                        )
+                    changed += 1
+                else:
+                    if row.subject != subject:
+                        row.subject = subject
+                    unchanged += 1
+        return RegisterInfo(new=new, changed=changed, unchanged=unchanged)
+
+    def files(self, study_id: str | None = None, states: Iterable[str] | None = None) -> list[FileRecord]:
+        with self._session() as session:
+            query = select(DataFile).order_by(DataFile.study_id, DataFile.relative_path)
+            if study_id is not None:
+                query = query.where(DataFile.study_id == study_id)
+            if states is not None:
+                query = query.where(DataFile.state.in_(list(states)))
+            return [_file_record(r) for r in session.scalars(query)]
+
+    def next_retry_at(self, study_ids: list[str]) -> datetime | None:
+        """The earliest time a READY file held back by a retry backoff may run."""
+        with self._session() as session:
+            return session.scalar(
+                select(func.min(DataFile.not_before)).where(
+                    DataFile.state == FileState.READY.value,
+                    DataFile.not_before > utcnow(),
+                    DataFile.study_id.in_(study_ids),
+                )
+            )
+
+    def subject_file_counts(self, study_id: str) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.execute(
+                select(DataFile.subject, func.count())
+                .where(DataFile.study_id == study_id, DataFile.subject.is_not(None))
+                .group_by(DataFile.subject)
+            )
+            return {subject: count for subject, count in rows}
+
+    def set_gate(self, file_id: int, expected_state: str, ready: bool, reason: str | None) -> bool:
+        """Record a requirement check: READY, or WAITING with why. No-op when nothing changed."""
+        to_state = FileState.READY.value if ready else FileState.WAITING.value
+        with self._session() as session:
+            row = session.get(DataFile, file_id)
+            if row is None or row.state != expected_state:
+                return False
+            if row.state == to_state and row.reason == reason:
+                return False
+            if row.state == to_state:  # same state, new reason: update without a CAS race on state
+                row.reason = reason
+                row.updated_at = utcnow()
+                self._log(session, file_id, row.state, to_state, reason)
+                return True
+            return self._cas(session, file_id, [expected_state], to_state, reason)
+
+    # ---- metadata ------------------------------------------------------------------------
+
+    def upsert_metadata(self, study_id: str, rows: dict[str, dict[str, Any]], source: str) -> list[str]:
+        """Store subject metadata; returns the subjects whose fields changed."""
+        changed: list[str] = []
+        now = utcnow()
+        with self._session() as session:
+            known = {
+                r.subject: r
+                for r in session.scalars(select(SubjectMetadata).where(SubjectMetadata.study_id == study_id))
+            }
+            for subject, fields in rows.items():
+                row = known.get(subject)
+                if row is None:
+                    session.add(
+                        SubjectMetadata(
+                            study_id=study_id, subject=subject, fields=fields, source=source, updated_at=now
+                        )
+                    )
+                    changed.append(subject)
+                elif row.fields != fields:
+                    row.fields, row.source, row.updated_at = fields, source, now
+                    changed.append(subject)
+        return changed
+
+    def metadata(self, study_id: str) -> dict[str, dict[str, Any]]:
+        with self._session() as session:
+            rows = session.scalars(select(SubjectMetadata).where(SubjectMetadata.study_id == study_id))
+            return {r.subject: dict(r.fields) for r in rows}
+
+    # ---- claims and runs -----------------------------------------------------------------
+
+    def claim(
+        self, worker: str, limit: int, lease_seconds: float, study_ids: list[str] | None = None
+    ) -> list[FileRecord]:
+        """Take up to `limit` READY files for `worker`, highest study priority first."""
+        now = utcnow()
+        claimed: list[FileRecord] = []
+        with self._session() as session:
+            query = (
+                select(DataFile.id)
+                .join(Study, Study.id == DataFile.study_id)
+                .where(DataFile.state == FileState.READY.value)
+                .where((DataFile.not_before.is_(None)) | (DataFile.not_before <= now))
+                .order_by(Study.priority.desc(), DataFile.id)
+                .limit(limit * 2)
+            )
+            if study_ids:
+                query = query.where(DataFile.study_id.in_(study_ids))
+            for file_id in session.scalars(query).all():
+                if len(claimed) >= limit:
+                    break
+                if self._cas(
+                    session,
+                    file_id,
+                    [FileState.READY.value],
+                    FileState.CLAIMED.value,
+                    f"claimed by {worker}",
+                    lease_owner=worker,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                ):
+                    row = session.get(DataFile, file_id)
+                    assert row is not None
+                    claimed.append(_file_record(row))
+        return claimed
+
+    def start_run(
+        self,
+        file_id: int,
+        *,
+        run_id: str,
+        worker: str,
+        host: str,
+        config_sha256: str,
+        package_version: str | None,
+    ) -> bool:
+        """CLAIMED -> RUNNING and a new run row; False if the claim was lost."""
+        now = utcnow()
+        with self._session() as session:
+            row = session.get(DataFile, file_id)
+            if row is None or row.state != FileState.CLAIMED.value or row.lease_owner != worker:
+                return False
+            attempt = row.attempts + 1
+            if not self._cas(
+                session,
+                file_id,
+                [FileState.CLAIMED.value],
+                FileState.RUNNING.value,
+                f"attempt {attempt} on {worker}",
+                attempts=attempt,
+            ):
+                return False
+            session.add(
+                Run(
+                    id=run_id,
+                    file_id=file_id,
+                    study_id=row.study_id,
+                    attempt=attempt,
+                    worker=worker,
+                    host=host,
+                    config_sha256=config_sha256,
+                    package_version=package_version,
+                    input_fingerprint=row.fingerprint,
+                    started_at=now,
+                    outcome="running",
+                )
+            )
+            return True
+
+    def renew_leases(self, worker: str, lease_seconds: float) -> int:
+        """Heartbeat: push out the lease of every file this worker holds."""
+        with self._session() as session:
+            result = session.execute(
+                update(DataFile)
+                .where(DataFile.lease_owner == worker, DataFile.state.in_(ACTIVE_STATES))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def finish_run(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
+        """Record a run's outcome and move its file on; returns the file's new state.
+
+        `retry_at` is when a retryable failure may run again (from the retry policy);
+        past `max_attempts` the file is FAILED for good.
+        """
+        now = utcnow()
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise CatalogError(f"unknown run {run_id}")
+            run.finished_at = now
+            run.outcome = metrics.outcome
+            run.error = metrics.error
+            run.wall_seconds = metrics.wall_seconds
+            run.cpu_seconds = metrics.cpu_seconds
+            run.peak_rss_bytes = metrics.peak_rss_bytes
+            run.bytes_read = metrics.bytes_read
+            run.bytes_written = metrics.bytes_written
+            run.recording_seconds = metrics.recording_seconds
+            run.sample_rate_hz = metrics.sample_rate_hz
+            run.result_location = metrics.result_location
+            if metrics.package_version:
+                run.package_version = metrics.package_version
+            row = session.get(DataFile, run.file_id)
+            assert row is not None
+            if row.state != FileState.RUNNING.value:
+                # The lease expired and someone else took over: keep the run, leave the file alone.
+                return row.state
+            release = {"lease_owner": None, "lease_expires_at": None}
+            if metrics.outcome == "succeeded":
+                if run.input_fingerprint != row.fingerprint:
+                    self._cas(
+                        session,
+                        row.id,
+                        [row.state],
+                        FileState.DISCOVERED.value,
+                        "file changed while it ran",
+                        attempts=0,
+                        **release,
+                    )
+                    return FileState.DISCOVERED.value
+                self._cas(
+                    session,
+                    row.id,
+                    [row.state],
+                    FileState.SUCCEEDED.value,
+                    None,
+                    current_run_id=run_id,
+                    last_error=None,
+                    not_before=None,
+                    **release,
+                )
+                return FileState.SUCCEEDED.value
+            if metrics.retryable and row.attempts < max_attempts and retry_at is not None:
+                reason = f"attempt {row.attempts} of {max_attempts} failed, retrying after {retry_at:%H:%M:%S} UTC: {metrics.error}"
+                self._cas(
+                    session,
+                    row.id,
+                    [row.state],
+                    FileState.READY.value,
+                    reason,
+                    last_error=metrics.error,
+                    not_before=retry_at,
+                    **release,
+                )
+                return FileState.READY.value
+            self._cas(
+                session, row.id, [row.state], FileState.FAILED.value, metrics.error, last_error=metrics.error, **release
+            )
+            return FileState.FAILED.value
+
+    def release(self, worker: str) -> int:
+        """Give back every claim of `worker` that has not started (clean shutdown)."""
+        count = 0
+        with self._session() as session:
+            ids = session.scalars(
+                select(DataFile.id).where(DataFile.lease_owner == worker, DataFile.state == FileState.CLAIMED.value)
+            ).all()
+            for file_id in ids:
+                count += self._cas(
+                    session,
+                    file_id,
+                    [FileState.CLAIMED.value],
+                    FileState.READY.value,
+                    f"released by {worker}",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+        return count
+
+    def expire_leases(self) -> int:
+        """Files whose worker stopped heartbeating go back to READY (their run is marked lost)."""
+        now = utcnow()
+        count = 0
+        with self._session() as session:
+            rows = session.scalars(
+                select(DataFile).where(DataFile.state.in_(ACTIVE_STATES), DataFile.lease_expires_at < now)
+            ).all()
+            for row in rows:
+                reason = f"lease of {row.lease_owner} expired; the worker stopped, retrying"
+                if self._cas(
+                    session, row.id, [row.state], FileState.READY.value, reason, lease_owner=None, lease_expires_at=None
+                ):
+                    session.execute(
+                        update(Run)
+                        .where(Run.file_id == row.id, Run.outcome == "running")
+                        .values(outcome="lost", finished_at=now, error=reason)
+                    )
+                    count += 1
+        return count
+
+    def runs(self, study_id: str | None = None, file_id: int | None = None) -> list[RunRecord]:
+        with self._session() as session:
+            query = select(Run).order_by(Run.started_at)
+            if study_id is not None:
+                query = query.where(Run.study_id == study_id)
+            if file_id is not None:
+                query = query.where(Run.file_id == file_id)
+            return [_run_record(r) for r in session.scalars(query)]
+
+    def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
+        """Each SUCCEEDED file with the run whose results are current."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DataFile, Run)
+                .join(Run, Run.id == DataFile.current_run_id)
+                .where(DataFile.study_id == study_id, DataFile.state == FileState.SUCCEEDED.value)
+                .order_by(DataFile.relative_path)
+            ).all()
+            return [(_file_record(f), _run_record(r)) for f, r in rows]
+
+    def status(self, study_id: str | None = None) -> list[StudyStatus]:
+        out: list[StudyStatus] = []
+        for study in self.studies():
+            if study_id is not None and study.id != study_id:
+                continue
+            files = self.files(study.id)
+            counts = {state.value: 0 for state in FileState}
+            for f in files:
+                counts[f.state] += 1
+            out.append(
+                StudyStatus(
+                    study_id=study.id,
+                    counts=counts,
+                    waiting=[(f.relative_path, f.reason or "") for f in files if f.state == FileState.WAITING.value],
+                    failed=[
+                        (f.relative_path, f.last_error or f.reason or "")
+                        for f in files
+                        if f.state == FileState.FAILED.value
+                    ],
+                )
+            )
+        return out
+
+    def events(self, file_id: int) -> list[tuple[datetime, str | None, str, str | None]]:
+        with self._session() as session:
+            rows = session.scalars(select(FileEvent).where(FileEvent.file_id == file_id).order_by(FileEvent.id))
+            return [(e.at, e.from_state, e.to_state, e.reason) for e in rows]

@@ -1,0 +1,122 @@
+"""Catalog tables (SQLAlchemy 2). Only `biomarkerflow.catalog` reads or writes them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class FileState(enum.StrEnum):
+    """A data file's life; see DESIGN.md. Stored as its value."""
+
+    DISCOVERED = "DISCOVERED"
+    WAITING = "WAITING"
+    READY = "READY"
+    CLAIMED = "CLAIMED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STALE = "STALE"
+
+
+class Base(DeclarativeBase):
+    # Times are naive UTC everywhere: SQLite drops time zones on the way back.
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime()}
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    config_source: Mapped[str] = mapped_column(Text)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output_location: Mapped[str] = mapped_column(Text)
+    data_location: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    registered_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DataFile(Base):
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("study_id", "url"),
+        Index("ix_files_state", "state", "study_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"))
+    url: Mapped[str] = mapped_column(Text)
+    relative_path: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float | None] = mapped_column(Float)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    # When the current fingerprint was first seen: the clock for `stable_seconds`.
+    fingerprint_seen_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default=FileState.DISCOVERED.value)
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    current_run_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    discovered_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SubjectMetadata(Base):
+    __tablename__ = "subject_metadata"
+
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_file", "file_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"))
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(200))
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    package_version: Mapped[str | None] = mapped_column(String(64))
+    input_fingerprint: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_read: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_written: Mapped[int | None] = mapped_column(BigInteger)
+    recording_seconds: Mapped[float | None] = mapped_column(Float)
+    sample_rate_hz: Mapped[float | None] = mapped_column(Float)
+    result_location: Mapped[str | None] = mapped_column(Text)
+
+
+class FileEvent(Base):
+    """Every state change of a file, with why: the audit trail behind `status`."""
+
+    __tablename__ = "file_events"
+    __table_args__ = (Index("ix_events_file", "file_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"))
+    at: Mapped[datetime]
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,372 @@
+"""The `biomarkerflow` command line. Run `biomarkerflow --help` for the commands.
+
+Exit codes (also in the README):
+  0  everything asked for succeeded
+  1  at least one file FAILED (process, run, demo)
+  2  a study config or the command line is invalid (validate, scan, query)
+  3  a data, metadata or output location cannot be read or written
+  4  the catalog cannot be opened or refused an operation
+  5  unexpected internal error (a bug: run with --debug and report it)
+  130 interrupted (Ctrl-C); claimed files are released, nothing is lost
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from biomarkerflow.catalog.manager import Catalog, FileRecord
+from biomarkerflow.errors import BiomarkerflowError
+from biomarkerflow.runtimes.entrypoint import JobOutcome
+
+app = typer.Typer(
+    help="Turn raw wearable-sensor files into digital biomarkers, study by study.\n\n"
+    "Everyday use:  biomarkerflow run --configs studies/",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+class _State:
+    home: Path = Path(".biomarkerflow")
+    debug: bool = False
+
+
+state = _State()
+DEFAULT_WORKERS = os.cpu_count() or 1
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(command: F) -> F:
+    """One place that turns our errors into a message, a hint and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BiomarkerflowError as exc:
+            if state.debug:
+                raise
+            errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                errors.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            errors.print("interrupted: claimed files were released and will run next time")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.BadParameter):
+            raise
+        except Exception as exc:
+            if state.debug:
+                raise
+            errors.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            errors.print("[yellow]hint:[/] run again with --debug for the traceback, and report it.")
+            raise typer.Exit(5) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main_options(
+    home: Annotated[
+        Path,
+        typer.Option(envvar="BIOMARKERFLOW_HOME", help="Folder holding the catalog (created if missing)."),
+    ] = Path(".biomarkerflow"),
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    state.home = home
+    state.debug = debug
+
+
+def open_catalog() -> Catalog:
+    return Catalog.for_home(state.home)
+
+
+# ---- validate ------------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def validate(
+    configs: Annotated[list[str], typer.Argument(help="Study config files (YAML).")],
+) -> None:
+    """Check study configs; one line per problem as file:line:column: field: message.
+
+    Example: biomarkerflow validate studies/demo-wrist.yaml
+    """
+    from biomarkerflow.config.validate import validate_paths
+
+    results = validate_paths(configs)
+    bad = 0
+    for path, problems in results.items():
+        if not problems:
+            console.print(f"ok  {path}", highlight=False)
+        for problem in problems:
+            bad += 1
+            console.print(str(problem), highlight=False, soft_wrap=True)
+    if bad:
+        errors.print(f"{bad} problem(s) in {sum(1 for p in results.values() if p)} of {len(results)} config(s)")
+        raise typer.Exit(2)
+
+
+# ---- scan / process / run -----------------------------------------------------------------
+
+
+def _print_scan(info: Any) -> None:
+    for study in info.studies:
+        name = study.study_id or study.source
+        if study.config_change == "invalid":
+            console.print(f"[red]invalid[/] {study.source}", highlight=False)
+            for problem in study.problems:
+                console.print(f"  {problem}", highlight=False, soft_wrap=True)
+            continue
+        if study.config_change == "error":
+            console.print(f"[red]error[/]   {name}: {study.error}", highlight=False)
+            if study.hint:
+                console.print(f"  hint: {study.hint}", highlight=False)
+            continue
+        files = study.files
+        console.print(
+            f"{study.config_change:9} {name}: {study.matched_files} files "
+            f"({files.new} new, {files.changed} changed, {files.unchanged} unchanged)",
+            highlight=False,
+        )
+        if study.hint:
+            console.print(f"  [yellow]note:[/] {study.hint}", highlight=False)
+
+
+def do_scan(catalog: Catalog, configs: str) -> bool:
+    from biomarkerflow.workflows.discovery import scan
+
+    with console.status("Scanning configs and data locations..."):
+        info = scan(catalog, configs)
+    if not info.studies:
+        console.print(f"no study configs (*.yaml, *.yml) found in {configs}")
+    _print_scan(info)
+    return info.ok
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("processing", total=0)
+        self._running: dict[int, str] = {}
+
+    def _describe(self) -> None:
+        running = ", ".join(list(self._running.values())[:3])
+        self._progress.update(self._task, description=f"running {running}" if running else "processing")
+
+    def planned(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def started(self, file: FileRecord) -> None:
+        self._running[file.id] = file.relative_path
+        task = self._progress.tasks[0]
+        if task.total is not None and task.completed + len(self._running) > task.total:
+            self._progress.update(self._task, total=task.completed + len(self._running))
+        self._describe()
+
+    def finished(self, file: FileRecord, outcome: JobOutcome, new_state: str) -> None:
+        self._running.pop(file.id, None)
+        self._progress.advance(self._task)
+        wall = f"{outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
+        colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(new_state, "yellow")
+        message = f"[{colour}]{new_state:9}[/] {file.study_id}/{file.relative_path} {wall}"
+        if outcome.error:
+            message += f"\n          {outcome.error}"
+        self._progress.console.print(message, highlight=False)
+        self._describe()
+
+    def waiting_for_retry(self, seconds: float) -> None:
+        self._progress.update(self._task, description=f"waiting {seconds:.0f} s to retry")
+
+
+def _print_gates(gates: list[Any]) -> None:
+    for gate in gates:
+        for problem in gate.problems:
+            console.print(f"[yellow]note:[/] {gate.study_id}: {problem}", highlight=False)
+        if gate.metadata_subjects_changed:
+            console.print(
+                f"{gate.study_id}: metadata updated for {len(gate.metadata_subjects_changed)} subject(s)",
+                highlight=False,
+            )
+
+
+def do_process(catalog: Catalog, studies: list[str] | None, workers: int) -> int:
+    from biomarkerflow.engine.executor import LocalExecutor
+    from biomarkerflow.workflows.processing import process
+
+    executor = LocalExecutor(workers)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            info = process(catalog, executor, study_ids=studies, progress=_RichProgress(bar), on_gates=_print_gates)
+    finally:
+        executor.close()
+    for gate in info.gates:
+        if gate.waiting:
+            console.print(
+                f"{gate.study_id}: {gate.waiting} file(s) WAITING (see `biomarkerflow status`)", highlight=False
+            )
+    console.print(f"done: {info.succeeded} succeeded, {info.failed} failed", highlight=False)
+    return 1 if info.failed else 0
+
+
+StudyOption = Annotated[list[str] | None, typer.Option("--study", help="Only this study (repeatable).")]
+WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes running files in parallel.")]
+
+
+@app.command()
+@handled
+def scan(
+    configs: Annotated[str, typer.Option(help="Folder or URL of study configs, or one config file.")],
+) -> None:
+    """Find new or changed study configs and register their data files (workflow 1).
+
+    Example: biomarkerflow scan --configs studies/
+    """
+    ok = do_scan(open_catalog(), configs)
+    raise typer.Exit(0 if ok else 2)
+
+
+@app.command()
+@handled
+def process(study: StudyOption = None, workers: WorkersOption = DEFAULT_WORKERS) -> None:
+    """Check requirements and run every READY file until none is left (workflow 2).
+
+    Example: biomarkerflow process --study demo-wrist --workers 2
+    """
+    raise typer.Exit(do_process(open_catalog(), study, workers))
+
+
+@app.command()
+@handled
+def run(
+    configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
+    study: StudyOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+) -> None:
+    """Scan, then process: the one everyday command.
+
+    Example: biomarkerflow run --configs studies/
+    """
+    catalog = open_catalog()
+    ok = do_scan(catalog, configs)
+    code = do_process(catalog, study, workers)
+    raise typer.Exit(code or (0 if ok else 2))
+
+
+# ---- status / query ----------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def status(
+    study: Annotated[str | None, typer.Option(help="Only this study.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Files per state for each study, with why files wait and why they failed."""
+    statuses = open_catalog().status(study)
+    if as_json:
+        payload = [
+            {
+                "study": s.study_id,
+                "counts": s.counts,
+                "waiting": [{"file": f, "reason": r} for f, r in s.waiting],
+                "failed": [{"file": f, "error": e} for f, e in s.failed],
+            }
+            for s in statuses
+        ]
+        print(json.dumps(payload, indent=2))
+        return
+    if not statuses:
+        console.print("no studies yet: run `biomarkerflow scan --configs FOLDER` first")
+        return
+    for s in statuses:
+        shown = {k: v for k, v in s.counts.items() if v}
+        console.print(f"[bold]{s.study_id}[/]  " + "  ".join(f"{k}={v}" for k, v in shown.items()), highlight=False)
+        for file, reason in s.waiting:
+            console.print(f"  WAITING  {file}: {reason}", highlight=False, soft_wrap=True)
+        for file, error in s.failed:
+            console.print(f"  [red]FAILED[/]   {file}: {error}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handled
+def query(
+    sql: Annotated[str, typer.Argument(help='SQL over the study\'s tables, e.g. "SELECT * FROM sleep"')],
+    study: Annotated[str, typer.Option(help="Study id.")],
+    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """SQL (DuckDB) over a study's consolidated result tables: activity, sleep, wear, gait ...
+
+    Example: biomarkerflow query --study demo-wrist "SELECT subject, AVG(\\"total sleep time\\") FROM sleep GROUP BY 1"
+    """
+    from biomarkerflow.results.query import run_query
+
+    if output_format not in ("table", "csv", "json"):
+        raise typer.BadParameter("use table, csv or json", param_hint="--format")
+    record = open_catalog().get_study(study)
+    if record is None:
+        from biomarkerflow.errors import CatalogError
+
+        raise CatalogError(
+            f"no study '{study}' in the catalog at {state.home}", hint="Run `biomarkerflow status` to list studies."
+        )
+    frame = run_query(record.output_location, sql)
+    if output_format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif output_format == "json":
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso", indent=2) + "\n")
+    else:
+        table = Table(show_lines=False)
+        for column in frame.columns:
+            table.add_column(str(column))
+        for row in frame.itertuples(index=False):
+            table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+
+
+# ---- demo --------------------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def demo(
+    workspace: Annotated[Path, typer.Option(help="Folder for the demo study (re-created).")] = Path("demo-workspace"),
+    subjects: Annotated[int, typer.Option(min=1, help="Synthetic subjects.")] = 4,
+    days: Annotated[float, typer.Option(help="Days recorded per subject.")] = 1.5,
+    seed: Annotated[int, typer.Option(help="Seed for the synthetic recordings.")] = 7,
+    workers: WorkersOption = DEFAULT_WORKERS,
+) -> None:
+    """Build a small study with synthetic and real recordings and process it end to end."""
+    from biomarkerflow.demo.run import run_demo
+
+    raise typer.Exit(run_demo(console, workspace, subjects=subjects, days=days, seed=seed, workers=workers))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,537 @@
+"""Load a study config from YAML, keeping the line and column of every field.
+
+PyYAML's `safe_load` forgets where values came from and silently keeps the last of
+two equal keys. Here the document is first *composed* with `yaml.SafeLoader` (which
+keeps node marks), checked for duplicate keys, then constructed with the same safe
+constructor, so no arbitrary Python object can ever be built from a config. Every
+problem is reported with its file, 1-based line and column, and dotted field path
+(`pipeline.steps[2].Sleep.day_window`), and all of them at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import posixpath
+import re
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.errors import ConfigError, ConfigProblem
+
+__all__ = ["LoadedConfig", "is_url", "load_study_config", "parent_path", "sorted_problems"]
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_LAST_PART = re.compile(r"(\.[^.\[\]]*|\[\d+\])$")
+
+Position = tuple[int, int]
+
+
+def is_url(location: str | Path) -> bool:
+    """True for `s3://...`, `https://...` and other URLs; False for local paths."""
+    return isinstance(location, str) and bool(_URL.match(location))
+
+
+def parent_path(path: str) -> str | None:
+    """`a.b[2].c` -> `a.b[2]` -> `a.b` -> `a` -> `` -> None."""
+    if not path:
+        return None
+    match = _LAST_PART.search(path)
+    return path[: match.start()] if match else ""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated study config and where each of its fields is written.
+
+    `locations` maps a field path to the (line, column) where the field is written:
+    the key of a mapping entry (`data.subject` -> the `subject:` key), the item of a
+    list (`data.include[1]`), and `""` for the document itself. `value_locations`
+    maps the same paths to where their values start.
+    """
+
+    config: StudyConfig
+    source: str
+    sha256: str
+    text: str
+    locations: dict[str, Position]
+    value_locations: dict[str, Position] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        """The folder (local path or URL) holding the config file."""
+        if is_url(self.source):
+            scheme, rest = self.source.split("://", 1)
+            return f"{scheme}://{posixpath.dirname(rest)}"
+        return os.path.dirname(self.source)
+
+    def resolve(self, location: str) -> str:
+        """An absolute local path or URL for a location written in this config.
+
+        Relative locations are relative to the config file's folder, also when the
+        config itself lives at a URL: for `s3://b/configs/x.yaml`, `data/raw` becomes
+        `s3://b/configs/data/raw`. Absolute paths and URLs come back unchanged.
+        """
+        if is_url(location):
+            return location
+        location = os.path.expanduser(location)
+        if os.path.isabs(location):
+            return location
+        if is_url(self.source):
+            scheme, rest = self.source.split("://", 1)
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(rest), location))
+            return f"{scheme}://{joined}"
+        return os.path.normpath(os.path.join(os.path.dirname(self.source), location))
+
+    def locate(self, path: str) -> Position | None:
+        """Where a field path is written, else where its nearest written parent is."""
+        current: str | None = path
+        while current is not None:
+            if current in self.locations:
+                return self.locations[current]
+            current = parent_path(current)
+        return None
+
+    def problem(self, field: str, message: str) -> ConfigProblem:
+        """A problem about a field path, located at the field or its nearest parent."""
+        where = self.locate(field)
+        line, column = where if where else (None, None)
+        return ConfigProblem(self.source, line, column, field, message)
+
+
+def load_study_config(source: str | Path, text: str | bytes | None = None) -> LoadedConfig:
+    """Read, parse and validate one study config.
+
+    `source` is a local path or a URL. When `text` is given it is used as the file's
+    content and `source` only names the file and anchors its relative locations (so
+    discovery can read bytes through fsspec once). Raises `ConfigError` carrying every
+    problem found, each with file, line, column and field path.
+    """
+    name = _normalise_source(source)
+    raw = _read_bytes(name) if text is None else text
+    data_bytes = raw.encode("utf-8") if isinstance(raw, str) else raw
+    sha256 = hashlib.sha256(data_bytes).hexdigest()
+    decoded = raw if isinstance(raw, str) else _decode(name, raw)
+    if decoded.startswith("\ufeff"):
+        decoded = decoded[1:]
+
+    root, data, problems = _parse(name, decoded)
+    if root is None:
+        raise ConfigError(sorted_problems(problems))
+    keys, values = _positions(root)
+    if not isinstance(data, dict):
+        kind = _kind(data)
+        problems.append(
+            ConfigProblem(
+                name,
+                *_pos(root),
+                "",
+                f"the top level must be a mapping of fields (study:, data:, pipeline: ...), not {kind}",
+            )
+        )
+        raise ConfigError(sorted_problems(problems))
+
+    try:
+        config = StudyConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems.extend(_translate(name, root, exc.errors()))
+        raise ConfigError(sorted_problems(problems)) from None
+    if problems:
+        raise ConfigError(sorted_problems(problems))
+
+    locations = {path: keys.get(path, values[path]) for path in values}
+    return LoadedConfig(
+        config=config,
+        source=name,
+        sha256=sha256,
+        text=decoded,
+        locations=locations,
+        value_locations=values,
+    )
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _normalise_source(source: str | Path) -> str:
+    if is_url(source):
+        return str(source)
+    return os.path.abspath(os.path.expanduser(os.fspath(source)))
+
+
+def _read_bytes(source: str) -> bytes:
+    try:
+        if is_url(source):
+            import fsspec
+
+            with fsspec.open(source, "rb") as handle:
+                return typing.cast(bytes, handle.read())
+        return Path(source).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(source, None, None, "", "file not found")]) from None
+    except IsADirectoryError:
+        message = "this is a folder, not a config file"
+        raise ConfigError([ConfigProblem(source, None, None, "", message)]) from None
+    except OSError as exc:
+        message = f"cannot read the file: {exc}"
+        raise ConfigError([ConfigProblem(source, None, None, "", message)]) from exc
+
+
+def _decode(source: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        message = "the file is not UTF-8 text; save it as UTF-8"
+        raise ConfigError([ConfigProblem(source, line, column, "", message)]) from None
+
+
+# --- YAML ------------------------------------------------------------------------------
+
+
+def _parse(source: str, text: str) -> tuple[Node | None, Any, list[ConfigProblem]]:
+    """Compose the YAML (keeping marks), find duplicate keys, then construct safely."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            message = "the file is empty; a study config starts with e.g. 'study: my-study'"
+            return None, None, [ConfigProblem(source, 1, 1, "", message)]
+        problems = list(_duplicate_keys(source, root))
+        # Constructing merges `<<` keys into the nodes in place, so the walk that
+        # records positions afterwards sees the same keys as the constructed data.
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        return None, None, [_syntax_problem(source, exc)]
+    except yaml.YAMLError as exc:
+        return None, None, [ConfigProblem(source, None, None, "", f"invalid YAML: {exc}")]
+    finally:
+        loader.dispose()
+    return root, data, problems
+
+
+def _syntax_problem(source: str, exc: yaml.MarkedYAMLError) -> ConfigProblem:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    problem = exc.problem or str(exc)
+    if isinstance(exc, ConstructorError):
+        message = f"unsupported YAML ({problem}); write plain values, lists and mappings"
+    elif "expected a single document" in (exc.context or ""):
+        message = "the file holds more than one YAML document ('---'); write one study per file"
+    else:
+        message = f"invalid YAML: {problem}"
+        if exc.context:
+            message += f" ({exc.context}"
+            if exc.context_mark and exc.context_mark is not mark:
+                message += f" on line {exc.context_mark.line + 1}"
+            message += ")"
+        if "'\\t'" in problem:
+            message += "; indent with spaces, not tabs"
+    return ConfigProblem(source, line, column, "", message)
+
+
+def _duplicate_keys(source: str, root: Node) -> Iterator[ConfigProblem]:
+    for path, node in _walk_nodes(root):
+        if not isinstance(node, MappingNode):
+            continue
+        seen: dict[tuple[str, str], Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            ident = (key_node.tag, key_node.value)
+            if ident in seen:
+                first = seen[ident].start_mark.line + 1
+                yield ConfigProblem(
+                    source,
+                    *_pos(key_node),
+                    _join(path, key_node.value),
+                    f"duplicate key '{key_node.value}': it is already set on line {first}, "
+                    "and YAML would silently keep only this last one",
+                )
+            seen[ident] = key_node
+
+
+def _walk_nodes(root: Node) -> Iterator[tuple[str, Node]]:
+    """(path, node) for every node, depth first; aliases to an ancestor are not followed."""
+    stack: list[tuple[str, Node, frozenset[int]]] = [("", root, frozenset())]
+    while stack:
+        path, node, ancestors = stack.pop()
+        yield path, node
+        inner = ancestors | {id(node)}
+        children: list[tuple[str, Node]] = []
+        if isinstance(node, MappingNode):
+            children = [(_join(path, _key_text(k)), v) for k, v in node.value]
+        elif isinstance(node, SequenceNode):
+            children = [(f"{path}[{i}]", item) for i, item in enumerate(node.value)]
+        for child_path, child in reversed(children):
+            if id(child) not in inner:
+                stack.append((child_path, child, inner))
+
+
+def _positions(root: Node) -> tuple[dict[str, Position], dict[str, Position]]:
+    """Where each field's key is written, and where each field's value starts."""
+    keys: dict[str, Position] = {}
+    values: dict[str, Position] = {"": _pos(root)}
+    for path, node in _walk_nodes(root):
+        if isinstance(node, MappingNode):
+            for key_node, value_node in node.value:  # later duplicates win, as in YAML
+                child = _join(path, _key_text(key_node))
+                keys[child] = _pos(key_node)
+                values[child] = _pos(key_node if _is_empty(value_node) else value_node)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                values[f"{path}[{i}]"] = _pos(item)
+    return keys, values
+
+
+def _pos(node: Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _key_text(node: Node) -> str:
+    return node.value if isinstance(node, ScalarNode) else "?"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _is_empty(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value == ""
+
+
+# --- pydantic errors -> located problems -------------------------------------------------
+
+
+@dataclass
+class _Spot:
+    """Where a pydantic error location lands in the YAML tree."""
+
+    path: str
+    key: Node | None
+    value: Node
+    depth: int  # loc elements that matched a YAML key or item
+    unmatched: list[str | int]  # loc elements with no YAML counterpart (union tags, missing)
+    branch: str  # the path where the first unmatched element was met
+    at_key: bool = False  # the error is about a mapping key ('[key]')
+
+
+def _resolve(root: Node, loc: Sequence[str | int]) -> _Spot:
+    spot = _Spot(path="", key=None, value=root, depth=0, unmatched=[], branch="")
+    for element in loc:
+        if element == "[key]":
+            spot.at_key = True
+            continue
+        node = spot.value
+        if isinstance(node, MappingNode) and not isinstance(element, bool):
+            match = [(k, v) for k, v in node.value if _key_text(k) == str(element)]
+            if match:
+                spot.key, spot.value = match[-1]
+                spot.path = _join(spot.path, str(element))
+                spot.depth += 1
+                continue
+        elif isinstance(node, SequenceNode) and isinstance(element, int) and 0 <= element < len(node.value):
+            spot.key, spot.value = None, node.value[element]
+            spot.path = f"{spot.path}[{element}]"
+            spot.depth += 1
+            continue
+        if not spot.unmatched:
+            spot.branch = spot.path
+        spot.unmatched.append(element)
+    return spot
+
+
+_EXPECTED = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping (name: value)",
+    "model_type": "a mapping (name: value)",
+    "model_attributes_type": "a mapping (name: value)",
+}
+
+
+def _translate(source: str, root: Node, errors: list[Any]) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    unions: dict[str, list[tuple[Any, _Spot]]] = {}
+    for error in errors:
+        spot = _resolve(root, error["loc"])
+        if error["type"] == "missing":
+            problems.append(_missing(source, error, spot))
+        elif spot.unmatched:
+            # Unmatched loc elements are pydantic's union-branch tags ('str',
+            # 'dict[str,...]'): one YAML value failed several alternatives.
+            unions.setdefault(spot.branch, []).append((error, spot))
+        else:
+            problems.append(_located(source, error, spot, _message(error, spot)))
+    for group in unions.values():
+        deepest = max(spot.depth for _, spot in group)
+        chosen = [(e, s) for e, s in group if s.depth == deepest]
+        if len(chosen) > 1 and all(e["type"] in _EXPECTED for e, _ in chosen):
+            kinds = list(dict.fromkeys(_EXPECTED[e["type"]].split(" (")[0] for e, _ in chosen))
+            error, spot = chosen[0]
+            message = f"expected {' or '.join(kinds)}, got {_show(error['input'])}"
+            problems.append(_located(source, error, spot, message))
+        else:
+            seen: set[str] = set()
+            for error, spot in chosen:
+                message = _message(error, spot)
+                if message not in seen:
+                    seen.add(message)
+                    problems.append(_located(source, error, spot, message))
+    return problems
+
+
+def _located(source: str, error: Any, spot: _Spot, message: str) -> ConfigProblem:
+    if error["type"] == "extra_forbidden" or spot.at_key:
+        node = spot.key or spot.value
+    elif spot.key is not None and _is_empty(spot.value):
+        node = spot.key
+    else:
+        node = spot.value
+    return ConfigProblem(source, *_pos(node), spot.path, message)
+
+
+def _missing(source: str, error: Any, spot: _Spot) -> ConfigProblem:
+    name = str(error["loc"][-1])
+    parent = spot.path
+    anchor = spot.key if spot.key is not None else spot.value
+    return ConfigProblem(source, *_pos(anchor), _join(parent, name), f"missing required field '{name}'")
+
+
+def _message(error: Any, spot: _Spot) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    shown = _show(value)
+    if kind == "extra_forbidden":
+        return _unknown_field(error["loc"])
+    if kind in _EXPECTED:
+        if spot.at_key:
+            return f"names here must be text, got {shown}"
+        expected = _EXPECTED[kind]
+        if value is None:
+            return f"expected {expected}, but the value is empty"
+        message = f"expected {expected}, got {shown}"
+        if kind == "string_type" and isinstance(value, int | float | bool | date):
+            raw = spot.value.value if isinstance(spot.value, ScalarNode) else str(value)
+            message += f"; put it in quotes: '{raw}'"
+        elif kind == "list_type" and isinstance(value, str):
+            message += f"; write a list, e.g. ['{value}']"
+        return message
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        words = {
+            "greater_than_equal": ("at least", "ge"),
+            "greater_than": ("more than", "gt"),
+            "less_than_equal": ("at most", "le"),
+            "less_than": ("less than", "lt"),
+        }[kind]
+        return f"must be {words[0]} {_number(ctx.get(words[1]))}, got {shown}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+    if kind == "too_long":
+        return f"takes at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}"
+    if kind == "string_pattern_mismatch":
+        if tuple(error["loc"]) == ("study",):
+            return (
+                f"{shown} is not a valid study id; use letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit"
+            )
+        return f"{shown} does not have the expected form (pattern {ctx.get('pattern')})"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if value is not None and not isinstance(value, dict | list) and str(value) not in message:
+        message += f" (got {shown})"
+    return message
+
+
+def _unknown_field(loc: Sequence[str | int]) -> str:
+    name = str(loc[-1])
+    parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+    allowed = _fields_at(loc[:-1])
+    message = f"unknown field '{name}'"
+    if not allowed:
+        return message
+    close = difflib.get_close_matches(name, allowed, n=1)
+    if close:
+        return f"{message}; did you mean '{close[0]}'?"
+    where = f"'{parent}'" if parent else "the top level"
+    return f"{message}; {where} accepts: {', '.join(allowed)}"
+
+
+def _fields_at(loc: Sequence[str | int]) -> list[str]:
+    """Field names of the model found at a loc, walking StudyConfig's annotations."""
+    annotation: Any = StudyConfig
+    for element in loc:
+        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+            info = annotation.model_fields.get(str(element))
+            if info is None:
+                return []
+            annotation = info.annotation
+        elif typing.get_origin(annotation) is list and isinstance(element, int):
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return []
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _show(value: Any) -> str:
+    """A value as a scientist would recognise it from the YAML, quoted and short."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return f"'{text}'"
+    if isinstance(value, int | float | date):
+        return str(value)
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
+    except yaml.YAMLError:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _kind(data: Any) -> str:
+    if isinstance(data, list):
+        return "a list"
+    if isinstance(data, str):
+        return f"the text {_show(data)}"
+    return f"the value {_show(data)}"
+
+
+def sorted_problems(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """Problems in reading order: by file, line and column; unlocated ones last."""
+    big = 1 << 62
+    return sorted(
+        problems,
+        key=lambda p: (p.file, p.line if p.line is not None else big, p.column or 0, p.field),
+    )

@@ -1,0 +1,201 @@
+"""`biomarkerflow demo`: a small, complete study run end to end on this machine.
+
+It writes a workspace with two studies, runs discovery and processing, shows a subject
+waiting for missing metadata, supplies it, finishes, and compares the biomarkers with
+the synthetic recordings' ground truth.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from biomarkerflow.catalog.manager import Catalog
+
+SHARED_SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "skdh"
+REAL_SAMPLES = ("ax3_sample.cwa", "ax6_sample.cwa", "gnactv_sample.bin")
+WAITING_SUBJECT_INDEX = -1  # the last synthetic subject starts without a height
+
+WRIST_CONFIG = """\
+study: demo-wrist
+description: Free-living wrist study (synthetic GENEActiv recordings with ground truth)
+data:
+  location: ../data/wrist
+  include: ["**/*.cwa", "**/*.bin"]
+  subject: '(?P<subject>[A-Za-z0-9]+)_'
+  reader: auto
+metadata:
+  - location: ../data/subjects.csv
+requirements:
+  metadata: [height_m]
+  min_files_per_subject: 1
+  stable_seconds: 0
+pipeline:
+  package: scikit-digital-health==0.17.18
+  steps:
+    - CalibrateAccelerometer: {min_hours: 24}
+    - GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}
+    - AccelThresholdWearDetection: {}
+    - Sleep: {day_window: [12, 24]}
+    - ActivityLevelClassification: {cutpoints: migueles_wrist_adult}
+output:
+  location: ../results/demo-wrist
+"""
+
+LAB_CONFIG = """\
+study: demo-lab-gait
+description: Short lab recordings from the SKDH repository (real devices), lumbar gait
+data:
+  location: ../data/lab
+  include: ["*.cwa", "*.bin"]
+  subject: '(?P<subject>[A-Za-z0-9]+)_'
+metadata:
+  - location: ../data/lab_subjects.csv
+requirements:
+  metadata: [height_m]
+pipeline:
+  package: scikit-digital-health==0.17.18
+  steps:
+    - GaitLumbar: {}
+output:
+  location: ../results/demo-lab-gait
+"""
+
+
+def find_samples() -> Path | None:
+    """The real SKDH sample files shipped beside the repository (../shared/data/skdh)."""
+    for candidate in (SHARED_SAMPLES, Path.cwd().parent / "shared" / "data" / "skdh"):
+        if all((candidate / name).exists() for name in REAL_SAMPLES):
+            return candidate
+    return None
+
+
+def build_workspace(workspace: Path, *, subjects: int, days: float, seed: int) -> dict[str, pd.DataFrame]:
+    """Write configs, recordings and metadata; returns ground truth per subject (daily)."""
+    from biomarkerflow.demo import synthetic
+
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    (workspace / "studies").mkdir(parents=True)
+    wrist = workspace / "data" / "wrist"
+    truth_folder = workspace / "data" / "truth"
+    wrist.mkdir(parents=True)
+    truth_folder.mkdir(parents=True)
+    names = [f"S{i + 1:02d}" for i in range(subjects)]
+    truths = synthetic.make_recordings(wrist, names, days=days, fs=50.0, seed=seed)
+    for truth_csv in wrist.glob("*_truth.csv"):
+        truth_csv.rename(truth_folder / truth_csv.name)
+    heights = [1.62 + 0.05 * i for i in range(subjects)]
+    rows = [{"subject": s, "height_m": h, "tz_name": ""} for s, h in zip(names, heights, strict=True)]
+    rows[WAITING_SUBJECT_INDEX]["height_m"] = None
+    pd.DataFrame(rows).to_csv(workspace / "data" / "subjects.csv", index=False)
+    (workspace / "studies" / "demo-wrist.yaml").write_text(WRIST_CONFIG)
+
+    samples = find_samples()
+    if samples is not None:
+        lab = workspace / "data" / "lab"
+        lab.mkdir(parents=True)
+        for name in REAL_SAMPLES:
+            shutil.copyfile(samples / name, lab / name)
+        lab_rows = [{"subject": n.split("_")[0], "height_m": 1.75} for n in REAL_SAMPLES]
+        pd.DataFrame(lab_rows).to_csv(workspace / "data" / "lab_subjects.csv", index=False)
+        (workspace / "studies" / "demo-lab-gait.yaml").write_text(LAB_CONFIG)
+    return {subject: truth.summary() for subject, truth in truths.items()}
+
+
+SUMMARY_SQL = """
+WITH wear AS (
+    SELECT subject, SUM(duration_minutes) / 60 AS wear_hours FROM wear GROUP BY subject
+), sleep AS (
+    SELECT subject, AVG("total sleep time") AS sleep_minutes, COUNT("total sleep time") AS nights
+    FROM sleep GROUP BY subject
+), activity AS (
+    SELECT subject, AVG("wake MVPA 5s epoch [min]") AS mvpa_minutes_per_day
+    FROM activity WHERE "N wear hours" >= 10 GROUP BY subject
+)
+SELECT wear.subject, wear.wear_hours, sleep.sleep_minutes, sleep.nights, activity.mvpa_minutes_per_day
+FROM wear LEFT JOIN sleep USING (subject) LEFT JOIN activity USING (subject)
+ORDER BY wear.subject
+"""
+
+
+def _summary(output_location: str, truths: dict[str, pd.DataFrame]) -> Table:
+    from biomarkerflow.results.query import run_query
+
+    measured = run_query(output_location, SUMMARY_SQL)
+    table = Table(title="demo-wrist: biomarkers per subject (SKDH 0.17.18) vs. synthetic ground truth")
+    for column in ("subject", "wear h", "truth", "sleep min/night", "truth", "MVPA min/day", "truth"):
+        table.add_column(column, justify="right")
+    for row in measured.itertuples(index=False):
+        truth = truths.get(str(row.subject))
+        truth_wear = truth_sleep = truth_mvpa = float("nan")
+        if truth is not None:
+            truth_wear = float(truth["wear_hours"].sum())
+            nights = truth["sleep_minutes"][truth["sleep_minutes"] > 0]
+            truth_sleep = float(nights.mean()) if len(nights) else float("nan")
+            truth_mvpa = float(truth["mvpa_minutes"].mean())
+        table.add_row(
+            str(row.subject),
+            f"{row.wear_hours:.1f}",
+            f"{truth_wear:.1f}",
+            f"{row.sleep_minutes:.0f}",
+            f"{truth_sleep:.0f}",
+            f"{row.mvpa_minutes_per_day:.0f}",
+            f"{truth_mvpa:.0f}",
+        )
+    return table
+
+
+def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, seed: int, workers: int) -> int:
+    from biomarkerflow.cli import do_process, do_scan
+
+    workspace = workspace.resolve()
+    console.rule("[bold]1. Build the demo workspace")
+    with console.status(f"Writing {subjects} synthetic {days:g}-day GENEActiv recordings at 50 Hz..."):
+        truths = build_workspace(workspace, subjects=subjects, days=days, seed=seed)
+    console.print(f"workspace: {workspace}")
+    if find_samples() is None:
+        console.print("[yellow]note:[/] ../shared/data/skdh not found; the real-device study is left out")
+    home = workspace / ".biomarkerflow"
+    catalog = Catalog.for_home(home)
+    configs = str(workspace / "studies")
+
+    console.rule("[bold]2. Discover and process")
+    do_scan(catalog, configs)
+    first = do_process(catalog, None, workers)
+
+    console.rule("[bold]3. One subject waits for its metadata")
+    waiting = [(s.study_id, f, r) for s in catalog.status() for f, r in s.waiting]
+    for study, file, reason in waiting:
+        console.print(f"WAITING {study}/{file}: {reason}", highlight=False)
+    metadata = workspace / "data" / "subjects.csv"
+    frame = pd.read_csv(metadata)
+    frame.loc[frame["height_m"].isna(), "height_m"] = 1.80
+    frame.to_csv(metadata, index=False)
+    console.print(f"added the missing height to {metadata.relative_to(workspace)}; processing again")
+    second = do_process(catalog, None, workers)
+
+    console.rule("[bold]4. Results")
+    wrist = catalog.get_study("demo-wrist")
+    assert wrist is not None
+    console.print(_summary(wrist.output_location, truths))
+    console.print(
+        textwrap.dedent(
+            f"""\
+            Results (Parquet, one folder per run, with provenance): {wrist.output_location}/runs
+            Consolidated tables: {wrist.output_location}/tables
+            Try:
+              biomarkerflow --home {home} status
+              biomarkerflow --home {home} query --study demo-wrist "SELECT subject, Date, \\"total sleep time\\" FROM sleep"
+              biomarkerflow --home {home} query --study demo-lab-gait "SELECT subject, COUNT(*) AS strides FROM gait GROUP BY 1"
+            """
+        ),
+        highlight=False,
+    )
+    catalog.close()
+    return first or second

@@ -1,0 +1,221 @@
+"""Checks of a study config against the SKDH that is installed here.
+
+The schema only knows shapes; these checks know SKDH: which package and version,
+which reader, which steps and parameters exist, and the step orders that make SKDH
+stop or quietly give incomplete results (DESIGN.md, "Known SKDH behaviours").
+Each problem is a (field path, message) pair; the caller locates it in the YAML.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from biomarkerflow.config.schema import DataConfig, StepSpec, StudyConfig
+from biomarkerflow.plugins.skdh import steps
+
+__all__ = ["PACKAGE", "check_study", "installed_version"]
+
+PACKAGE = "scikit-digital-health"
+
+Problem = tuple[str, str]
+
+
+def installed_version() -> str | None:
+    """The installed scikit-digital-health version, None if it is not installed."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_study(config: StudyConfig) -> list[Problem]:
+    """Every SKDH-specific problem of a (schema-valid) study config, as (field, message)."""
+    problems = _check_package(config.pipeline.package)
+    problems += _check_reader(config.data)
+    step_problems, valid = _check_steps(config.pipeline.steps)
+    problems += step_problems
+    problems += _check_order(config.pipeline.steps, valid)
+    return problems
+
+
+def _check_package(package: str) -> list[Problem]:
+    field = "pipeline.package"
+    installed = installed_version()
+    example = f"{PACKAGE}=={installed or '0.17.18'}"
+    try:
+        requirement = Requirement(package)
+    except InvalidRequirement:
+        return [(field, f"'{package}' is not a package requirement; write e.g. {example}")]
+    if canonicalize_name(requirement.name) != PACKAGE:
+        message = f"the skdh workflow runs {PACKAGE}, not '{requirement.name}'; write e.g. {example}"
+        return [(field, message)]
+    specifiers = list(requirement.specifier)
+    pinned: Version | None = None
+    if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and "*" not in specifiers[0].version:
+        try:
+            pinned = Version(specifiers[0].version)
+        except InvalidVersion:
+            pinned = None
+    if pinned is None:
+        return [(field, f"'{package}' does not pin one version; pin an exact version, e.g. {example}")]
+    if installed is None:
+        return [(field, f"{PACKAGE} is not installed here, so {pinned} cannot run")]
+    if pinned != Version(installed):
+        message = (
+            f"{PACKAGE} {pinned} is pinned but {installed} is installed; isolated runtimes for "
+            f"other versions are not available yet, so pin {PACKAGE}=={installed}"
+        )
+        return [(field, message)]
+    return []
+
+
+def _check_reader(data: DataConfig) -> list[Problem]:
+    name = data.reader_name
+    base = "data.reader" if isinstance(data.reader, str) else f"data.reader.{name}"
+    readers = steps.reader_names()
+    if name == "auto":
+        problems: list[Problem] = []
+        if data.reader_params:
+            problems.append((base, "reader 'auto' takes no parameters; name a reader to set parameters"))
+        problems += _check_auto_patterns(data.include, readers)
+        return problems
+    if name not in readers:
+        if steps.find_step(name) is not None:
+            message = f"'{name}' is a processing step, not a reader; use auto or one of: {', '.join(readers)}"
+        else:
+            message = f"unknown reader '{name}'; use auto or one of: {', '.join(readers)}"
+        return [(base, message)]
+    return [(f"{base}.{p.param}" if p.param else base, p.message) for p in steps.check_params(name, data.reader_params)]
+
+
+def _check_auto_patterns(include: Sequence[str], readers: Sequence[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, pattern in enumerate(include):
+        if steps.reader_for_file(pattern) is not None:
+            continue
+        known = ", ".join(
+            f"{ext} ({reader})" for ext, reader in steps.READERS_BY_EXTENSION.items() if reader in readers
+        )
+        message = (
+            f"reader 'auto' has no reader for the files of '{pattern}' (it knows {known}); "
+            "set data.reader to the reader for these files"
+        )
+        problems.append((f"data.include[{i}]", message))
+    return problems
+
+
+def _step(spec: StepSpec) -> tuple[str, dict[str, Any]]:
+    name, params = next(iter(spec.items()))
+    return name, dict(params or {})
+
+
+def _check_steps(pipeline: Sequence[StepSpec]) -> tuple[list[Problem], set[int]]:
+    """Problems of each step on its own, and the indices of the steps that are fine."""
+    problems: list[Problem] = []
+    valid: set[int] = set()
+    readers = set(steps.reader_names())
+    for i, spec in enumerate(pipeline):
+        name, params = _step(spec)
+        base = f"pipeline.steps[{i}].{name}"
+        if name in readers:
+            message = f"{name} is a reader: set it under data.reader (e.g. reader: {name}), not as a pipeline step"
+            problems.append((base, message))
+            continue
+        if steps.find_step(name) is None:
+            problems.append((base, steps.unknown_step_message(name)))
+            continue
+        found = steps.check_params(name, params)
+        problems += [(f"{base}.{p.param}" if p.param else base, p.message) for p in found]
+        if not found:
+            valid.add(i)
+    return problems, valid
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def _day_windows(params: dict[str, Any]) -> set[tuple[int, int]]:
+    """The (base, period) windows a GetDayWindowIndices step makes."""
+    resolved = steps.resolve_params("GetDayWindowIndices", params)
+    bases, periods = resolved.get("bases"), resolved.get("periods")
+    if bases is None or periods is None:
+        return set()
+    try:
+        return {(int(b), int(p)) for b, p in zip(_as_list(bases), _as_list(periods), strict=False)}
+    except (TypeError, ValueError):
+        return set()
+
+
+def _day_window(step_name: str, params: dict[str, Any]) -> tuple[int, int] | None:
+    window: Any = steps.resolve_params(step_name, params).get("day_window")
+    try:
+        base, period = window
+        return int(base), int(period)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_order(pipeline: Sequence[StepSpec], valid: set[int]) -> list[Problem]:
+    """Step orders that make SKDH 0.17 stop or silently lose results.
+
+    - Sleep raises "Day indices for (12, 24) not found" unless an earlier
+      GetDayWindowIndices makes its day_window (base 12, period 24 by default).
+    - ActivityLevelClassification without its day window (0, 24) is not split into
+      days; before Sleep it has no sleep information and only logs that.
+    """
+    problems: list[Problem] = []
+    windows: set[tuple[int, int]] = set()
+    window_step: int | None = None
+    activity_step: int | None = None
+    windows_known = True  # False after a GetDayWindowIndices that is itself wrong
+    for i, spec in enumerate(pipeline):
+        name, params = _step(spec)
+        if i not in valid:
+            windows_known = windows_known and name != "GetDayWindowIndices"
+            continue
+        base = f"pipeline.steps[{i}].{name}"
+        if name == "GetDayWindowIndices":
+            windows |= _day_windows(params)
+            window_step = i
+        elif name in ("Sleep", "ActivityLevelClassification"):
+            day = _day_window(name, params)
+            if windows_known and day is not None and day not in windows:
+                problems.append((base, _missing_window(name, day, window_step)))
+            if name == "ActivityLevelClassification" and activity_step is None:
+                activity_step = i
+            if name == "Sleep" and activity_step is not None:
+                message = (
+                    f"Sleep must come before ActivityLevelClassification "
+                    f"(pipeline.steps[{activity_step}]); otherwise the activity results have no "
+                    "sleep information"
+                )
+                problems.append((base, message))
+    return problems
+
+
+def _missing_window(name: str, day: tuple[int, int], window_step: int | None) -> str:
+    base, period = day
+    if name == "Sleep":
+        effect = f"SKDH stops with 'Day indices for ({base}, {period}) (base, period) not found'"
+    else:
+        effect = "activity is not split into days (set day_window: null if that is intended)"
+    example = "- GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}"
+    if window_step is None:
+        return (
+            f"{name} needs GetDayWindowIndices before it, with bases including {base} and "
+            f"periods {period} ({example}); otherwise {effect}"
+        )
+    return (
+        f"{name} uses day_window [{base}, {period}] but GetDayWindowIndices "
+        f"(pipeline.steps[{window_step}]) makes no {period}-hour window starting at {base}:00; "
+        f"add {base} to its bases and {period} to its periods, otherwise {effect}"
+    )

@@ -1,0 +1,105 @@
+"""Per-study consolidated tables: the current run of every SUCCEEDED file, one table each.
+
+Rebuilt from the catalog's list of current runs (never by scanning folders), written
+to a temporary file and renamed, so a query sees the old table or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from biomarkerflow.catalog.manager import Catalog, StudyRecord
+from biomarkerflow.errors import StorageError
+from biomarkerflow.storage import store
+
+TABLES_FOLDER = "tables"
+
+
+def tables_location(output_location: str) -> str:
+    return f"{output_location.rstrip('/')}/{TABLES_FOLDER}"
+
+
+MANIFEST = "_runs.json"
+
+
+def _manifest(output_location: str) -> list[str] | None:
+    url = f"{tables_location(output_location)}/{MANIFEST}"
+    try:
+        return list(json.loads(store.read_bytes(url)))
+    except (StorageError, ValueError):
+        return None
+
+
+def is_current(catalog: Catalog, study: StudyRecord) -> bool:
+    """True when the consolidated tables hold exactly the study's current runs."""
+    runs = sorted(run.id for _, run in catalog.current_results(study.id))
+    return _manifest(study.output_location) == runs
+
+
+def _unified_type(types: list[pa.DataType]) -> pa.DataType:
+    distinct = {t for t in types if not pa.types.is_null(t)}
+    if len(distinct) <= 1:
+        return distinct.pop() if distinct else pa.null()
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in distinct):
+        return pa.float64()
+    return pa.large_string()
+
+
+def combine(tables: list[pa.Table]) -> pa.Table:
+    """Stack run tables whose column types may differ between runs, losing no value.
+
+    SKDH gives e.g. an all-NaN (float) column in one recording and text in another;
+    such columns become text, mixed integer/float become float, missing columns null.
+    """
+    tables = [t.replace_schema_metadata(None) for t in tables if t.num_rows > 0] or tables[:1]
+    names: list[str] = []
+    types: dict[str, list[pa.DataType]] = {}
+    for table in tables:
+        for column in table.schema:
+            if column.name not in types:
+                names.append(column.name)
+                types[column.name] = []
+            types[column.name].append(column.type)
+    schema = pa.schema([(name, _unified_type(types[name])) for name in names])
+    aligned = []
+    for table in tables:
+        columns = []
+        for column in schema:
+            if column.name in table.column_names:
+                values = table[column.name]
+                columns.append(values if values.type == column.type else values.cast(column.type))
+            else:
+                columns.append(pa.nulls(table.num_rows, column.type))
+        aligned.append(pa.Table.from_arrays(columns, schema=schema))
+    return pa.concat_tables(aligned)
+
+
+def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
+    """Write tables/<name>.parquet for every result table; returns rows per table."""
+    parts: dict[str, list[pa.Table]] = defaultdict(list)
+    current = catalog.current_results(study.id)
+    for _file, run in current:
+        if not run.result_location:
+            continue
+        for table_path in store.list_files(run.result_location, ["*.parquet"]):
+            with store.local_copy(table_path.url) as local:
+                parts[Path(table_path.relative_path).stem].append(pq.read_table(local))
+    with tempfile.TemporaryDirectory(prefix="biomarkerflow-tables-") as tmp:
+        folder = Path(tmp) / TABLES_FOLDER
+        folder.mkdir()
+        rows: dict[str, int] = {}
+        for name, tables in sorted(parts.items()):
+            combined = combine(tables)
+            pq.write_table(combined, folder / f"{name}.parquet")
+            rows[name] = combined.num_rows
+        # The manifest lists the runs the tables hold; written with them, it tells a
+        # later run whether an interrupted consolidation must be redone.
+        (folder / MANIFEST).write_text(json.dumps(sorted(run.id for _, run in current)))
+        store.replace_folder(folder, tables_location(study.output_location))
+    return rows

@@ -1,0 +1,80 @@
+"""Write one run's tables as Parquet with provenance, visible all at once or not at all.
+
+Layout under a study's output location:
+
+    runs/<subject>/<file stem>/<run id>/<table>.parquet   one folder per run, never overwritten
+    runs/<subject>/<file stem>/<run id>/provenance.json  the same provenance as a sidecar
+    runs/<subject>/<file stem>/<run id>/_SUCCESS         written last; readers trust only marked folders
+    tables/<table>.parquet                               consolidated current results (see consolidate.py)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from biomarkerflow.storage import store
+
+PROVENANCE_KEY = b"biomarkerflow.provenance"
+
+
+def _safe(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", part) or "_"
+
+
+def run_folder(output_location: str, subject: str | None, relative_path: str, run_id: str) -> str:
+    stem = PurePosixPath(relative_path).stem
+    return f"{output_location.rstrip('/')}/runs/{_safe(subject or 'unknown')}/{_safe(stem)}/{run_id}"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def write_table(frame: pd.DataFrame, path: Path, provenance: dict[str, Any]) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = dict(table.schema.metadata or {})
+    metadata[PROVENANCE_KEY] = to_json(provenance).encode()
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+def write_run(
+    destination: str,
+    tables: dict[str, pd.DataFrame],
+    provenance: dict[str, Any],
+    *,
+    key_columns: dict[str, Any],
+    formats: list[str],
+) -> int:
+    """Write every table of one run and publish the folder atomically; returns bytes written.
+
+    `key_columns` (study, subject, file, run_id) lead every table so consolidated
+    tables need no joins to say where a row came from.
+    """
+    with tempfile.TemporaryDirectory(prefix="biomarkerflow-run-") as tmp:
+        folder = Path(tmp) / "run"
+        folder.mkdir()
+        for name, frame in sorted(tables.items()):
+            keyed = frame.copy()
+            for position, (column, value) in enumerate(key_columns.items()):
+                keyed.insert(position, column, value)
+            write_table(keyed, folder / f"{name}.parquet", provenance)
+            if "csv" in formats:
+                keyed.to_csv(folder / f"{name}.csv", index=False)
+        (folder / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
+        written = sum(p.stat().st_size for p in folder.iterdir())
+        store.publish_folder(folder, destination)
+    return written
+
+
+def read_provenance(parquet_path: str) -> dict[str, Any]:
+    schema = pq.read_schema(parquet_path)
+    raw = (schema.metadata or {}).get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,144 @@
+"""The job entrypoint: what runs inside a runtime's worker process for one file.
+
+It depends only on the plugin, storage and the results writer — never on the catalog
+or the executor — so it can run in an environment pinned to another package version.
+Jobs arrive and leave as plain, picklable values.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import biomarkerflow
+from biomarkerflow.errors import BiomarkerflowError, JobError, StorageError
+from biomarkerflow.plugins.skdh import workflow as skdh_workflow
+from biomarkerflow.results import writer
+from biomarkerflow.runtimes.meter import Meter
+from biomarkerflow.storage import store
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    run_id: str
+    study_id: str
+    file_id: int
+    input_url: str
+    relative_path: str
+    subject: str | None
+    input_fingerprint: str
+    input_size: int
+    plan: skdh_workflow.JobPlan
+    inputs: dict[str, Any]
+    result_location: str
+    formats: list[str]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    run_id: str
+    file_id: int
+    succeeded: bool
+    error: str | None = None
+    retryable: bool = False
+    wall_seconds: float | None = None
+    cpu_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    recording_seconds: float | None = None
+    sample_rate_hz: float | None = None
+    package_version: str | None = None
+    tables: tuple[str, ...] = ()
+    host: str | None = None
+
+
+def warm_up() -> None:
+    """Process-pool initializer: pay SKDH's import once per worker, not per job."""
+    skdh_workflow.warm_up()
+
+
+def _describe(exc: BaseException) -> tuple[str, bool]:
+    """A one-line error for the catalog, and whether another attempt may help."""
+    if isinstance(exc, JobError):
+        return exc.message, exc.retryable
+    if isinstance(exc, StorageError | MemoryError | ConnectionError | TimeoutError):
+        return f"{type(exc).__name__}: {exc}", True
+    if isinstance(exc, BiomarkerflowError):
+        return exc.message, False
+    # SKDH raises plain exceptions for bad recordings (too short, corrupt blocks):
+    # the same file would fail the same way again, so these are final.
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (in {frame.name}, {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}", False
+
+
+def execute(job: JobSpec) -> JobOutcome:
+    """Process one file: read, run the pipeline, write results; never raises."""
+    host = socket.gethostname()
+    version = skdh_workflow.installed_version()
+    started = datetime.now(UTC)
+    output: skdh_workflow.PluginOutput | None = None
+    written = 0
+    error: tuple[str, bool] | None = None
+    with Meter() as meter:
+        try:
+            with store.local_copy(job.input_url) as path:
+                output = skdh_workflow.run(path, job.plan, job.inputs)
+            provenance = {
+                **job.provenance,
+                "run_id": job.run_id,
+                "study": job.study_id,
+                "input": {"url": job.input_url, "fingerprint": job.input_fingerprint, "size": job.input_size},
+                "subject": job.subject,
+                "subject_inputs": job.inputs,
+                "package": {"name": skdh_workflow.PACKAGE, "version": version},
+                "pipeline": output.resolved_pipeline,
+                "recording": output.recording,
+                "warnings": output.warnings,
+                "platform": {
+                    "biomarkerflow": biomarkerflow.__version__,
+                    "python": platform.python_version(),
+                    "host": host,
+                },
+                "started_at": started.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+            }
+            written = writer.write_run(
+                job.result_location,
+                output.tables,
+                provenance,
+                key_columns={
+                    "study": job.study_id,
+                    "subject": job.subject,
+                    "file": job.relative_path,
+                    "run_id": job.run_id,
+                },
+                formats=job.formats,
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+            error = _describe(exc)
+    usage = meter.usage
+    assert usage is not None
+    return JobOutcome(
+        run_id=job.run_id,
+        file_id=job.file_id,
+        succeeded=error is None,
+        error=None if error is None else error[0],
+        retryable=False if error is None else error[1],
+        wall_seconds=usage.wall_seconds,
+        cpu_seconds=usage.cpu_seconds,
+        peak_rss_bytes=usage.peak_rss_bytes,
+        bytes_read=job.input_size,
+        bytes_written=written,
+        recording_seconds=output.recording["seconds"] if output else None,
+        sample_rate_hz=output.recording["sample_rate_hz"] if output else None,
+        package_version=version,
+        tables=tuple(sorted(output.tables)) if output and error is None else (),
+        host=host,
+    )

@@ -1,0 +1,140 @@
+"""Workflow 1, config discovery: configs location -> validated studies -> registered files.
+
+Incremental: a config whose bytes did not change is not validated again (its stored,
+already-validated form is used), and files whose fingerprint did not change are left
+alone, so a rescan costs one listing per location.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from biomarkerflow.catalog.manager import Catalog, RegisterInfo
+from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.config.validate import validate_source
+from biomarkerflow.errors import BiomarkerflowError, ConfigProblem
+from biomarkerflow.storage import store
+
+CONFIG_PATTERNS = ["*.yaml", "*.yml"]
+
+
+@dataclass(frozen=True)
+class StudyScanInfo:
+    source: str
+    study_id: str | None
+    config_change: str  # new | changed | unchanged | invalid | error
+    files: RegisterInfo = RegisterInfo()
+    matched_files: int = 0
+    problems: list[ConfigProblem] = field(default_factory=list)
+    error: str | None = None
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanInfo:
+    configs_location: str
+    studies: list[StudyScanInfo]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.config_change not in ("invalid", "error") for s in self.studies)
+
+
+def stored_config(config: StudyConfig, resolve: Any) -> dict[str, Any]:
+    """The config as the catalog keeps it: every location resolved to an absolute path or URL."""
+    data = config.model_dump(mode="json")
+    data["data"]["location"] = resolve(config.data.location)
+    data["output"]["location"] = resolve(config.output.location)
+    for source in data["metadata"]:
+        source["location"] = resolve(source["location"])
+    return data
+
+
+def subject_of(file_name: str, pattern: str) -> str | None:
+    match = re.search(pattern, file_name)
+    return match.group("subject") if match and match.group("subject") else None
+
+
+def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]) -> tuple[RegisterInfo, int]:
+    """List the study's data location and register what matches; (changes, files matched)."""
+    data = config["data"]
+    entries = store.list_files(data["location"], data["include"], data.get("exclude"))
+    rows = [
+        (
+            e.url,
+            e.relative_path,
+            subject_of(PurePosixPath(e.relative_path).name, data["subject"]),
+            e.size,
+            e.mtime,
+            e.fingerprint,
+        )
+        for e in entries
+    ]
+    return catalog.register_files(study_id, rows), len(rows)
+
+
+def _scan_one(catalog: Catalog, url: str) -> StudyScanInfo:
+    text = store.read_bytes(url)
+    sha = hashlib.sha256(text).hexdigest()
+    if catalog.known_config_sha(url) == sha:
+        study = next(s for s in catalog.studies() if s.config_source == url)
+        change = "unchanged"
+        config = study.config
+        study_id = study.id
+    else:
+        loaded, problems = validate_source(url, text)
+        if loaded is None or problems:
+            return StudyScanInfo(source=url, study_id=None, config_change="invalid", problems=problems)
+        config = stored_config(loaded.config, loaded.resolve)
+        study_id = loaded.config.study
+        if not store.exists(config["data"]["location"]):
+            return StudyScanInfo(
+                source=url,
+                study_id=study_id,
+                config_change="error",
+                error=f"data location {config['data']['location']} does not exist",
+                hint=f"Create it or fix data.location in {url}.",
+            )
+        change = catalog.upsert_study(
+            study_id,
+            config_source=url,
+            config_sha256=sha,
+            config=config,
+            output_location=config["output"]["location"],
+            data_location=config["data"]["location"],
+            priority=loaded.config.priority,
+        )
+    files, matched = register_study_files(catalog, study_id, config)
+    hint = None
+    if matched == 0:
+        hint = f"no files in {config['data']['location']} match {config['data']['include']}"
+    return StudyScanInfo(
+        source=url, study_id=study_id, config_change=change, files=files, matched_files=matched, hint=hint
+    )
+
+
+def scan(catalog: Catalog, configs_location: str) -> ScanInfo:
+    """Find configs under `configs_location`, register their studies and data files.
+
+    One bad config never stops the others: its problems are returned, and a study
+    already in the catalog keeps its last valid config.
+    """
+    if store.is_local(configs_location):
+        configs_location = str(Path(configs_location.removeprefix("file://")).resolve())
+    if store.is_local(configs_location) and configs_location.endswith((".yaml", ".yml")):
+        urls = [configs_location]
+    else:
+        urls = [e.url for e in store.list_files(configs_location, CONFIG_PATTERNS)]
+    infos: list[StudyScanInfo] = []
+    for url in urls:
+        try:
+            infos.append(_scan_one(catalog, url))
+        except BiomarkerflowError as exc:
+            infos.append(
+                StudyScanInfo(source=url, study_id=None, config_change="error", error=exc.message, hint=exc.hint)
+            )
+    return ScanInfo(configs_location=configs_location, studies=infos)

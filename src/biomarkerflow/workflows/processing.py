@@ -1,0 +1,317 @@
+"""Workflow 2, file processing: metadata -> requirement gate -> jobs -> recorded runs.
+
+`process()` ingests each study's metadata, re-checks every DISCOVERED/WAITING file,
+then claims READY files and runs them on the executor until no READY work is left.
+All state changes go through the catalog; the decisions come from pure functions
+(`requirements.evaluate`, `retry.retry_at`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from biomarkerflow.catalog.manager import Catalog, FileRecord, RunMetrics, StudyRecord, utcnow
+from biomarkerflow.catalog.models import FileState
+from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.engine import retry
+from biomarkerflow.engine.executor import Executor
+from biomarkerflow.errors import BiomarkerflowError, StorageError
+from biomarkerflow.plugins.skdh import workflow as skdh_workflow
+from biomarkerflow.results import consolidate, writer
+from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
+from biomarkerflow.storage import store
+from biomarkerflow.workflows import requirements
+
+LEASE_SECONDS = 600.0
+HEARTBEAT_SECONDS = 30.0
+
+
+@dataclass
+class GateInfo:
+    study_id: str
+    ready: int = 0
+    waiting: int = 0
+    metadata_subjects_changed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProcessInfo:
+    gates: list[GateInfo] = field(default_factory=list)
+    outcomes: list[tuple[FileRecord, JobOutcome, str]] = field(default_factory=list)  # (file, outcome, new state)
+    consolidated: dict[str, dict[str, int]] = field(default_factory=dict)  # study -> table -> rows
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for _, _, state in self.outcomes if state == FileState.FAILED.value)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for _, _, state in self.outcomes if state == FileState.SUCCEEDED.value)
+
+
+class Progress:
+    """What the loop reports; the CLI draws it, tests may record it."""
+
+    def planned(self, total: int) -> None: ...
+
+    def started(self, file: FileRecord) -> None: ...
+
+    def finished(self, file: FileRecord, outcome: JobOutcome, state: str) -> None: ...
+
+    def waiting_for_retry(self, seconds: float) -> None: ...
+
+
+def _clean(value: Any) -> Any:
+    """CSV cell -> JSON value (NaN and empty cells are missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def read_metadata(location: str, subject_column: str) -> dict[str, dict[str, Any]]:
+    """Subject -> fields from one metadata CSV; raises StorageError naming file and line."""
+    raw = store.read_bytes(location)
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), dtype={subject_column: str})
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise StorageError(f"cannot read metadata CSV {location}: {exc}") from exc
+    if subject_column not in frame.columns:
+        raise StorageError(
+            f"metadata CSV {location} has no column '{subject_column}' (columns: {', '.join(map(str, frame.columns))})",
+            hint="Add the column, or set metadata[].subject_column in the study config.",
+        )
+    rows: dict[str, dict[str, Any]] = {}
+    for line, record in enumerate(frame.to_dict(orient="records"), start=2):
+        subject = _clean(record.pop(subject_column))
+        if subject is None:
+            raise StorageError(f"{location}:{line}: empty subject id in column '{subject_column}'")
+        subject = str(subject)
+        if subject in rows:
+            raise StorageError(f"{location}:{line}: subject '{subject}' appears twice")
+        rows[subject] = {str(k): _clean(v) for k, v in record.items()}
+    return rows
+
+
+def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], list[str]]:
+    """Load every metadata source of a study into the catalog; (changed subjects, problems)."""
+    merged: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    sources = study.config.get("metadata", [])
+    for source in sources:
+        try:
+            if not store.exists(source["location"]):
+                problems.append(f"metadata file {source['location']} does not exist (yet)")
+                continue
+            for subject, fields in read_metadata(source["location"], source["subject_column"]).items():
+                merged.setdefault(subject, {}).update(fields)
+        except StorageError as exc:
+            problems.append(exc.message)
+    if not sources or problems and not merged:
+        return [], problems
+    changed = catalog.upsert_metadata(study.id, merged, source=", ".join(s["location"] for s in sources))
+    return changed, problems
+
+
+def pipeline_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[str, Any]:
+    """Subject metadata under SKDH keyword names (height, tz_name, ...)."""
+    inputs: dict[str, Any] = {}
+    for column, keyword in config.metadata_inputs().items():
+        value = (fields or {}).get(column)
+        if value is not None and keyword not in inputs:
+            inputs[keyword] = value
+    return inputs
+
+
+def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = None) -> GateInfo:
+    """Ingest metadata and move each DISCOVERED/WAITING file to READY or WAITING (with why)."""
+    info = GateInfo(study_id=study.id)
+    info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
+    config = StudyConfig.model_validate(study.config)
+    metadata = catalog.metadata(study.id)
+    counts = catalog.subject_file_counts(study.id)
+    now = now or utcnow()
+    for file in catalog.files(study.id, [FileState.DISCOVERED.value, FileState.WAITING.value]):
+        facts = requirements.FileFacts(
+            relative_path=file.relative_path,
+            subject=file.subject,
+            fingerprint_seen_at=file.fingerprint_seen_at,
+            subject_metadata=metadata.get(file.subject) if file.subject else None,
+            subject_file_count=counts.get(file.subject, 0) if file.subject else 0,
+        )
+        decision = requirements.evaluate(config.requirements, facts, now, config.data.subject)
+        catalog.set_gate(file.id, file.state, decision.ready, decision.reason)
+        if decision.ready:
+            info.ready += 1
+        else:
+            info.waiting += 1
+    return info
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _job_for(study: StudyRecord, config: StudyConfig, file: FileRecord, metadata: dict[str, Any] | None) -> JobSpec:
+    run_id = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return JobSpec(
+        run_id=run_id,
+        study_id=study.id,
+        file_id=file.id,
+        input_url=file.url,
+        relative_path=file.relative_path,
+        subject=file.subject,
+        input_fingerprint=file.fingerprint,
+        input_size=file.size,
+        plan=skdh_workflow.plan(config),
+        inputs=pipeline_inputs(config, metadata),
+        result_location=writer.run_folder(study.output_location, file.subject, file.relative_path, run_id),
+        formats=config.output.formats,
+        provenance={
+            "config": {"source": study.config_source, "sha256": study.config_sha256},
+            "package_pin": config.pipeline.package,
+        },
+    )
+
+
+def _metrics(outcome: JobOutcome, result_location: str) -> RunMetrics:
+    return RunMetrics(
+        outcome="succeeded" if outcome.succeeded else "failed",
+        error=outcome.error,
+        retryable=outcome.retryable,
+        wall_seconds=outcome.wall_seconds,
+        cpu_seconds=outcome.cpu_seconds,
+        peak_rss_bytes=outcome.peak_rss_bytes,
+        bytes_read=outcome.bytes_read,
+        bytes_written=outcome.bytes_written,
+        recording_seconds=outcome.recording_seconds,
+        sample_rate_hz=outcome.sample_rate_hz,
+        result_location=result_location if outcome.succeeded else None,
+        package_version=outcome.package_version,
+    )
+
+
+def _lost(job: JobSpec, exc: BaseException) -> JobOutcome:
+    """The worker process died under the job (killed, out of memory): worth retrying."""
+    return JobOutcome(
+        run_id=job.run_id,
+        file_id=job.file_id,
+        succeeded=False,
+        error=f"worker process died while running ({type(exc).__name__}: {exc})",
+        retryable=True,
+    )
+
+
+def _next_retry_seconds(catalog: Catalog, study_ids: list[str]) -> float | None:
+    """Seconds until the earliest READY file waiting out a retry backoff, if any."""
+    when = catalog.next_retry_at(study_ids)
+    return None if when is None else max(0.0, (when - utcnow()).total_seconds())
+
+
+def process(
+    catalog: Catalog,
+    executor: Executor,
+    *,
+    study_ids: list[str] | None = None,
+    progress: Progress | None = None,
+    on_gates: Callable[[list[GateInfo]], None] | None = None,
+) -> ProcessInfo:
+    """Run every READY file of the selected studies; returns what happened."""
+    progress = progress or Progress()
+    info = ProcessInfo()
+    catalog.expire_leases()
+    studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]
+    selected = [s.id for s in studies]
+    for study in studies:
+        try:
+            info.gates.append(refresh_gates(catalog, study))
+        except BiomarkerflowError as exc:
+            info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
+    if on_gates:
+        on_gates(info.gates)
+    by_id = {s.id: s for s in studies}
+    configs = {s.id: StudyConfig.model_validate(s.config) for s in studies}
+    metadata = {s.id: catalog.metadata(s.id) for s in studies}
+    progress.planned(
+        len(catalog.files(states=[FileState.READY.value]))
+        if not study_ids
+        else sum(len(catalog.files(s, [FileState.READY.value])) for s in selected)
+    )
+    worker = worker_name()
+    host = socket.gethostname()
+    pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]] = {}
+    last_beat = time.monotonic()
+    try:
+        while True:
+            free = executor.capacity - len(pending)
+            if free > 0 and selected:
+                for file in catalog.claim(worker, free, LEASE_SECONDS, selected):
+                    study = by_id[file.study_id]
+                    job = _job_for(study, configs[study.id], file, metadata[study.id].get(file.subject or ""))
+                    if not catalog.start_run(
+                        file.id,
+                        run_id=job.run_id,
+                        worker=worker,
+                        host=host,
+                        config_sha256=study.config_sha256,
+                        package_version=configs[study.id].pipeline.pinned_version,
+                    ):
+                        continue
+                    progress.started(file)
+                    pending[executor.submit(job)] = (job, file)
+            if not pending:
+                delay = _next_retry_seconds(catalog, selected)
+                if delay is None:
+                    break
+                progress.waiting_for_retry(delay)
+                time.sleep(min(delay + 0.1, HEARTBEAT_SECONDS))
+                continue
+            done, _ = wait(list(pending), timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS / 2:
+                catalog.renew_leases(worker, LEASE_SECONDS)
+                last_beat = time.monotonic()
+            for future in done:
+                job, file = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and friends
+                    outcome = _lost(job, exc)
+                    restart = getattr(executor, "restart", None)
+                    if restart:
+                        restart()
+                when = retry.retry_at(
+                    file.attempts + 1,
+                    utcnow(),
+                    retryable=outcome.retryable,
+                    max_attempts=configs[file.study_id].max_attempts,
+                )
+                state = catalog.finish_run(
+                    job.run_id,
+                    _metrics(outcome, job.result_location),
+                    max_attempts=configs[file.study_id].max_attempts,
+                    retry_at=when,
+                )
+                info.outcomes.append((file, outcome, state))
+                progress.finished(file, outcome, state)
+    finally:
+        catalog.release(worker)
+    for study in studies:
+        if not consolidate.is_current(catalog, study):
+            info.consolidated[study.id] = consolidate.consolidate_study(catalog, study)
+    return info

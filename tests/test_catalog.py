@@ -1,0 +1,175 @@
+"""Catalog state machine: every transition is a compare-and-set; nothing is lost or run twice."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from biomarkerflow.catalog.manager import Catalog, RunMetrics, utcnow
+from biomarkerflow.catalog.models import DataFile, FileState
+from biomarkerflow.errors import CatalogError
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    catalog = Catalog.for_home(tmp_path / "home")
+    catalog.upsert_study(
+        "s1",
+        config_source="/configs/s1.yaml",
+        config_sha256="a" * 64,
+        config={"study": "s1"},
+        output_location=str(tmp_path / "out"),
+        data_location=str(tmp_path / "data"),
+        priority=0,
+    )
+    return catalog
+
+
+def register(catalog: Catalog, *names: str, fingerprint: str = "f1") -> None:
+    catalog.register_files("s1", [(f"/data/{n}", n, n.split("_")[0], 10, 1.0, fingerprint) for n in names])
+
+
+def make_ready(catalog: Catalog) -> None:
+    for file in catalog.files("s1"):
+        catalog.set_gate(file.id, file.state, True, None)
+
+
+def test_study_upsert_reports_new_changed_unchanged(catalog: Catalog) -> None:
+    args = dict(config_source="/configs/s1.yaml", config={"study": "s1"}, output_location="o", data_location="d", priority=0)
+    assert catalog.upsert_study("s1", config_sha256="a" * 64, **args) == "unchanged"  # type: ignore[arg-type]
+    assert catalog.upsert_study("s1", config_sha256="b" * 64, **args) == "changed"  # type: ignore[arg-type]
+
+
+def test_same_study_id_from_another_config_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="already used by /configs/s1.yaml"):
+        catalog.upsert_study(
+            "s1", config_source="/configs/other.yaml", config_sha256="c" * 64, config={}, output_location="o",
+            data_location="d", priority=0,
+        )
+
+
+def test_register_is_incremental_and_detects_changed_content(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin", "B_1.bin")
+    info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 10, 1.0, "f1"), ("/data/C_1.bin", "C_1.bin", "C", 10, 1.0, "f1")])
+    assert (info.new, info.changed, info.unchanged) == (1, 0, 1)
+    make_ready(catalog)
+    info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 11, 2.0, "f2")])
+    assert info.changed == 1
+    states = {f.relative_path: f.state for f in catalog.files("s1")}
+    assert states == {"A_1.bin": "DISCOVERED", "B_1.bin": "READY", "C_1.bin": "READY"}
+
+
+def test_gate_records_reason_and_event_trail(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    file = catalog.files("s1")[0]
+    assert catalog.set_gate(file.id, "DISCOVERED", False, "metadata missing")
+    assert not catalog.set_gate(file.id, "WAITING", False, "metadata missing")  # nothing changed
+    assert catalog.set_gate(file.id, "WAITING", True, None)
+    assert [e[2] for e in catalog.events(file.id)] == ["DISCOVERED", "WAITING", "READY"]
+    # A stale expectation loses the compare-and-set.
+    assert not catalog.set_gate(file.id, "WAITING", False, "late")
+
+
+def test_concurrent_claimers_never_take_the_same_file(tmp_path: Path, catalog: Catalog) -> None:
+    register(catalog, *[f"S{i}_x.bin" for i in range(40)])
+    make_ready(catalog)
+    claimed: list[list[int]] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        own = Catalog.for_home(tmp_path / "home")  # separate engine, like a separate process
+        got: list[int] = []
+        while batch := own.claim(name, 3, 60):
+            got += [f.id for f in batch]
+        with lock:
+            claimed.append(got)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for got in claimed for i in got]
+    assert len(every) == 40 and len(set(every)) == 40
+
+
+def run_one(catalog: Catalog, worker: str = "w") -> tuple[int, str]:
+    file = catalog.claim(worker, 1, 60)[0]
+    run_id = f"run-{file.id}-{file.attempts}"
+    assert catalog.start_run(file.id, run_id=run_id, worker=worker, host="h", config_sha256="a" * 64, package_version="1")
+    return file.id, run_id
+
+
+def test_success_sets_current_run(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    file_id, run_id = run_one(catalog)
+    state = catalog.finish_run(run_id, RunMetrics(outcome="succeeded", wall_seconds=2.0, cpu_seconds=1.5, peak_rss_bytes=10, result_location="r"), max_attempts=3, retry_at=None)
+    assert state == "SUCCEEDED"
+    file = catalog.files("s1")[0]
+    assert file.current_run_id == run_id
+    run = catalog.runs("s1")[0]
+    assert (run.outcome, run.wall_seconds, run.cpu_seconds, run.peak_rss_bytes) == ("succeeded", 2.0, 1.5, 10)
+
+
+def test_retryable_failure_retries_then_fails_for_good(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    for attempt in (1, 2):
+        _, run_id = run_one(catalog)
+        state = catalog.finish_run(run_id, RunMetrics(outcome="failed", error=f"boom {attempt}", retryable=True), max_attempts=3, retry_at=utcnow() - timedelta(seconds=1))
+        assert state == "READY"
+    _, run_id = run_one(catalog)
+    state = catalog.finish_run(run_id, RunMetrics(outcome="failed", error="boom 3", retryable=True), max_attempts=3, retry_at=None)
+    assert state == "FAILED"
+    assert [r.error for r in catalog.runs("s1")] == ["boom 1", "boom 2", "boom 3"]
+    assert catalog.status("s1")[0].failed == [("A_1.bin", "boom 3")]
+
+
+def test_backoff_holds_the_file_back(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    _, run_id = run_one(catalog)
+    catalog.finish_run(run_id, RunMetrics(outcome="failed", error="x", retryable=True), max_attempts=3, retry_at=utcnow() + timedelta(minutes=5))
+    assert catalog.claim("w", 1, 60) == []
+    assert catalog.next_retry_at(["s1"]) is not None
+
+
+def test_expired_lease_returns_the_file_and_marks_the_run_lost(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    file_id, run_id = run_one(catalog, "dead-worker")
+    with catalog._session() as session:  # the worker stopped heartbeating an hour ago
+        session.execute(update(DataFile).values(lease_expires_at=utcnow() - timedelta(hours=1)))
+    assert catalog.expire_leases() == 1
+    assert catalog.files("s1")[0].state == "READY"
+    assert catalog.runs("s1")[0].outcome == "lost"
+    # The dead worker's late report must not overwrite the retry.
+    assert catalog.finish_run(run_id, RunMetrics(outcome="succeeded"), max_attempts=3, retry_at=None) == "READY"
+
+
+def test_file_changed_while_running_is_rediscovered(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    _, run_id = run_one(catalog)
+    register(catalog, "A_1.bin", fingerprint="f2")
+    assert catalog.files("s1")[0].state == FileState.RUNNING.value
+    assert catalog.finish_run(run_id, RunMetrics(outcome="succeeded"), max_attempts=3, retry_at=None) == "DISCOVERED"
+
+
+def test_release_gives_back_unstarted_claims(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin", "B_1.bin")
+    make_ready(catalog)
+    assert len(catalog.claim("w", 2, 60)) == 2
+    assert catalog.release("w") == 2
+    assert {f.state for f in catalog.files("s1")} == {"READY"}
+
+
+def test_metadata_upsert_reports_only_changes(catalog: Catalog) -> None:
+    assert catalog.upsert_metadata("s1", {"A": {"height_m": None}, "B": {"height_m": 1.7}}, "m.csv") == ["A", "B"]
+    assert catalog.upsert_metadata("s1", {"A": {"height_m": 1.8}, "B": {"height_m": 1.7}}, "m.csv") == ["A"]
+    assert catalog.metadata("s1")["A"] == {"height_m": 1.8}
