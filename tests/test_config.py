@@ -794,3 +794,39 @@ def test_loading_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_study_config(tmp_path / "nope.yaml")
     assert [p.message for p in caught.value.problems] == ["file not found"]
+
+
+def test_sleep_needs_a_day_window() -> None:
+    found = problems(
+        """\
+        study: s1
+        data:
+          location: data/raw
+        pipeline:
+          package: scikit-digital-health==0.17.18
+          steps:
+            - GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}
+            - Sleep: {day_window: null}
+        """
+    )
+    problem = only(found)
+    assert (problem.line, problem.column, problem.field) == (8, 15, "pipeline.steps[1].Sleep.day_window")
+    assert "Sleep needs day_window" in problem.message
+
+
+def test_non_text_key_points_at_the_key() -> None:
+    found = problems(
+        """\
+        study: s1
+        data:
+          location: data/raw
+        cost_tags:
+          yes: paid
+        pipeline:
+          package: scikit-digital-health==0.17.18
+          steps: [GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}, Sleep]
+        """
+    )
+    problem = only(found)
+    assert (problem.line, problem.column, problem.field) == (5, 3, "cost_tags.yes")
+    assert problem.message == "names here must be text, got true; put it in quotes"

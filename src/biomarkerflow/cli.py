@@ -205,11 +205,11 @@ def _print_gates(gates: list[Any]) -> None:
             )
 
 
-def do_process(catalog: Catalog, studies: list[str] | None, workers: int) -> int:
+def do_process(catalog: Catalog, studies: list[str] | None, workers: int, executor: Any = None) -> int:
     from biomarkerflow.engine.executor import LocalExecutor
     from biomarkerflow.workflows.processing import process
 
-    executor = LocalExecutor(workers)
+    executor = executor or LocalExecutor(workers)
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -269,9 +269,13 @@ def run(
 
     Example: biomarkerflow run --configs studies/
     """
+    from biomarkerflow.engine.executor import LocalExecutor
+
     catalog = open_catalog()
+    executor = LocalExecutor(workers)
+    executor.prestart()  # workers import SKDH while the configs are scanned
     ok = do_scan(catalog, configs)
-    code = do_process(catalog, study, workers)
+    code = do_process(catalog, study, workers, executor)
     raise typer.Exit(code or (0 if ok else 2))
 
 

@@ -297,6 +297,18 @@ def _positions(root: Node) -> tuple[dict[str, Position], dict[str, Position]]:
     return keys, values
 
 
+def _key_matches(node: Node, element: str | int) -> bool:
+    """Whether a YAML key is the dict key pydantic names (`12`, or `1` for `yes`)."""
+    if _key_text(node) == str(element):
+        return True
+    if isinstance(element, str) or not isinstance(node, ScalarNode) or node.style is not None:
+        return False
+    try:
+        return bool(yaml.safe_load(node.value) == element)
+    except yaml.YAMLError:
+        return False
+
+
 def _pos(node: Node) -> Position:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -336,11 +348,11 @@ def _resolve(root: Node, loc: Sequence[str | int]) -> _Spot:
             spot.at_key = True
             continue
         node = spot.value
-        if isinstance(node, MappingNode) and not isinstance(element, bool):
-            match = [(k, v) for k, v in node.value if _key_text(k) == str(element)]
+        if isinstance(node, MappingNode):
+            match = [(k, v) for k, v in node.value if _key_matches(k, element)]
             if match:
                 spot.key, spot.value = match[-1]
-                spot.path = _join(spot.path, str(element))
+                spot.path = _join(spot.path, _key_text(spot.key))
                 spot.depth += 1
                 continue
         elif isinstance(node, SequenceNode) and isinstance(element, int) and 0 <= element < len(node.value):
@@ -375,6 +387,7 @@ def _translate(source: str, root: Node, errors: list[Any]) -> list[ConfigProblem
     unions: dict[str, list[tuple[Any, _Spot]]] = {}
     for error in errors:
         spot = _resolve(root, error["loc"])
+        spot.at_key = spot.at_key or error["type"] == "invalid_key"
         if error["type"] == "missing":
             problems.append(_missing(source, error, spot))
         elif spot.unmatched:
@@ -425,9 +438,11 @@ def _message(error: Any, spot: _Spot) -> str:
     shown = _show(value)
     if kind == "extra_forbidden":
         return _unknown_field(error["loc"])
+    if kind == "invalid_key":
+        return f"names here must be text, got {shown}; put it in quotes"
     if kind in _EXPECTED:
         if spot.at_key:
-            return f"names here must be text, got {shown}"
+            return f"names here must be text, got {shown}; put it in quotes"
         expected = _EXPECTED[kind]
         if value is None:
             return f"expected {expected}, but the value is empty"
@@ -521,6 +536,8 @@ def _number(value: Any) -> str:
 
 
 def _kind(data: Any) -> str:
+    if data is None:
+        return "an empty value"
     if isinstance(data, list):
         return "a list"
     if isinstance(data, str):

@@ -68,6 +68,7 @@ __all__ = [
     "generate_recording",
     "make_recordings",
     "read_geneactiv_bin",
+    "subject_spec",
     "write_geneactiv_bin",
 ]
 
@@ -92,10 +93,12 @@ _SENSOR_NOISE_G = 0.0025
 # internal activity kinds, per minute
 _NONWEAR, _SLEEP, _BED_WAKE, _SEDENTARY, _LIGHT, _WALK, _RUN = range(7)
 _KIND_INTENSITY = ("nonwear", "sleep", "sedentary", "sedentary", "light", "moderate", "vigorous")
-# target temperature (C) per kind and the time constant (minutes) of the approach to it
+# temperature (C) the device settles at, per kind (approached with tau 12 min worn, 25 min off)
 _KIND_TEMPERATURE = (22.0, 33.8, 33.5, 32.8, 32.3, 31.6, 31.0)
 
 _HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+# the three upper-case hex digits of every 12-bit value
+_HEX3 = _HEX_DIGITS[np.stack([(np.arange(4096) >> sh) & 0xF for sh in (8, 4, 0)], axis=1)].astype(np.uint8)
 _HEX_VALUES = np.full(256, 255, dtype=np.uint8)
 _HEX_VALUES[np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)] = np.arange(16)
 _HEX_VALUES[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16)
@@ -275,6 +278,7 @@ class GroundTruth:
             }
         )
         sleep = m["asleep"].groupby(night).sum()
+        sleep = sleep[(sleep > 0) | sleep.index.isin(per_day.index)]
         out = per_day.join(sleep.rename("sleep_minutes"), how="outer")
         out = out.fillna(0.0)
         out.index.name = "date"
@@ -380,21 +384,32 @@ def make_recordings(
     folder.mkdir(parents=True, exist_ok=True)
     truths: dict[str, GroundTruth] = {}
     for i, subject in enumerate(subjects):
-        spec = RecordingSpec(
-            subject=subject,
-            days=days,
-            fs=fs,
-            seed=seed + i,
-            sleep_onset_hour=22.5 + 0.5 * (i % 3),
-            wake_hour=6.5 + 0.5 * ((i + 1) % 3),
-            walking_bouts_per_day=(1 + i % 2, 3 + i % 3),
-            light_minutes_per_day=(60 + 20 * (i % 4), 150 + 20 * (i % 4)),
-            running_probability=(0.15, 0.3, 0.5)[i % 3],
-        )
+        spec = subject_spec(subject, i, days=days, fs=fs, seed=seed)
         truth = write_geneactiv_bin(folder / f"{subject}_wrist.bin", spec)
         truth.write_csv(folder / f"{subject}_truth.csv")
         truths[subject] = truth
     return truths
+
+
+def subject_spec(subject: str, index: int, *, days: float, fs: float, seed: int) -> RecordingSpec:
+    """The spec :func:`make_recordings` uses for the ``index``-th subject.
+
+    Seed ``seed + index``; sleep onset 22:30, 23:00 or 23:30 and wake 07:00, 07:30 or
+    06:30 in turn; 1-3 to 2-5 walks a day, 60-150 to 120-210 light minutes a day, and a
+    15 %, 30 % or 50 % chance of a run each day.
+    """
+    i = index
+    return RecordingSpec(
+        subject=subject,
+        days=days,
+        fs=fs,
+        seed=seed + i,
+        sleep_onset_hour=22.5 + 0.5 * (i % 3),
+        wake_hour=6.5 + 0.5 * ((i + 1) % 3),
+        walking_bouts_per_day=(1 + i % 2, 3 + i % 3),
+        light_minutes_per_day=(60 + 20 * (i % 4), 150 + 20 * (i % 4)),
+        running_probability=(0.15, 0.3, 0.5)[i % 3],
+    )
 
 
 def read_geneactiv_bin(path: Path) -> GeneActivData:
@@ -669,7 +684,7 @@ def _iter_accel(spec: RecordingSpec, plan: _Plan) -> Iterator[tuple[int, FloatAr
             acc, el, az = _gen_light(rng, n, fs, el, az)
         else:
             acc, el, az = _gen_walk(rng, n, fs, el, az, running=kind == _RUN)
-        acc += rng.normal(0.0, _SENSOR_NOISE_G, size=acc.shape)
+        acc += _SENSOR_NOISE_G * rng.standard_normal(acc.shape, dtype=np.float32)
         yield s0, acc
 
 
@@ -683,9 +698,15 @@ def _knot_noise(rng: np.random.Generator, n: int, fs: float, knot_hz: float, dim
     step = fs / knot_hz
     knots = rng.standard_normal((int(n / step) + 2, dims))
     pos = np.arange(n) / step
-    i = pos.astype(np.int64)
-    f = _smoothstep(pos - i)[:, None]
-    return knots[i] * (1.0 - f) + knots[i + 1] * f
+    whole = np.floor(pos)
+    frac = pos - whole
+    # smoothstep interpolation == linear interpolation at a warped position (fast in C)
+    warped = whole + frac * frac * (3.0 - 2.0 * frac)
+    grid = np.arange(knots.shape[0], dtype=np.float64)
+    out = np.empty((n, dims))
+    for k in range(dims):
+        out[:, k] = np.interp(warped, grid, knots[:, k])
+    return out
 
 
 def _ramp_in(n: int, fs: float, seconds: float = 2.0) -> FloatArray:
@@ -790,9 +811,10 @@ def _gen_nonwear(rng: np.random.Generator, n: int, fs: float, el0: float, az0: f
     flat_el = side * (90.0 - rng.uniform(0.5, 2.0))  # a table is never quite level
     events = [(0, int(rng.uniform(2.0, 4.0) * fs), flat_el, rng.uniform(-180, 180))]
     el, az = _orientation_path(n, el0, az0, events)
-    env = _bursts(rng, min(n, int(4 * fs)), fs, (10.0, 10.0), (3.0, 3.0), (0.08, 0.08))
+    # handling while taking it off: a 3 s burst of movement, then nothing
+    k = min(n, int(3 * fs))
     dyn = np.zeros((n, 3))
-    dyn[: env.size] = env[:, None] * _knot_noise(rng, env.size, fs, 3.0, 3)
+    dyn[:k] = 0.08 * np.hanning(k)[:, None] * _knot_noise(rng, k, fs, 3.0, 3)
     return _finish(el, az, dyn)
 
 
@@ -815,7 +837,8 @@ def _gen_sedentary(rng: np.random.Generator, n: int, fs: float, el0: float, az0:
     wob = _knot_noise(rng, n, fs, 0.7, 2) * ramp[:, None]
     el += 4.0 * wob[:, 0]
     az += 6.0 * wob[:, 1]
-    env = _bursts(rng, n, fs, (30.0, 150.0), (1.0, 3.0), (0.02, 0.06))
+    env = _bursts(rng, n, fs, (15.0, 75.0), (1.0, 3.0), (0.04, 0.12))
+    env += 0.01 * ramp  # fidgeting
     dyn = env[:, None] * _knot_noise(rng, n, fs, 3.0, 3)
     return _finish(el, az, dyn)
 
@@ -836,10 +859,12 @@ def _gen_bed_wake(rng: np.random.Generator, n: int, fs: float, el0: float, az0: 
         t += rng.uniform(30.0, 120.0)
     el, az = _orientation_path(n, el0, az0, events)
     ramp = _ramp_in(n, fs)
-    wob = _knot_noise(rng, n, fs, 0.7, 2) * ramp[:, None]
-    el += 5.0 * wob[:, 0]
-    az += 6.0 * wob[:, 1]
-    dyn = 0.07 * _knot_noise(rng, n, fs, 3.0, 3) * ramp[:, None]
+    # turning the arm about: large, fairly quick rotations (SKDH's activity index sees them,
+    # ENMO hardly does), plus small movements
+    wob = _knot_noise(rng, n, fs, 1.2, 2) * ramp[:, None]
+    el += 15.0 * wob[:, 0]
+    az += 20.0 * wob[:, 1]
+    dyn = 0.04 * _knot_noise(rng, n, fs, 3.0, 3) * ramp[:, None]
     return _finish(el, az, dyn)
 
 
@@ -864,12 +889,12 @@ def _gen_light(rng: np.random.Generator, n: int, fs: float, el0: float, az0: flo
     az += 10.0 * wob[:, 1]
     # a few arm rhythms per axis (0.6-2.5 Hz) with slowly wandering amplitude: steady enough
     # that nearly every 5 s epoch stays inside the light band
-    t = np.arange(n) / fs
+    secs = np.arange(n) / fs
     dyn = np.zeros((n, 3))
     for axis in range(3):
         for _ in range(3):
             f = rng.uniform(0.6, 2.5)
-            dyn[:, axis] += rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 7))
+            dyn[:, axis] += rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * f * secs + rng.uniform(0, 7))
     envelope = np.clip(1.0 + 0.08 * _knot_noise(rng, n, fs, 0.1, 1)[:, 0], 0.7, None)
     dyn *= (envelope * ramp)[:, None]
     g = _unit(el, az)
@@ -1086,13 +1111,9 @@ class _PageWriter:
         values = np.empty((n, 4), dtype=np.int32)
         values[:, :3] = counts
         values[:, 3] = light10.astype(np.int32) << 2  # button and reserved bits are 0
-        nib = np.empty((n, 4, 3), dtype=np.uint8)
-        nib[..., 0] = values >> 8
-        nib[..., 1] = (values >> 4) & 0xF
-        nib[..., 2] = values & 0xF
         n_pages = n // SAMPLES_PER_PAGE
         rows = np.empty((n_pages, 3601), dtype=np.uint8)
-        rows[:, :3600] = _HEX_DIGITS[nib].reshape(n_pages, 3600)
+        rows[:, :3600] = _HEX3[values].reshape(n_pages, 3600)
         rows[:, 3600] = ord("\n")
         chunks: list[bytes] = []
         serial = plan.serial

@@ -19,6 +19,12 @@ from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 class Executor(Protocol):
     capacity: int
 
+    def prestart(self) -> None:
+        """Start every worker now (each imports SKDH, ~4 s) so that cost overlaps other work."""
+        pool = self._ensure_pool()
+        for _ in range(self.capacity):
+            pool.submit(entrypoint.warm_up)
+
     def submit(self, job: JobSpec) -> Future[JobOutcome]: ...
 
     def close(self) -> None: ...
@@ -41,6 +47,12 @@ class LocalExecutor:
                 initializer=entrypoint.warm_up,
             )
         return self._pool
+
+    def prestart(self) -> None:
+        """Start every worker now (each imports SKDH, ~4 s) so that cost overlaps other work."""
+        pool = self._ensure_pool()
+        for _ in range(self.capacity):
+            pool.submit(entrypoint.warm_up)
 
     def submit(self, job: JobSpec) -> Future[JobOutcome]:
         try:

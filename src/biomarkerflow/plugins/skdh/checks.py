@@ -188,7 +188,15 @@ def _check_order(pipeline: Sequence[StepSpec], valid: set[int]) -> list[Problem]
             window_step = i
         elif name in ("Sleep", "ActivityLevelClassification"):
             day = _day_window(name, params)
-            if windows_known and day is not None and day not in windows:
+            written = steps.resolve_params(name, params).get("day_window")
+            if day is None and (written is not None or name == "Sleep"):
+                example = "[12, 24]" if name == "Sleep" else "[0, 24]"
+                got = "nothing" if written is None else repr(written)
+                message = f"{name} needs day_window [base hour, period in hours], e.g. {example}, got {got}"
+                if name == "Sleep":
+                    message += "; without it SKDH stops with 'Day indices ... not found'"
+                problems.append((f"{base}.day_window", message))
+            elif windows_known and day is not None and day not in windows:
                 problems.append((base, _missing_window(name, day, window_step)))
             if name == "ActivityLevelClassification" and activity_step is None:
                 activity_step = i
@@ -212,7 +220,7 @@ def _missing_window(name: str, day: tuple[int, int], window_step: int | None) ->
     if window_step is None:
         return (
             f"{name} needs GetDayWindowIndices before it, with bases including {base} and "
-            f"periods {period} ({example}); otherwise {effect}"
+            f"periods {period}, e.g. `{example}`; otherwise {effect}"
         )
     return (
         f"{name} uses day_window [{base}, {period}] but GetDayWindowIndices "

@@ -28,8 +28,9 @@ TABLE_FOR_STEP: dict[str, str] = {
 
 # Result keys that are sample-index bouts (start, stop); turned into timed bouts.
 BOUT_KEYS = {"wear": "wear"}
-# Intermediate values SKDH passes between steps, not results anyone reports.
-INTERMEDIATE_KEYS = {"day_ends"}
+# Values SKDH passes between steps (the signal itself, day indices): inputs to later
+# steps, not results. CalibrateAccelerometer, e.g., returns the whole corrected signal.
+INTERMEDIATE_KEYS = {"day_ends", "accel", "time", "gyro", "magnet", "temperature", "light", "fs", "file", "tz_name"}
 
 
 def table_name(step_name: str) -> str:
@@ -95,6 +96,8 @@ def step_tables(
                 tables[f"{sub}_{key}"] = table
             continue
         array = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
+        if array.ndim == 2 and array.shape[0] == 1:  # e.g. calibration's (1, 3) temperature scale
+            array = value = array[0]
         if array.ndim == 0:
             by_length[1][key] = [value]
         elif array.ndim == 1:

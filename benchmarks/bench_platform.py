@@ -1,0 +1,160 @@
+"""Platform vs. a plain Python loop calling SKDH, on the same files, in one run.
+
+    python benchmarks/bench_platform.py [--days 2] [--out benchmarks/results/platform.json]
+
+Files: synthetic GENEActiv wrist recordings (one multi-day, others about a day) through
+the free-living wrist pipeline, and SKDH's real device samples through lumbar gait.
+Measured, each in a fresh process so every contender pays SKDH's import once:
+  plain    one Python process: for each file, SKDH Pipeline(reader + steps).run(...)
+  1 worker `biomarkerflow run --workers 1` on a fresh catalog
+  2 workers `biomarkerflow run --workers 2` on a fresh catalog
+Prints wall times and ratios; writes them as JSON. Never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+from biomarkerflow.demo.run import find_samples
+from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin
+
+WRIST_STEPS = [
+    ("CalibrateAccelerometer", {"min_hours": 24}),
+    ("GetDayWindowIndices", {"bases": (0, 12), "periods": (24, 24)}),
+    ("AccelThresholdWearDetection", {}),
+    ("Sleep", {"day_window": (12, 24)}),
+    ("ActivityLevelClassification", {"cutpoints": "migueles_wrist_adult"}),
+]
+GAIT_FILES = ("ax3_sample.cwa", "ax6_sample.cwa", "gnactv_sample.bin")
+
+PLAIN_LOOP = r"""
+import json, sys, time, warnings
+start = time.perf_counter()
+import skdh
+warnings.simplefilter("ignore")
+jobs = json.loads(sys.argv[1])
+for job in jobs:
+    reader = {"ReadBin": skdh.io.ReadBin, "ReadCwa": skdh.io.ReadCwa}[job["reader"]]()
+    pipeline = skdh.Pipeline()
+    pipeline.add(reader)
+    for name, params in job["steps"]:
+        cls = next(getattr(m, name) for m in (skdh.preprocessing, skdh.sleep, skdh.activity, skdh.gait) if hasattr(m, name))
+        pipeline.add(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}))
+    pipeline.run(file=job["file"], height=job["height"])
+print(time.perf_counter() - start)
+"""
+
+
+def build(root: Path, days: float) -> list[dict[str, object]]:
+    wrist = root / "data" / "wrist"
+    lab = root / "data" / "lab"
+    wrist.mkdir(parents=True)
+    lab.mkdir(parents=True)
+    lengths = [days, 1.05, 1.1, 1.2, 1.05]
+    jobs: list[dict[str, object]] = []
+    for i, length in enumerate(lengths):
+        path = wrist / f"B{i:02d}_wrist.bin"
+        write_geneactiv_bin(path, RecordingSpec(subject=f"B{i:02d}", days=length, fs=50.0, seed=100 + i))
+        jobs.append({"file": str(path), "reader": "ReadBin", "steps": WRIST_STEPS, "height": 1.7})
+    samples = find_samples()
+    if samples is None:
+        raise SystemExit("../shared/data/skdh not found")
+    for name in GAIT_FILES:
+        shutil.copyfile(samples / name, lab / name)
+        reader = "ReadCwa" if name.endswith(".cwa") else "ReadBin"
+        jobs.append({"file": str(lab / name), "reader": reader, "steps": [("GaitLumbar", {})], "height": 1.7})
+    (root / "data" / "subjects.csv").write_text(
+        "subject,height_m\n" + "".join(f"B{i:02d},1.7\n" for i in range(len(lengths))) + "ax3,1.7\nax6,1.7\ngnactv,1.7\n"
+    )
+    studies = root / "studies"
+    studies.mkdir()
+    steps_yaml = "".join(
+        f"    - {name}: {json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})}\n"
+        for name, params in WRIST_STEPS
+    )
+    common = "metadata:\n  - location: ../data/subjects.csv\nrequirements:\n  metadata: [height_m]\n"
+    (studies / "wrist.yaml").write_text(
+        "study: bench-wrist\ndata:\n  location: ../data/wrist\n  include: ['*.bin']\n  subject: '(?P<subject>[A-Za-z0-9]+)_'\n"
+        + common + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n" + steps_yaml
+        + "output:\n  location: ../results/wrist\n"
+    )
+    (studies / "gait.yaml").write_text(
+        textwrap.dedent(
+            """\
+            study: bench-gait
+            data:
+              location: ../data/lab
+              include: ['*.cwa', '*.bin']
+              subject: '(?P<subject>[A-Za-z0-9]+)_'
+            """
+        )
+        + common + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n    - GaitLumbar: {}\n"
+        + "output:\n  location: ../results/gait\n"
+    )
+    return jobs
+
+
+def timed(command: list[str], **kwargs: object) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{command[:4]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return elapsed, result.stdout
+
+
+def platform_run(root: Path, workers: int) -> float:
+    home = root / f"home-{workers}"
+    shutil.rmtree(root / "results", ignore_errors=True)
+    env = {**os.environ, "BIOMARKERFLOW_HOME": str(home)}
+    elapsed, _ = timed(
+        [sys.executable, "-m", "biomarkerflow.cli", "run", "--configs", str(root / "studies"), "--workers", str(workers)],
+        env=env,
+    )
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=float, default=2.0, help="length of the multi-day recording")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "platform.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = Path(tmp)
+        jobs = build(root, args.days)
+        plain, _ = timed([sys.executable, "-c", PLAIN_LOOP, json.dumps(jobs)])
+        one = platform_run(root, 1)
+        two = platform_run(root, 2)
+    figures = {
+        "files": len(jobs),
+        "plain_seconds": round(plain, 2),
+        "platform_1_worker_seconds": round(one, 2),
+        "platform_2_workers_seconds": round(two, 2),
+        "platform_over_plain_1_worker": round(one / plain, 3),
+        "speedup_2_over_1_workers": round(one / two, 3),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

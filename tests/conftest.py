@@ -1,0 +1,95 @@
+"""Shared fixtures: real sample files, a synthetic multi-day recording, study workspaces."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from biomarkerflow.engine.executor import LocalExecutor
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skdh"
+
+WRIST_STEPS = """\
+    - CalibrateAccelerometer: {min_hours: 24}
+    - GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}
+    - AccelThresholdWearDetection: {}
+    - Sleep: {day_window: [12, 24]}
+    - ActivityLevelClassification: {cutpoints: migueles_wrist_adult}
+"""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not SAMPLES.exists():
+        skip = pytest.mark.skip(reason=f"sample data not found at {SAMPLES}")
+        for item in items:
+            if "samples" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def executor() -> Iterator[LocalExecutor]:
+    """Two warm workers shared by the whole session: SKDH's import is paid once."""
+    pool = LocalExecutor(2)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def wrist_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic 1.25-day wrist recording at 25 Hz, written once per test session."""
+    from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin
+
+    folder = tmp_path_factory.mktemp("recordings")
+    path = folder / "P01_wrist.bin"
+    write_geneactiv_bin(path, RecordingSpec(subject="P01", days=1.25, fs=25.0, seed=11))
+    return path
+
+
+def write_study(
+    root: Path,
+    *,
+    study: str,
+    files: dict[str, Path],
+    steps: str = WRIST_STEPS,
+    metadata: str | None = "subject,height_m\n",
+    requirements: str = "metadata: [height_m]",
+    extra: str = "",
+) -> Path:
+    """A study workspace under `root`: studies/<study>.yaml, data/<study>/..., returns the configs folder."""
+    data = root / "data" / study
+    data.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        shutil.copyfile(source, data / name)
+    metadata_block = ""
+    if metadata is not None:
+        (root / "data" / f"{study}.csv").write_text(metadata)
+        metadata_block = f"metadata:\n  - location: ../data/{study}.csv\n"
+    configs = root / "studies"
+    configs.mkdir(exist_ok=True)
+    (configs / f"{study}.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            study: {study}
+            data:
+              location: ../data/{study}
+              include: ["*.bin", "*.cwa"]
+              subject: '(?P<subject>[A-Za-z0-9]+)_'
+            """
+        )
+        + metadata_block
+        + f"requirements:\n  {requirements}\n"
+        + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n"
+        + textwrap.indent(textwrap.dedent(steps), "    ")
+        + f"output:\n  location: ../results/{study}\n"
+        + extra
+    )
+    return configs

@@ -1,0 +1,168 @@
+"""Acceptance: the real `biomarkerflow` command in a subprocess, on a real study folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from biomarkerflow.catalog.manager import Catalog
+from tests.conftest import write_study
+
+
+def cli(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BIOMARKERFLOW_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "biomarkerflow.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, wrist_recording: Path) -> dict[str, Path]:
+    """A wrist study: P01 complete, P02 without height, P03 a corrupt (truncated) file."""
+    root = tmp_path_factory.mktemp("cli-study")
+    corrupt = root / "corrupt.bin"
+    corrupt.write_bytes(wrist_recording.read_bytes()[:20_000])
+    configs = write_study(
+        root,
+        study="wrist",
+        files={"P01_wrist.bin": wrist_recording, "P02_wrist.bin": wrist_recording, "P03_wrist.bin": corrupt},
+        metadata="subject,height_m\nP01,1.70\nP02,\nP03,1.65\n",
+        extra="max_attempts: 1\n",
+    )
+    home = root / "home"
+    first = cli(home, "run", "--configs", str(configs), "--workers", "2")
+    return {"root": root, "configs": configs, "home": home, "first": _save(root / "first.json", first)}
+
+
+def _save(path: Path, result: subprocess.CompletedProcess[str]) -> Path:
+    path.write_text(json.dumps({"rc": result.returncode, "out": result.stdout, "err": result.stderr}))
+    return path
+
+
+def _load(path: Path) -> dict[str, object]:
+    return dict(json.loads(path.read_text()))
+
+
+def test_first_run_reports_failure_in_exit_code_and_output(study: dict[str, Path]) -> None:
+    first = _load(study["first"])
+    assert first["rc"] == 1, first
+    out = str(first["out"])
+    assert "SUCCEEDED wrist/P01_wrist.bin" in out
+    assert "FAILED    wrist/P03_wrist.bin" in out
+    assert "1 succeeded, 1 failed" in out
+
+
+def test_status_json_names_waiting_reason_and_failure(study: dict[str, Path]) -> None:
+    result = cli(study["home"], "status", "--json")
+    assert result.returncode == 0, result.stderr
+    (wrist,) = json.loads(result.stdout)
+    assert wrist["counts"]["SUCCEEDED"] == 1 and wrist["counts"]["WAITING"] == 1 and wrist["counts"]["FAILED"] == 1
+    assert wrist["waiting"] == [{"file": "P02_wrist.bin", "reason": "metadata missing for subject 'P02': height_m"}]
+    (failed,) = wrist["failed"]
+    assert failed["file"] == "P03_wrist.bin" and failed["error"]
+
+
+def test_failed_job_leaves_no_result_folder(study: dict[str, Path]) -> None:
+    runs = study["root"] / "results" / "wrist" / "runs"
+    assert (runs / "P01").is_dir()
+    assert not (runs / "P03").exists()
+
+
+def test_runs_are_metered(study: dict[str, Path]) -> None:
+    catalog = Catalog.for_home(study["home"])
+    (p01,) = [f for f in catalog.files("wrist") if f.subject == "P01"]
+    (run,) = catalog.runs(file_id=p01.id)
+    assert run.outcome == "succeeded" and run.package_version == "0.17.18"
+    assert run.wall_seconds and run.wall_seconds > 0
+    assert run.cpu_seconds and run.cpu_seconds > 0.5  # SKDH did real work
+    assert run.peak_rss_bytes and run.peak_rss_bytes > 100 * 2**20  # SKDH + a day of samples
+    assert run.bytes_read == p01.size
+    written = sum(p.stat().st_size for p in Path(run.result_location or "").iterdir())
+    assert run.bytes_written == written  # every byte of the published folder
+    (p03,) = [f for f in catalog.files("wrist") if f.subject == "P03"]
+    (failed,) = catalog.runs(file_id=p03.id)
+    assert failed.outcome == "failed" and failed.error and failed.wall_seconds is not None
+
+
+def test_provenance_travels_with_results(study: dict[str, Path]) -> None:
+    from biomarkerflow.results.writer import read_provenance
+
+    catalog = Catalog.for_home(study["home"])
+    (p01,) = [f for f in catalog.files("wrist") if f.subject == "P01"]
+    folder = Path(catalog.runs(file_id=p01.id)[0].result_location or "")
+    sidecar = json.loads((folder / "provenance.json").read_text())
+    embedded = read_provenance(str(folder / "sleep.parquet"))
+    assert embedded == sidecar
+    assert sidecar["run_id"] == folder.name
+    assert sidecar["input"]["fingerprint"] == p01.fingerprint
+    assert sidecar["package"] == {"name": "scikit-digital-health", "version": "0.17.18"}
+    assert sidecar["config"]["sha256"] == catalog.get_study("wrist").config_sha256  # type: ignore[union-attr]
+    steps = [s["step"] for s in sidecar["pipeline"]]
+    assert steps == ["ReadBin", "CalibrateAccelerometer", "GetDayWindowIndices", "AccelThresholdWearDetection", "Sleep", "ActivityLevelClassification"]
+    sleep_params = sidecar["pipeline"][4]["params"]
+    assert sleep_params["day_window"] == [12, 24] and "min_rest_block" in sleep_params  # defaults recorded too
+
+
+def test_rescan_of_unchanged_study_changes_nothing(study: dict[str, Path]) -> None:
+    before = Catalog.for_home(study["home"]).files("wrist")
+    result = cli(study["home"], "scan", "--configs", str(study["configs"]))
+    assert result.returncode == 0, result.stderr
+    assert "unchanged wrist: 3 files (0 new, 0 changed, 3 unchanged)" in result.stdout
+    assert Catalog.for_home(study["home"]).files("wrist") == before
+
+
+def test_metadata_arrival_runs_exactly_the_waiting_file(study: dict[str, Path]) -> None:
+    catalog = Catalog.for_home(study["home"])
+    runs_before = {r.id for r in catalog.runs("wrist")}
+    (study["root"] / "data" / "wrist.csv").write_text("subject,height_m\nP01,1.70\nP02,1.82\nP03,1.65\n")
+    result = cli(study["home"], "process", "--workers", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    new_runs = [r for r in catalog.runs("wrist") if r.id not in runs_before]
+    files = {f.id: f for f in catalog.files("wrist")}
+    assert [files[r.file_id].subject for r in new_runs] == ["P02"]
+    assert files[new_runs[0].file_id].state == "SUCCEEDED"
+    assert {f.subject: f.state for f in files.values()}["P03"] == "FAILED"  # not retried: max_attempts 1
+
+
+def test_query_reads_consolidated_tables(study: dict[str, Path]) -> None:
+    result = cli(
+        study["home"], "query", "--study", "wrist", "--format", "csv",
+        'SELECT subject, COUNT(*) AS days FROM activity GROUP BY subject ORDER BY subject',
+    )
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(__import__("io").StringIO(result.stdout))
+    assert frame["subject"].tolist() == ["P01", "P02"]
+    # P01 and P02 are the same recording: identical biomarkers.
+    same = cli(
+        study["home"], "query", "--study", "wrist", "--format", "json",
+        'SELECT subject, "total sleep time" AS tst FROM sleep ORDER BY subject, "Day N"',
+    )
+    rows = json.loads(same.stdout)
+    by_subject: dict[str, list[object]] = {}
+    for row in rows:
+        by_subject.setdefault(row["subject"], []).append(row["tst"])
+    assert by_subject["P01"] == by_subject["P02"]
+
+
+def test_query_errors_name_the_tables(study: dict[str, Path]) -> None:
+    result = cli(study["home"], "query", "--study", "wrist", "SELECT * FROM nosuchtable")
+    assert result.returncode == 2
+    assert "activity" in result.stderr and "sleep" in result.stderr and "wear" in result.stderr
+    missing = cli(study["home"], "query", "--study", "nosuchstudy", "SELECT 1")
+    assert missing.returncode == 4 and "no study 'nosuchstudy'" in missing.stderr
+
+
+def test_validate_cli_reports_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: x\ndata:\n  location: d\n  subject: '(?P<subject>['\npipeline:\n  steps:\n    - NoSuchStep: {}\n")
+    result = cli(tmp_path / "home", "validate", str(bad))
+    assert result.returncode == 2
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith(f"{bad}:4:") and "data.subject" in line for line in lines), lines
+    assert any(line.startswith(f"{bad}:7:") and "NoSuchStep" in line for line in lines), lines

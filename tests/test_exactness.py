@@ -1,0 +1,120 @@
+"""Our numbers equal SKDH's own: the platform's Parquet tables vs. a plain SKDH Pipeline run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.engine.executor import LocalExecutor
+from biomarkerflow.workflows.discovery import scan
+from biomarkerflow.workflows.processing import process
+from tests.conftest import write_study
+
+
+def plain_skdh(path: Path, reader: Any, steps: list[Any], **inputs: Any) -> dict[str, Any]:
+    """What a scientist would run by hand: SKDH's Pipeline with the reader as first step."""
+    import skdh
+
+    pipeline = skdh.Pipeline()
+    pipeline.add(reader)
+    for step in steps:
+        pipeline.add(step)
+    return pipeline.run(file=str(path), **inputs)
+
+
+def run_platform(tmp_path: Path, configs: Path, executor: LocalExecutor) -> tuple[Catalog, dict[str, pd.DataFrame]]:
+    catalog = Catalog.for_home(tmp_path / "home")
+    assert scan(catalog, str(configs)).ok
+    info = process(catalog, executor)
+    assert info.failed == 0, [o.error for _, o, _ in info.outcomes]
+    study = catalog.studies()[0]
+    tables = {}
+    for parquet in (Path(study.output_location) / "tables").glob("*.parquet"):
+        tables[parquet.stem] = pd.read_parquet(parquet)
+    return catalog, tables
+
+
+def assert_same(ours: pd.Series, theirs: Any, label: str) -> None:
+    expected = pd.Series(list(np.asarray(theirs, dtype=object)))
+    actual = pd.Series(list(ours))
+    assert len(actual) == len(expected), label
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        if e is None or (isinstance(e, float | np.floating) and np.isnan(e)):
+            assert a is None or (isinstance(a, float) and np.isnan(a)), f"{label}[{i}]: {a!r} != {e!r}"
+        elif isinstance(e, int | float | np.integer | np.floating):
+            assert float(a) == float(e), f"{label}[{i}]: {a!r} != {e!r}"
+        else:
+            assert str(a) == str(e), f"{label}[{i}]: {a!r} != {e!r}"
+
+
+def test_wrist_pipeline_numbers_equal_plain_skdh(tmp_path: Path, wrist_recording: Path, executor: LocalExecutor) -> None:
+    import skdh
+
+    configs = write_study(
+        tmp_path, study="wrist", files={wrist_recording.name: wrist_recording}, metadata="subject,height_m\nP01,1.7\n"
+    )
+    _, tables = run_platform(tmp_path, configs, executor)
+    reference = plain_skdh(
+        wrist_recording,
+        skdh.io.ReadBin(),
+        [
+            skdh.preprocessing.CalibrateAccelerometer(min_hours=24),
+            skdh.preprocessing.GetDayWindowIndices(bases=(0, 12), periods=(24, 24)),
+            skdh.preprocessing.AccelThresholdWearDetection(),
+            skdh.sleep.Sleep(day_window=(12, 24)),
+            skdh.activity.ActivityLevelClassification(cutpoints="migueles_wrist_adult"),
+        ],
+        height=1.7,
+    )
+    assert set(tables) == {"calibrate_accelerometer", "wear", "sleep", "activity"}
+    for key in ("offset", "scale", "temperature scale"):
+        # SKDH gives the temperature scale as shape (1, 3): one value per axis, like the others.
+        per_axis = np.asarray(reference["CalibrateAccelerometer"][key]).reshape(-1)
+        assert_same(tables["calibrate_accelerometer"][key], per_axis, key)
+    for key, values in reference["Sleep"].items():
+        assert_same(tables["sleep"][key], values, f"sleep.{key}")
+    for key, values in reference["ActivityLevelClassification"].items():
+        assert_same(tables["activity"][key], values, f"activity.{key}")
+    wear = reference["AccelThresholdWearDetection"]["wear"]
+    assert len(wear) >= 1
+    assert tables["wear"]["start_index"].tolist() == wear[:, 0].tolist()
+    assert tables["wear"]["end_index"].tolist() == wear[:, 1].tolist()
+    # Every table row says where it came from.
+    assert set(tables["sleep"]["subject"]) == {"P01"}
+    assert set(tables["sleep"]["file"]) == {wrist_recording.name}
+
+
+def test_gait_on_real_device_files_equals_plain_skdh(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
+    import skdh
+
+    files = {"ax3_sample.cwa": samples / "ax3_sample.cwa", "ax6_sample.cwa": samples / "ax6_sample.cwa"}
+    configs = write_study(
+        tmp_path, study="gait", files=files, steps="- GaitLumbar: {}\n", metadata="subject,height_m\nax3,1.75\nax6,1.62\n"
+    )
+    _, tables = run_platform(tmp_path, configs, executor)
+    gait = tables["gait"]
+    for subject, height in (("ax3", 1.75), ("ax6", 1.62)):
+        reference = plain_skdh(samples / f"{subject}_sample.cwa", skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=height)
+        ours = gait[gait["subject"] == subject].reset_index(drop=True)
+        assert len(ours) == len(reference["GaitLumbar"]["Bout N"]) > 0
+        for key, values in reference["GaitLumbar"].items():
+            assert_same(ours[key], values, f"gait[{subject}].{key}")
+
+
+@pytest.mark.parametrize("height", [1.5, 1.9])
+def test_subject_height_reaches_gait(tmp_path: Path, samples: Path, height: float, executor: LocalExecutor) -> None:
+    """Height from the metadata CSV changes SKDH's step length: it reached the pipeline."""
+    import skdh
+
+    configs = write_study(
+        tmp_path, study="gait", files={"ax6_sample.cwa": samples / "ax6_sample.cwa"}, steps="- GaitLumbar: {}\n",
+        metadata=f"subject,height_m\nax6,{height}\n",
+    )
+    _, tables = run_platform(tmp_path, configs, executor)
+    reference = plain_skdh(samples / "ax6_sample.cwa", skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=height)
+    assert_same(tables["gait"]["step length"], reference["GaitLumbar"]["step length"], "step length")
