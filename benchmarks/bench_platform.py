@@ -50,7 +50,8 @@ for job in jobs:
     pipeline = skdh.Pipeline()
     pipeline.add(reader)
     for name, params in job["steps"]:
-        cls = next(getattr(m, name) for m in (skdh.preprocessing, skdh.sleep, skdh.activity, skdh.gait) if hasattr(m, name))
+        modules = (skdh.preprocessing, skdh.sleep, skdh.activity, skdh.gait)
+        cls = next(getattr(m, name) for m in modules if hasattr(m, name))
         pipeline.add(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}))
     pipeline.run(file=job["file"], height=job["height"])
 print(time.perf_counter() - start)
@@ -76,7 +77,9 @@ def build(root: Path, days: float) -> list[dict[str, object]]:
         reader = "ReadCwa" if name.endswith(".cwa") else "ReadBin"
         jobs.append({"file": str(lab / name), "reader": reader, "steps": [("GaitLumbar", {})], "height": 1.7})
     (root / "data" / "subjects.csv").write_text(
-        "subject,height_m\n" + "".join(f"B{i:02d},1.7\n" for i in range(len(lengths))) + "ax3,1.7\nax6,1.7\ngnactv,1.7\n"
+        "subject,height_m\n"
+        + "".join(f"B{i:02d},1.7\n" for i in range(len(lengths)))
+        + "ax3,1.7\nax6,1.7\ngnactv,1.7\n"
     )
     studies = root / "studies"
     studies.mkdir()
@@ -86,8 +89,11 @@ def build(root: Path, days: float) -> list[dict[str, object]]:
     )
     common = "metadata:\n  - location: ../data/subjects.csv\nrequirements:\n  metadata: [height_m]\n"
     (studies / "wrist.yaml").write_text(
-        "study: bench-wrist\ndata:\n  location: ../data/wrist\n  include: ['*.bin']\n  subject: '(?P<subject>[A-Za-z0-9]+)_'\n"
-        + common + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n" + steps_yaml
+        "study: bench-wrist\ndata:\n  location: ../data/wrist\n  include: ['*.bin']\n"
+        "  subject: '(?P<subject>[A-Za-z0-9]+)_'\n"
+        + common
+        + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n"
+        + steps_yaml
         + "output:\n  location: ../results/wrist\n"
     )
     (studies / "gait.yaml").write_text(
@@ -100,7 +106,8 @@ def build(root: Path, days: float) -> list[dict[str, object]]:
               subject: '(?P<subject>[A-Za-z0-9]+)_'
             """
         )
-        + common + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n    - GaitLumbar: {}\n"
+        + common
+        + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n    - GaitLumbar: {}\n"
         + "output:\n  location: ../results/gait\n"
     )
     return jobs
@@ -120,7 +127,16 @@ def platform_run(root: Path, workers: int) -> float:
     shutil.rmtree(root / "results", ignore_errors=True)
     env = {**os.environ, "BIOMARKERFLOW_HOME": str(home)}
     elapsed, _ = timed(
-        [sys.executable, "-m", "biomarkerflow.cli", "run", "--configs", str(root / "studies"), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "biomarkerflow.cli",
+            "run",
+            "--configs",
+            str(root / "studies"),
+            "--workers",
+            str(workers),
+        ],
         env=env,
     )
     return elapsed

@@ -39,7 +39,9 @@ def make_ready(catalog: Catalog) -> None:
 
 
 def test_study_upsert_reports_new_changed_unchanged(catalog: Catalog) -> None:
-    args = dict(config_source="/configs/s1.yaml", config={"study": "s1"}, output_location="o", data_location="d", priority=0)
+    args = dict(
+        config_source="/configs/s1.yaml", config={"study": "s1"}, output_location="o", data_location="d", priority=0
+    )
     assert catalog.upsert_study("s1", config_sha256="a" * 64, **args) == "unchanged"  # type: ignore[arg-type]
     assert catalog.upsert_study("s1", config_sha256="b" * 64, **args) == "changed"  # type: ignore[arg-type]
 
@@ -47,14 +49,21 @@ def test_study_upsert_reports_new_changed_unchanged(catalog: Catalog) -> None:
 def test_same_study_id_from_another_config_is_refused(catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="already used by /configs/s1.yaml"):
         catalog.upsert_study(
-            "s1", config_source="/configs/other.yaml", config_sha256="c" * 64, config={}, output_location="o",
-            data_location="d", priority=0,
+            "s1",
+            config_source="/configs/other.yaml",
+            config_sha256="c" * 64,
+            config={},
+            output_location="o",
+            data_location="d",
+            priority=0,
         )
 
 
 def test_register_is_incremental_and_detects_changed_content(catalog: Catalog) -> None:
     register(catalog, "A_1.bin", "B_1.bin")
-    info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 10, 1.0, "f1"), ("/data/C_1.bin", "C_1.bin", "C", 10, 1.0, "f1")])
+    info = catalog.register_files(
+        "s1", [("/data/A_1.bin", "A_1.bin", "A", 10, 1.0, "f1"), ("/data/C_1.bin", "C_1.bin", "C", 10, 1.0, "f1")]
+    )
     assert (info.new, info.changed, info.unchanged) == (1, 0, 1)
     make_ready(catalog)
     info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 11, 2.0, "f2")])
@@ -100,7 +109,9 @@ def test_concurrent_claimers_never_take_the_same_file(tmp_path: Path, catalog: C
 def run_one(catalog: Catalog, worker: str = "w") -> tuple[int, str]:
     file = catalog.claim(worker, 1, 60)[0]
     run_id = f"run-{file.id}-{file.attempts}"
-    assert catalog.start_run(file.id, run_id=run_id, worker=worker, host="h", config_sha256="a" * 64, package_version="1")
+    assert catalog.start_run(
+        file.id, run_id=run_id, worker=worker, host="h", config_sha256="a" * 64, package_version="1"
+    )
     return file.id, run_id
 
 
@@ -108,7 +119,12 @@ def test_success_sets_current_run(catalog: Catalog) -> None:
     register(catalog, "A_1.bin")
     make_ready(catalog)
     file_id, run_id = run_one(catalog)
-    state = catalog.finish_run(run_id, RunMetrics(outcome="succeeded", wall_seconds=2.0, cpu_seconds=1.5, peak_rss_bytes=10, result_location="r"), max_attempts=3, retry_at=None)
+    state = catalog.finish_run(
+        run_id,
+        RunMetrics(outcome="succeeded", wall_seconds=2.0, cpu_seconds=1.5, peak_rss_bytes=10, result_location="r"),
+        max_attempts=3,
+        retry_at=None,
+    )
     assert state == "SUCCEEDED"
     file = catalog.files("s1")[0]
     assert file.current_run_id == run_id
@@ -121,10 +137,17 @@ def test_retryable_failure_retries_then_fails_for_good(catalog: Catalog) -> None
     make_ready(catalog)
     for attempt in (1, 2):
         _, run_id = run_one(catalog)
-        state = catalog.finish_run(run_id, RunMetrics(outcome="failed", error=f"boom {attempt}", retryable=True), max_attempts=3, retry_at=utcnow() - timedelta(seconds=1))
+        state = catalog.finish_run(
+            run_id,
+            RunMetrics(outcome="failed", error=f"boom {attempt}", retryable=True),
+            max_attempts=3,
+            retry_at=utcnow() - timedelta(seconds=1),
+        )
         assert state == "READY"
     _, run_id = run_one(catalog)
-    state = catalog.finish_run(run_id, RunMetrics(outcome="failed", error="boom 3", retryable=True), max_attempts=3, retry_at=None)
+    state = catalog.finish_run(
+        run_id, RunMetrics(outcome="failed", error="boom 3", retryable=True), max_attempts=3, retry_at=None
+    )
     assert state == "FAILED"
     assert [r.error for r in catalog.runs("s1")] == ["boom 1", "boom 2", "boom 3"]
     assert catalog.status("s1")[0].failed == [("A_1.bin", "boom 3")]
@@ -134,7 +157,12 @@ def test_backoff_holds_the_file_back(catalog: Catalog) -> None:
     register(catalog, "A_1.bin")
     make_ready(catalog)
     _, run_id = run_one(catalog)
-    catalog.finish_run(run_id, RunMetrics(outcome="failed", error="x", retryable=True), max_attempts=3, retry_at=utcnow() + timedelta(minutes=5))
+    catalog.finish_run(
+        run_id,
+        RunMetrics(outcome="failed", error="x", retryable=True),
+        max_attempts=3,
+        retry_at=utcnow() + timedelta(minutes=5),
+    )
     assert catalog.claim("w", 1, 60) == []
     assert catalog.next_retry_at(["s1"]) is not None
 

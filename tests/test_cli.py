@@ -18,7 +18,12 @@ from tests.conftest import write_study
 def cli(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BIOMARKERFLOW_HOME": str(home), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "biomarkerflow.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+        [sys.executable, "-m", "biomarkerflow.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -104,7 +109,14 @@ def test_provenance_travels_with_results(study: dict[str, Path]) -> None:
     assert sidecar["package"] == {"name": "scikit-digital-health", "version": "0.17.18"}
     assert sidecar["config"]["sha256"] == catalog.get_study("wrist").config_sha256  # type: ignore[union-attr]
     steps = [s["step"] for s in sidecar["pipeline"]]
-    assert steps == ["ReadBin", "CalibrateAccelerometer", "GetDayWindowIndices", "AccelThresholdWearDetection", "Sleep", "ActivityLevelClassification"]
+    assert steps == [
+        "ReadBin",
+        "CalibrateAccelerometer",
+        "GetDayWindowIndices",
+        "AccelThresholdWearDetection",
+        "Sleep",
+        "ActivityLevelClassification",
+    ]
     sleep_params = sidecar["pipeline"][4]["params"]
     assert sleep_params["day_window"] == [12, 24] and "min_rest_block" in sleep_params  # defaults recorded too
 
@@ -132,15 +144,25 @@ def test_metadata_arrival_runs_exactly_the_waiting_file(study: dict[str, Path]) 
 
 def test_query_reads_consolidated_tables(study: dict[str, Path]) -> None:
     result = cli(
-        study["home"], "query", "--study", "wrist", "--format", "csv",
-        'SELECT subject, COUNT(*) AS days FROM activity GROUP BY subject ORDER BY subject',
+        study["home"],
+        "query",
+        "--study",
+        "wrist",
+        "--format",
+        "csv",
+        "SELECT subject, COUNT(*) AS days FROM activity GROUP BY subject ORDER BY subject",
     )
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(__import__("io").StringIO(result.stdout))
     assert frame["subject"].tolist() == ["P01", "P02"]
     # P01 and P02 are the same recording: identical biomarkers.
     same = cli(
-        study["home"], "query", "--study", "wrist", "--format", "json",
+        study["home"],
+        "query",
+        "--study",
+        "wrist",
+        "--format",
+        "json",
         'SELECT subject, "total sleep time" AS tst FROM sleep ORDER BY subject, "Day N"',
     )
     rows = json.loads(same.stdout)
@@ -160,7 +182,9 @@ def test_query_errors_name_the_tables(study: dict[str, Path]) -> None:
 
 def test_validate_cli_reports_file_line_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("study: x\ndata:\n  location: d\n  subject: '(?P<subject>['\npipeline:\n  steps:\n    - NoSuchStep: {}\n")
+    bad.write_text(
+        "study: x\ndata:\n  location: d\n  subject: '(?P<subject>['\npipeline:\n  steps:\n    - NoSuchStep: {}\n"
+    )
     result = cli(tmp_path / "home", "validate", str(bad))
     assert result.returncode == 2
     lines = result.stdout.strip().splitlines()

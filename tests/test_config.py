@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from biomarkerflow.config.loader import LoadedConfig, load_study_config
+from biomarkerflow.config.loader import LoadedConfig, load_study_config, parse_study_config
 from biomarkerflow.config.validate import validate_paths, validate_source
 from biomarkerflow.errors import ConfigError, ConfigProblem
 
@@ -729,6 +729,133 @@ def test_every_check_problem_is_reported_in_line_order() -> None:
         (9, 7, "pipeline.steps[1].Slep"),
         (10, 15, "pipeline.steps[2].Sleep.bogus"),
     ]
+
+
+# --- SKDH checks of the well-formed sections when the schema fails -----------------------
+
+
+def test_schema_problem_in_data_and_unknown_step_are_both_reported() -> None:
+    loaded, found = validate_source(
+        SOURCE,
+        textwrap.dedent(
+            """\
+            study: x
+            data:
+              location: d
+              subject: '(?P<subject>['
+            pipeline:
+              package: scikit-digital-health==0.17.18
+              steps:
+                - NoSuchStep: {}
+            """
+        ),
+    )
+    assert loaded is None
+    assert where(found) == [(4, 12, "data.subject"), (8, 7, "pipeline.steps[0].NoSuchStep")]
+    assert found[0].message.startswith("invalid regular expression")
+    assert "unknown pipeline step 'NoSuchStep'" in found[1].message
+
+
+def test_the_brief_example_without_a_package_also_reports_the_unpinned_package() -> None:
+    found = problems(
+        """\
+        study: x
+        data:
+          location: d
+          subject: '(?P<subject>['
+        pipeline:
+          steps:
+            - NoSuchStep: {}
+        """
+    )
+    assert where(found) == [
+        (4, 12, "data.subject"),
+        (5, 1, "pipeline.package"),
+        (7, 7, "pipeline.steps[0].NoSuchStep"),
+    ]
+
+
+def test_wrong_type_in_output_and_bad_step_parameter_are_both_reported() -> None:
+    found = problems(
+        """\
+        study: s1
+        data:
+          location: data/raw
+        pipeline:
+          package: scikit-digital-health==0.17.18
+          steps:
+            - GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}
+            - Sleep: {bogus: 1}
+        output:
+          formats: parquet
+        """
+    )
+    assert where(found) == [(8, 15, "pipeline.steps[1].Sleep.bogus"), (10, 12, "output.formats")]
+    assert "Sleep has no parameter 'bogus'" in found[0].message
+    assert found[1].message.startswith("expected a list, got 'parquet'")
+
+
+def test_broken_pipeline_and_unknown_reader_are_both_reported() -> None:
+    found = problems(
+        """\
+        study: s1
+        data:
+          location: data/raw
+          reader: ReadNothing
+        pipeline:
+          package: scikit-digital-health==0.16.15
+          steps: 5
+        """
+    )
+    # The pipeline section fails the schema, so none of its checks (not even the
+    # package's) run; the data section is fine, so its reader is checked.
+    assert where(found) == [(4, 3, "data.reader"), (7, 10, "pipeline.steps")]
+    assert found[0].message.startswith("unknown reader 'ReadNothing'")
+    assert found[1].message == "expected a list, got 5"
+
+
+def test_duplicate_keys_do_not_hide_the_skdh_checks() -> None:
+    loaded, found = validate_source(
+        SOURCE,
+        textwrap.dedent(
+            """\
+            study: s1
+            data:
+              location: data/raw
+              location: data/raw2
+            pipeline:
+              package: scikit-digital-health==0.17.18
+              steps: [Slep]
+            """
+        ),
+    )
+    assert loaded is None
+    assert where(found) == [(4, 3, "data.location"), (7, 11, "pipeline.steps[0].Slep")]
+
+
+def test_no_skdh_checks_for_an_unknown_workflow_type() -> None:
+    found = problems(
+        """\
+        study: s1
+        workflow: ggir
+        data:
+          location: data/raw
+          reader: ReadNothing
+        pipeline:
+          steps: [Slep]
+        """
+    )
+    assert where(found) == [(2, 11, "workflow")]
+
+
+def test_parse_study_config_returns_problems_and_positions_without_raising() -> None:
+    parsed = parse_study_config(SOURCE, "study: s1\ndata: {location: 5}\npipeline: {steps: [Sleep]}\n")
+    assert parsed.config is None and parsed.loaded() is None
+    assert where(parsed.problems) == [(2, 18, "data.location")]
+    assert parsed.data["pipeline"] == {"steps": ["Sleep"]}
+    assert parsed.locate("pipeline.steps[0]") == (3, 20)
+    missing = parse_study_config("/nowhere/at/all.yaml")
+    assert missing.data is None and [p.message for p in missing.problems] == ["file not found"]
 
 
 def test_load_raises_config_error_with_every_problem() -> None:

@@ -52,7 +52,9 @@ def assert_same(ours: pd.Series, theirs: Any, label: str) -> None:
             assert str(a) == str(e), f"{label}[{i}]: {a!r} != {e!r}"
 
 
-def test_wrist_pipeline_numbers_equal_plain_skdh(tmp_path: Path, wrist_recording: Path, executor: LocalExecutor) -> None:
+def test_wrist_pipeline_numbers_equal_plain_skdh(
+    tmp_path: Path, wrist_recording: Path, executor: LocalExecutor
+) -> None:
     import skdh
 
     configs = write_study(
@@ -94,12 +96,18 @@ def test_gait_on_real_device_files_equals_plain_skdh(tmp_path: Path, samples: Pa
 
     files = {"ax3_sample.cwa": samples / "ax3_sample.cwa", "ax6_sample.cwa": samples / "ax6_sample.cwa"}
     configs = write_study(
-        tmp_path, study="gait", files=files, steps="- GaitLumbar: {}\n", metadata="subject,height_m\nax3,1.75\nax6,1.62\n"
+        tmp_path,
+        study="gait",
+        files=files,
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax3,1.75\nax6,1.62\n",
     )
     _, tables = run_platform(tmp_path, configs, executor)
     gait = tables["gait"]
     for subject, height in (("ax3", 1.75), ("ax6", 1.62)):
-        reference = plain_skdh(samples / f"{subject}_sample.cwa", skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=height)
+        reference = plain_skdh(
+            samples / f"{subject}_sample.cwa", skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=height
+        )
         ours = gait[gait["subject"] == subject].reset_index(drop=True)
         assert len(ours) == len(reference["GaitLumbar"]["Bout N"]) > 0
         for key, values in reference["GaitLumbar"].items():
@@ -112,7 +120,10 @@ def test_subject_height_reaches_gait(tmp_path: Path, samples: Path, height: floa
     import skdh
 
     configs = write_study(
-        tmp_path, study="gait", files={"ax6_sample.cwa": samples / "ax6_sample.cwa"}, steps="- GaitLumbar: {}\n",
+        tmp_path,
+        study="gait",
+        files={"ax6_sample.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
         metadata=f"subject,height_m\nax6,{height}\n",
     )
     _, tables = run_platform(tmp_path, configs, executor)

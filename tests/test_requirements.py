@@ -30,14 +30,18 @@ def test_all_requirements_met_is_ready() -> None:
 
 
 def test_missing_metadata_field_waits_with_the_field_named() -> None:
-    decision = evaluate(RequirementsConfig(metadata=["height_m"]), facts(subject_metadata={"height_m": None}), NOW, PATTERN)
+    decision = evaluate(
+        RequirementsConfig(metadata=["height_m"]), facts(subject_metadata={"height_m": None}), NOW, PATTERN
+    )
     assert not decision.ready
     assert decision.reason == "metadata missing for subject 'S01': height_m"
 
 
 def test_nan_and_blank_count_as_missing() -> None:
     for value in (float("nan"), "  "):
-        decision = evaluate(RequirementsConfig(metadata=["height_m"]), facts(subject_metadata={"height_m": value}), NOW, PATTERN)
+        decision = evaluate(
+            RequirementsConfig(metadata=["height_m"]), facts(subject_metadata={"height_m": value}), NOW, PATTERN
+        )
         assert not decision.ready
 
 

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord
+from biomarkerflow.engine.executor import Executor
 from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.runtimes.entrypoint import JobOutcome
 
@@ -205,7 +206,15 @@ def _print_gates(gates: list[Any]) -> None:
             )
 
 
-def do_process(catalog: Catalog, studies: list[str] | None, workers: int, executor: Any = None) -> int:
+def do_process(
+    catalog: Catalog,
+    studies: list[str] | None,
+    workers: int,
+    executor: Executor | None = None,
+    *,
+    keep_executor: bool = False,
+) -> int:
+    """Process with a progress bar; returns the exit code (1 if any file FAILED)."""
     from biomarkerflow.engine.executor import LocalExecutor
     from biomarkerflow.workflows.processing import process
 
@@ -221,7 +230,8 @@ def do_process(catalog: Catalog, studies: list[str] | None, workers: int, execut
         ) as bar:
             info = process(catalog, executor, study_ids=studies, progress=_RichProgress(bar), on_gates=_print_gates)
     finally:
-        executor.close()
+        if not keep_executor:
+            executor.close()
     for gate in info.gates:
         if gate.waiting:
             console.print(
@@ -358,7 +368,7 @@ def query(
 def demo(
     workspace: Annotated[Path, typer.Option(help="Folder for the demo study (re-created).")] = Path("demo-workspace"),
     subjects: Annotated[int, typer.Option(min=1, help="Synthetic subjects.")] = 4,
-    days: Annotated[float, typer.Option(help="Days recorded per subject.")] = 1.5,
+    days: Annotated[float, typer.Option(help="Days recorded per subject.")] = 2.0,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic recordings.")] = 7,
     workers: WorkersOption = DEFAULT_WORKERS,
 ) -> None:

@@ -377,7 +377,7 @@ class Catalog:
                 .where(DataFile.study_id == study_id, DataFile.subject.is_not(None))
                 .group_by(DataFile.subject)
             )
-            return {subject: count for subject, count in rows}
+            return {str(subject): int(count) for subject, count in rows}
 
     def set_gate(self, file_id: int, expected_state: str, ready: bool, reason: str | None) -> bool:
         """Record a requirement check: READY, or WAITING with why. No-op when nothing changed."""
@@ -570,7 +570,10 @@ class Catalog:
                 )
                 return FileState.SUCCEEDED.value
             if metrics.retryable and row.attempts < max_attempts and retry_at is not None:
-                reason = f"attempt {row.attempts} of {max_attempts} failed, retrying after {retry_at:%H:%M:%S} UTC: {metrics.error}"
+                reason = (
+                    f"attempt {row.attempts} of {max_attempts} failed, "
+                    f"retrying after {retry_at:%H:%M:%S} UTC: {metrics.error}"
+                )
                 self._cas(
                     session,
                     row.id,

@@ -30,7 +30,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.errors import ConfigError, ConfigProblem
 
-__all__ = ["LoadedConfig", "is_url", "load_study_config", "parent_path", "sorted_problems"]
+__all__ = [
+    "LoadedConfig",
+    "ParsedConfig",
+    "is_url",
+    "load_study_config",
+    "parent_path",
+    "parse_study_config",
+    "sorted_problems",
+]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _LAST_PART = re.compile(r"(\.[^.\[\]]*|\[\d+\])$")
@@ -96,18 +104,54 @@ class LoadedConfig:
 
     def locate(self, path: str) -> Position | None:
         """Where a field path is written, else where its nearest written parent is."""
-        current: str | None = path
-        while current is not None:
-            if current in self.locations:
-                return self.locations[current]
-            current = parent_path(current)
-        return None
+        return _locate(self.locations, path)
 
     def problem(self, field: str, message: str) -> ConfigProblem:
         """A problem about a field path, located at the field or its nearest parent."""
-        where = self.locate(field)
-        line, column = where if where else (None, None)
-        return ConfigProblem(self.source, line, column, field, message)
+        return _problem(self.source, self.locations, field, message)
+
+
+@dataclass(frozen=True)
+class ParsedConfig:
+    """A config file read, parsed and checked against the schema as far as it goes.
+
+    Unlike `load_study_config` this never raises: every problem found (unreadable
+    file, YAML, duplicate keys, schema) is in `problems`, sorted by line. `data` is
+    the constructed YAML (None when the file could not be read or parsed) and
+    `locations` / `value_locations` are as in `LoadedConfig`, so checks of the parts
+    of `data` that are well-formed can still be located when the schema fails.
+    `config` is None unless the whole file passed the schema.
+    """
+
+    source: str
+    sha256: str | None
+    text: str | None
+    data: Any
+    problems: list[ConfigProblem]
+    config: StudyConfig | None = None
+    locations: dict[str, Position] = field(default_factory=dict)
+    value_locations: dict[str, Position] = field(default_factory=dict)
+
+    def locate(self, path: str) -> Position | None:
+        """Where a field path is written, else where its nearest written parent is."""
+        return _locate(self.locations, path)
+
+    def problem(self, field: str, message: str) -> ConfigProblem:
+        """A problem about a field path, located at the field or its nearest parent."""
+        return _problem(self.source, self.locations, field, message)
+
+    def loaded(self) -> LoadedConfig | None:
+        """The `LoadedConfig`, or None when the file has any problem."""
+        if self.problems or self.config is None or self.sha256 is None or self.text is None:
+            return None
+        return LoadedConfig(
+            config=self.config,
+            source=self.source,
+            sha256=self.sha256,
+            text=self.text,
+            locations=self.locations,
+            value_locations=self.value_locations,
+        )
 
 
 def load_study_config(source: str | Path, text: str | bytes | None = None) -> LoadedConfig:
@@ -118,18 +162,36 @@ def load_study_config(source: str | Path, text: str | bytes | None = None) -> Lo
     discovery can read bytes through fsspec once). Raises `ConfigError` carrying every
     problem found, each with file, line, column and field path.
     """
+    parsed = parse_study_config(source, text)
+    loaded = parsed.loaded()
+    if loaded is None:
+        raise ConfigError(parsed.problems)
+    return loaded
+
+
+def parse_study_config(source: str | Path, text: str | bytes | None = None) -> ParsedConfig:
+    """Read, parse and validate one study config without raising (see `ParsedConfig`).
+
+    `source` and `text` are as for `load_study_config`.
+    """
     name = _normalise_source(source)
-    raw = _read_bytes(name) if text is None else text
-    data_bytes = raw.encode("utf-8") if isinstance(raw, str) else raw
+    try:
+        raw = _read_bytes(name) if text is None else text
+        data_bytes = raw.encode("utf-8") if isinstance(raw, str) else raw
+        decoded = raw if isinstance(raw, str) else _decode(name, raw)
+    except ConfigError as exc:
+        return ParsedConfig(name, None, None, None, sorted_problems(exc.problems))
     sha256 = hashlib.sha256(data_bytes).hexdigest()
-    decoded = raw if isinstance(raw, str) else _decode(name, raw)
     if decoded.startswith("\ufeff"):
         decoded = decoded[1:]
 
     root, data, problems = _parse(name, decoded)
     if root is None:
-        raise ConfigError(sorted_problems(problems))
+        return ParsedConfig(name, sha256, decoded, None, sorted_problems(problems))
     keys, values = _positions(root)
+    locations = {path: keys.get(path, values[path]) for path in values}
+
+    config: StudyConfig | None = None
     if not isinstance(data, dict):
         kind = _kind(data)
         problems.append(
@@ -140,25 +202,37 @@ def load_study_config(source: str | Path, text: str | bytes | None = None) -> Lo
                 f"the top level must be a mapping of fields (study:, data:, pipeline: ...), not {kind}",
             )
         )
-        raise ConfigError(sorted_problems(problems))
+    else:
+        try:
+            config = StudyConfig.model_validate(data)
+        except pydantic.ValidationError as exc:
+            problems.extend(_translate(name, root, exc.errors()))
 
-    try:
-        config = StudyConfig.model_validate(data)
-    except pydantic.ValidationError as exc:
-        problems.extend(_translate(name, root, exc.errors()))
-        raise ConfigError(sorted_problems(problems)) from None
-    if problems:
-        raise ConfigError(sorted_problems(problems))
-
-    locations = {path: keys.get(path, values[path]) for path in values}
-    return LoadedConfig(
-        config=config,
+    return ParsedConfig(
         source=name,
         sha256=sha256,
         text=decoded,
+        data=data,
+        problems=sorted_problems(problems),
+        config=config,
         locations=locations,
         value_locations=values,
     )
+
+
+def _locate(locations: dict[str, Position], path: str) -> Position | None:
+    current: str | None = path
+    while current is not None:
+        if current in locations:
+            return locations[current]
+        current = parent_path(current)
+    return None
+
+
+def _problem(source: str, locations: dict[str, Position], field: str, message: str) -> ConfigProblem:
+    where = _locate(locations, field)
+    line, column = where if where else (None, None)
+    return ConfigProblem(source, line, column, field, message)
 
 
 # --- reading ---------------------------------------------------------------------------

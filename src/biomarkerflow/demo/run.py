@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -128,7 +129,9 @@ def _summary(output_location: str, truths: dict[str, pd.DataFrame]) -> Table:
     from biomarkerflow.results.query import run_query
 
     measured = run_query(output_location, SUMMARY_SQL)
-    table = Table(title="demo-wrist: biomarkers per subject (SKDH 0.17.18) vs. synthetic ground truth")
+    from biomarkerflow.plugins.skdh.workflow import installed_version
+
+    table = Table(title=f"demo-wrist: biomarkers per subject (SKDH {installed_version()}) vs. synthetic ground truth")
     for column in ("subject", "wear h", "truth", "sleep min/night", "truth", "MVPA min/day", "truth"):
         table.add_column(column, justify="right")
     for row in measured.itertuples(index=False):
@@ -152,9 +155,22 @@ def _summary(output_location: str, truths: dict[str, pd.DataFrame]) -> Table:
 
 
 def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, seed: int, workers: int) -> int:
-    from biomarkerflow.cli import do_process, do_scan
+    from biomarkerflow.engine.executor import LocalExecutor
 
     workspace = workspace.resolve()
+    executor = LocalExecutor(workers)
+    executor.prestart()  # the workers import SKDH while the recordings are written
+    try:
+        return _run_demo(console, workspace, executor, subjects=subjects, days=days, seed=seed, workers=workers)
+    finally:
+        executor.close()
+
+
+def _run_demo(
+    console: Console, workspace: Path, executor: Any, *, subjects: int, days: float, seed: int, workers: int
+) -> int:
+    from biomarkerflow.cli import do_process, do_scan
+
     console.rule("[bold]1. Build the demo workspace")
     with console.status(f"Writing {subjects} synthetic {days:g}-day GENEActiv recordings at 50 Hz..."):
         truths = build_workspace(workspace, subjects=subjects, days=days, seed=seed)
@@ -167,7 +183,7 @@ def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, s
 
     console.rule("[bold]2. Discover and process")
     do_scan(catalog, configs)
-    first = do_process(catalog, None, workers)
+    first = do_process(catalog, None, workers, executor, keep_executor=True)
 
     console.rule("[bold]3. One subject waits for its metadata")
     waiting = [(s.study_id, f, r) for s in catalog.status() for f, r in s.waiting]
@@ -178,12 +194,14 @@ def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, s
     frame.loc[frame["height_m"].isna(), "height_m"] = 1.80
     frame.to_csv(metadata, index=False)
     console.print(f"added the missing height to {metadata.relative_to(workspace)}; processing again")
-    second = do_process(catalog, None, workers)
+    second = do_process(catalog, None, workers, executor, keep_executor=True)
 
     console.rule("[bold]4. Results")
     wrist = catalog.get_study("demo-wrist")
     assert wrist is not None
     console.print(_summary(wrist.output_location, truths))
+    sleep_sql = 'SELECT subject, Date, "total sleep time" FROM sleep'
+    gait_sql = "SELECT subject, COUNT(*) AS strides FROM gait GROUP BY 1"
     console.print(
         textwrap.dedent(
             f"""\
@@ -191,11 +209,12 @@ def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, s
             Consolidated tables: {wrist.output_location}/tables
             Try:
               biomarkerflow --home {home} status
-              biomarkerflow --home {home} query --study demo-wrist "SELECT subject, Date, \\"total sleep time\\" FROM sleep"
-              biomarkerflow --home {home} query --study demo-lab-gait "SELECT subject, COUNT(*) AS strides FROM gait GROUP BY 1"
+              biomarkerflow --home {home} query --study demo-wrist '{sleep_sql}'
+              biomarkerflow --home {home} query --study demo-lab-gait '{gait_sql}'
             """
         ),
         highlight=False,
+        soft_wrap=True,
     )
     catalog.close()
     return first or second

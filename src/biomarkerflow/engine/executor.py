@@ -20,10 +20,7 @@ class Executor(Protocol):
     capacity: int
 
     def prestart(self) -> None:
-        """Start every worker now (each imports SKDH, ~4 s) so that cost overlaps other work."""
-        pool = self._ensure_pool()
-        for _ in range(self.capacity):
-            pool.submit(entrypoint.warm_up)
+        """Start workers ahead of the first job, so their start-up overlaps other work."""
 
     def submit(self, job: JobSpec) -> Future[JobOutcome]: ...
 

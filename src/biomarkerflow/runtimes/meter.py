@@ -53,10 +53,8 @@ class Meter:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(psutil.Error):
                 self._peak = max(self._peak, _tree_rss(self._process))
-            except psutil.Error:
-                pass
             self._stop.wait(self._interval)
 
     def __enter__(self) -> Meter:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -62,7 +62,7 @@ class ProcessInfo:
         return sum(1 for _, _, state in self.outcomes if state == FileState.SUCCEEDED.value)
 
 
-class Progress:
+class Progress(Protocol):
     """What the loop reports; the CLI draws it, tests may record it."""
 
     def planned(self, total: int) -> None: ...
@@ -72,6 +72,20 @@ class Progress:
     def finished(self, file: FileRecord, outcome: JobOutcome, state: str) -> None: ...
 
     def waiting_for_retry(self, seconds: float) -> None: ...
+
+
+class SilentProgress:
+    def planned(self, total: int) -> None:
+        pass
+
+    def started(self, file: FileRecord) -> None:
+        pass
+
+    def finished(self, file: FileRecord, outcome: JobOutcome, state: str) -> None:
+        pass
+
+    def waiting_for_retry(self, seconds: float) -> None:
+        pass
 
 
 def _clean(value: Any) -> Any:
@@ -233,7 +247,7 @@ def process(
     on_gates: Callable[[list[GateInfo]], None] | None = None,
 ) -> ProcessInfo:
     """Run every READY file of the selected studies; returns what happened."""
-    progress = progress or Progress()
+    progress = progress or SilentProgress()
     info = ProcessInfo()
     catalog.expire_leases()
     studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]

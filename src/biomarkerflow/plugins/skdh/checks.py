@@ -16,10 +16,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from biomarkerflow.config.schema import DataConfig, StepSpec, StudyConfig
+from biomarkerflow.config.schema import DataConfig, PipelineConfig, StepSpec, StudyConfig
 from biomarkerflow.plugins.skdh import steps
 
-__all__ = ["PACKAGE", "check_study", "installed_version"]
+__all__ = ["PACKAGE", "check_data", "check_pipeline", "check_study", "installed_version"]
 
 PACKAGE = "scikit-digital-health"
 
@@ -36,12 +36,29 @@ def installed_version() -> str | None:
 
 def check_study(config: StudyConfig) -> list[Problem]:
     """Every SKDH-specific problem of a (schema-valid) study config, as (field, message)."""
-    problems = _check_package(config.pipeline.package)
-    problems += _check_reader(config.data)
-    step_problems, valid = _check_steps(config.pipeline.steps)
+    return check_pipeline(config.pipeline) + check_data(config.data)
+
+
+def check_pipeline(pipeline: PipelineConfig) -> list[Problem]:
+    """SKDH problems of a schema-valid `pipeline` section: package, steps, step order.
+
+    Usable when the rest of the study config fails the schema; field paths start
+    with `pipeline.` as in the whole config.
+    """
+    problems = _check_package(pipeline.package)
+    step_problems, valid = _check_steps(pipeline.steps)
     problems += step_problems
-    problems += _check_order(config.pipeline.steps, valid)
+    problems += _check_order(pipeline.steps, valid)
     return problems
+
+
+def check_data(data: DataConfig) -> list[Problem]:
+    """SKDH problems of a schema-valid `data` section: the reader and its parameters.
+
+    Usable when the rest of the study config fails the schema; field paths start
+    with `data.` as in the whole config.
+    """
+    return _check_reader(data)
 
 
 def _check_package(package: str) -> list[Problem]:
