@@ -166,6 +166,9 @@ class StudyConfig(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     priority: int = Field(default=0, description="Higher runs first.")
     max_attempts: int = Field(default=3, ge=1, description="Tries per file before it is FAILED for good.")
+    retry_delay_seconds: float = Field(
+        default=30.0, ge=0, description="Wait before the first retry; doubles with each further attempt (max 1 h)."
+    )
     cost_tags: dict[str, str] = Field(default_factory=dict, description="Free labels for cost reports.")
 
     @field_validator("workflow")

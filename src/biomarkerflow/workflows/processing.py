@@ -314,6 +314,7 @@ def process(
                     utcnow(),
                     retryable=outcome.retryable,
                     max_attempts=configs[file.study_id].max_attempts,
+                    base_delay=configs[file.study_id].retry_delay_seconds,
                 )
                 state = catalog.finish_run(
                     job.run_id,

@@ -1,0 +1,93 @@
+"""Workflow 2 in-process: requirement gating on files arriving, and a worker killed mid-job."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.engine.executor import LocalExecutor
+from biomarkerflow.workflows.discovery import scan
+from biomarkerflow.workflows.processing import process
+from tests.conftest import write_study
+
+
+def states(catalog: Catalog, study: str) -> dict[str, str]:
+    return {f.relative_path: f.state for f in catalog.files(study)}
+
+
+def test_subject_waits_until_all_its_files_arrived(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_a.cwa": samples / "ax3_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
+        requirements="min_files_per_subject: 2",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    scan(catalog, str(configs))
+    info = process(catalog, executor)
+    assert info.outcomes == []
+    waiting = {f.relative_path: f.reason for f in catalog.files("gait")}
+    assert waiting == {
+        "ax3_a.cwa": "subject 'ax3' has 1 of 2 expected files",
+        "ax6_a.cwa": "subject 'ax6' has 1 of 2 expected files",
+    }
+    # The second file of ax6 arrives: exactly ax6's two files run; ax3 keeps waiting.
+    shutil.copyfile(samples / "ax6_sample.cwa", tmp_path / "data" / "gait" / "ax6_b.cwa")
+    assert scan(catalog, str(configs)).studies[0].files.new == 1
+    info = process(catalog, executor)
+    assert sorted(f.relative_path for f, _, _ in info.outcomes) == ["ax6_a.cwa", "ax6_b.cwa"]
+    assert states(catalog, "gait") == {"ax3_a.cwa": "WAITING", "ax6_a.cwa": "SUCCEEDED", "ax6_b.cwa": "SUCCEEDED"}
+    assert info.consolidated["gait"]["gait"] > 0
+
+
+def _kill_worker_when_running(catalog: Catalog, stop: threading.Event, killed: list[int]) -> None:
+    """Wait until the file is RUNNING and its worker is busy, then kill -9 that worker."""
+    me = psutil.Process()
+    while not stop.is_set():
+        if any(f.state == "RUNNING" for f in catalog.files("wrist")):
+            time.sleep(2.0)  # let SKDH get going inside the job
+            for child in me.children(recursive=True):
+                if "python" in child.name() and child.cpu_percent(interval=0.2) > 20:
+                    child.kill()
+                    killed.append(child.pid)
+                    return
+        time.sleep(0.2)
+
+
+def test_worker_killed_mid_job_is_retried_and_leaves_one_result_set(tmp_path: Path, wrist_recording: Path) -> None:
+    configs = write_study(
+        tmp_path,
+        study="wrist",
+        files={"P01_wrist.bin": wrist_recording},
+        metadata="subject,height_m\nP01,1.7\n",
+        extra="retry_delay_seconds: 0.5\n",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    scan(catalog, str(configs))
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_worker_when_running, args=(catalog, stop, killed))
+    killer.start()
+    executor = LocalExecutor(1)
+    try:
+        info = process(catalog, executor)
+    finally:
+        stop.set()
+        killer.join()
+        executor.close()
+    assert killed, "the worker was never seen running"
+    runs = catalog.runs("wrist")
+    assert [r.outcome for r in runs] == ["failed", "succeeded"]
+    assert "worker process died" in (runs[0].error or "")
+    assert [state for _, _, state in info.outcomes] == ["READY", "SUCCEEDED"]
+    # Exactly one published result set; nothing half-written is visible.
+    run_folders = [p for p in (tmp_path / "results" / "wrist" / "runs" / "P01" / "P01_wrist").iterdir()]
+    assert [p.name for p in run_folders] == [runs[1].id]
+    assert (run_folders[0] / "_SUCCESS").exists()
