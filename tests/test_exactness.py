@@ -129,3 +129,23 @@ def test_subject_height_reaches_gait(tmp_path: Path, samples: Path, height: floa
     _, tables = run_platform(tmp_path, configs, executor)
     reference = plain_skdh(samples / "ax6_sample.cwa", skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=height)
     assert_same(tables["gait"]["step length"], reference["GaitLumbar"]["step length"], "step length")
+
+
+def test_subject_time_zone_reaches_the_reader(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
+    """tz_name from the metadata CSV makes SKDH localise the device's naive clock."""
+    import skdh
+
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_sample.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m,tz_name\nax6,1.7,America/New_York\n",
+    )
+    _, tables = run_platform(tmp_path, configs, executor)
+    cwa = samples / "ax6_sample.cwa"
+    zoned = plain_skdh(cwa, skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=1.7, tz_name="America/New_York")
+    naive = plain_skdh(cwa, skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=1.7)
+    assert_same(tables["gait"]["Bout Starts"], zoned["GaitLumbar"]["Bout Starts"], "Bout Starts")
+    shift = np.asarray(zoned["GaitLumbar"]["Bout Starts"]) - np.asarray(naive["GaitLumbar"]["Bout Starts"])
+    assert set(np.round(shift).tolist()) in ({4 * 3600.0}, {5 * 3600.0})  # EDT or EST, as the date says

@@ -91,3 +91,40 @@ def test_worker_killed_mid_job_is_retried_and_leaves_one_result_set(tmp_path: Pa
     run_folders = [p for p in (tmp_path / "results" / "wrist" / "runs" / "P01" / "P01_wrist").iterdir()]
     assert [p.name for p in run_folders] == [runs[1].id]
     assert (run_folders[0] / "_SUCCESS").exists()
+
+
+def test_metadata_csv_problems_name_file_and_line(tmp_path: Path) -> None:
+    import pytest
+
+    from biomarkerflow.errors import StorageError
+    from biomarkerflow.workflows.processing import read_metadata
+
+    csv = tmp_path / "subjects.csv"
+    csv.write_text("subject,height_m\nS1,1.7\nS2,\nS1,1.8\n")
+    with pytest.raises(StorageError, match=r"subjects.csv:4: subject 'S1' appears twice"):
+        read_metadata(str(csv), "subject")
+    csv.write_text("id,height_m\nS1,1.7\n")
+    with pytest.raises(StorageError, match="has no column 'subject' \\(columns: id, height_m\\)"):
+        read_metadata(str(csv), "subject")
+    csv.write_text("subject,height_m,site\n007,1.7,A\nS2,,B\n")
+    assert read_metadata(str(csv), "subject") == {
+        "007": {"height_m": 1.7, "site": "A"},  # ids stay text: leading zeros kept
+        "S2": {"height_m": None, "site": "B"},
+    }
+
+
+def test_bad_metadata_never_touches_the_catalog(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\n",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    scan(catalog, str(configs))
+    catalog.upsert_metadata("gait", {"ax6": {"height_m": 1.7}}, "earlier")
+    (tmp_path / "data" / "gait.csv").write_text("subject,height_m\nax6,1.7\nax6,1.9\n")
+    info = process(catalog, executor)
+    assert any("appears twice" in p for p in info.gates[0].problems)
+    assert catalog.metadata("gait") == {"ax6": {"height_m": 1.7}}

@@ -18,17 +18,19 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from biomarkerflow.catalog.manager import Catalog, FileRecord
-from biomarkerflow.engine.executor import Executor
 from biomarkerflow.errors import BiomarkerflowError
-from biomarkerflow.runtimes.entrypoint import JobOutcome
+
+if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a command needs them
+    from biomarkerflow.catalog.manager import Catalog, FileRecord
+    from biomarkerflow.engine.executor import Executor
+    from biomarkerflow.runtimes.entrypoint import JobOutcome
 
 app = typer.Typer(
     help="Turn raw wearable-sensor files into digital biomarkers, study by study.\n\n"
@@ -93,6 +95,8 @@ def main_options(
 
 
 def open_catalog() -> Catalog:
+    from biomarkerflow.catalog.manager import Catalog
+
     return Catalog.for_home(state.home)
 
 

@@ -137,7 +137,8 @@ def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], li
                 merged.setdefault(subject, {}).update(fields)
         except StorageError as exc:
             problems.append(exc.message)
-    if not sources or problems and not merged:
+    if not sources or problems:
+        # All or nothing: a partial read would replace good fields with fewer.
         return [], problems
     changed = catalog.upsert_metadata(study.id, merged, source=", ".join(s["location"] for s in sources))
     return changed, problems
