@@ -47,18 +47,18 @@ def test_subject_waits_until_all_its_files_arrived(tmp_path: Path, samples: Path
     assert info.consolidated["gait"]["gait"] > 0
 
 
-def _kill_worker_when_running(catalog: Catalog, stop: threading.Event, killed: list[int]) -> None:
-    """Wait until the file is RUNNING and its worker is busy, then kill -9 that worker."""
-    me = psutil.Process()
+def _kill_worker_when_running(
+    catalog: Catalog, executor: LocalExecutor, stop: threading.Event, killed: list[int]
+) -> None:
+    """Wait until the file is RUNNING, give SKDH two seconds, then kill -9 the worker."""
     while not stop.is_set():
         if any(f.state == "RUNNING" for f in catalog.files("wrist")):
-            time.sleep(2.0)  # let SKDH get going inside the job
-            for child in me.children(recursive=True):
-                if "python" in child.name() and child.cpu_percent(interval=0.2) > 20:
-                    child.kill()
-                    killed.append(child.pid)
-                    return
-        time.sleep(0.2)
+            time.sleep(2.0)
+            for pid in executor.worker_pids():
+                psutil.Process(pid).kill()
+                killed.append(pid)
+            return
+        time.sleep(0.1)
 
 
 def test_worker_killed_mid_job_is_retried_and_leaves_one_result_set(tmp_path: Path, wrist_recording: Path) -> None:
@@ -73,9 +73,10 @@ def test_worker_killed_mid_job_is_retried_and_leaves_one_result_set(tmp_path: Pa
     scan(catalog, str(configs))
     killed: list[int] = []
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_worker_when_running, args=(catalog, stop, killed))
-    killer.start()
     executor = LocalExecutor(1)
+    executor.prestart()
+    killer = threading.Thread(target=_kill_worker_when_running, args=(catalog, executor, stop, killed))
+    killer.start()
     try:
         info = process(catalog, executor)
     finally:

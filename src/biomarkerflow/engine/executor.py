@@ -59,6 +59,13 @@ class LocalExecutor:
             self.restart()
             return self._ensure_pool().submit(entrypoint.execute, job)
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for health reports and fault-injection tests)."""
+        if self._pool is None:
+            return []
+        processes = getattr(self._pool, "_processes", None) or {}
+        return sorted(pid for pid, process in processes.items() if process.is_alive())
+
     def restart(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
