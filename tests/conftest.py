@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ WRIST_STEPS = """\
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not SAMPLES.exists() and os.environ.get("CI"):
+        # In CI ../shared is always there: a missing folder must fail, not skip half the suite.
+        raise pytest.UsageError(f"sample data not found at {SAMPLES}")
     if not SAMPLES.exists():
         skip = pytest.mark.skip(reason=f"sample data not found at {SAMPLES}")
         for item in items:

@@ -189,15 +189,48 @@ def test_file_changed_while_running_is_rediscovered(catalog: Catalog) -> None:
     assert catalog.finish_run(run_id, RunMetrics(outcome="succeeded"), max_attempts=3, retry_at=None) == "DISCOVERED"
 
 
-def test_release_gives_back_unstarted_claims(catalog: Catalog) -> None:
-    register(catalog, "A_1.bin", "B_1.bin")
+def test_release_gives_back_claims_and_interrupted_runs(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin", "B_1.bin", "C_1.bin")
     make_ready(catalog)
-    assert len(catalog.claim("w", 2, 60)) == 2
+    _, run_id = run_one(catalog, "w")  # A is RUNNING
+    assert len(catalog.claim("w", 1, 60)) == 1  # B is CLAIMED
+    assert len(catalog.claim("other", 1, 60)) == 1  # C belongs to someone else
     assert catalog.release("w") == 2
-    assert {f.state for f in catalog.files("s1")} == {"READY"}
+    assert [f.state for f in catalog.files("s1")] == ["READY", "READY", "CLAIMED"]
+    assert [r.outcome for r in catalog.runs("s1")] == ["interrupted"]
 
 
 def test_metadata_upsert_reports_only_changes(catalog: Catalog) -> None:
     assert catalog.upsert_metadata("s1", {"A": {"height_m": None}, "B": {"height_m": 1.7}}, "m.csv") == ["A", "B"]
     assert catalog.upsert_metadata("s1", {"A": {"height_m": 1.8}, "B": {"height_m": 1.7}}, "m.csv") == ["A"]
     assert catalog.metadata("s1")["A"] == {"height_m": 1.8}
+
+
+def test_expired_lease_after_the_last_attempt_fails_for_good(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    for _ in range(3):  # the file kills its worker every time (max_attempts defaults to 3)
+        run_one(catalog, "doomed")
+        with catalog._session() as session:
+            session.execute(update(DataFile).values(lease_expires_at=utcnow() - timedelta(hours=1)))
+        catalog.expire_leases()
+    file = catalog.files("s1")[0]
+    assert file.state == "FAILED" and "gave up after 3 attempt(s)" in (file.last_error or "")
+    assert [r.outcome for r in catalog.runs("s1")] == ["lost", "lost", "lost"]
+
+
+def test_interrupted_attempt_is_given_back(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    run_one(catalog, "w")
+    catalog.release("w")
+    assert catalog.files("s1")[0].attempts == 0
+
+
+def test_failure_of_a_file_changed_while_running_rediscovers_it(catalog: Catalog) -> None:
+    register(catalog, "A_1.bin")
+    make_ready(catalog)
+    _, run_id = run_one(catalog)
+    register(catalog, "A_1.bin", fingerprint="f2")
+    failed = RunMetrics(outcome="failed", error="corrupt")
+    assert catalog.finish_run(run_id, failed, max_attempts=3, retry_at=None) == "DISCOVERED"

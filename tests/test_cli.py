@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.catalog.manager import Catalog, FileRecord
 from tests.conftest import write_study
 
 
@@ -27,9 +28,24 @@ def cli(home: Path, *args: str, cwd: Path | None = None) -> subprocess.Completed
     )
 
 
+@dataclass(frozen=True)
+class StudyRun:
+    """One study taken through the everyday commands, in order, once per module."""
+
+    root: Path
+    configs: Path
+    home: Path
+    first: subprocess.CompletedProcess[str]  # run: P01 ok, P02 waits for height, P03 corrupt
+    status_after_first: subprocess.CompletedProcess[str]
+    rescan: subprocess.CompletedProcess[str]
+    files_before_rescan: list[FileRecord]
+    files_after_rescan: list[FileRecord]
+    runs_before_metadata: set[str]
+    second: subprocess.CompletedProcess[str]  # process, after P02's height arrived
+
+
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, wrist_recording: Path) -> dict[str, Path]:
-    """A wrist study: P01 complete, P02 without height, P03 a corrupt (truncated) file."""
+def study(tmp_path_factory: pytest.TempPathFactory, wrist_recording: Path) -> StudyRun:
     root = tmp_path_factory.mktemp("cli-study")
     corrupt = root / "corrupt.bin"
     corrupt.write_bytes(wrist_recording.read_bytes()[:20_000])
@@ -42,29 +58,38 @@ def study(tmp_path_factory: pytest.TempPathFactory, wrist_recording: Path) -> di
     )
     home = root / "home"
     first = cli(home, "run", "--configs", str(configs), "--workers", "2")
-    return {"root": root, "configs": configs, "home": home, "first": _save(root / "first.json", first)}
+    status_after_first = cli(home, "status", "--json")
+    catalog = Catalog.for_home(home)
+    files_before_rescan = catalog.files("wrist")
+    rescan = cli(home, "scan", "--configs", str(configs))
+    files_after_rescan = catalog.files("wrist")
+    runs_before_metadata = {r.id for r in catalog.runs("wrist")}
+    (root / "data" / "wrist.csv").write_text("subject,height_m\nP01,1.70\nP02,1.82\nP03,1.65\n")
+    second = cli(home, "process", "--workers", "1")
+    return StudyRun(
+        root,
+        configs,
+        home,
+        first,
+        status_after_first,
+        rescan,
+        files_before_rescan,
+        files_after_rescan,
+        runs_before_metadata,
+        second,
+    )
 
 
-def _save(path: Path, result: subprocess.CompletedProcess[str]) -> Path:
-    path.write_text(json.dumps({"rc": result.returncode, "out": result.stdout, "err": result.stderr}))
-    return path
-
-
-def _load(path: Path) -> dict[str, object]:
-    return dict(json.loads(path.read_text()))
-
-
-def test_first_run_reports_failure_in_exit_code_and_output(study: dict[str, Path]) -> None:
-    first = _load(study["first"])
-    assert first["rc"] == 1, first
-    out = str(first["out"])
+def test_first_run_reports_failure_in_exit_code_and_output(study: StudyRun) -> None:
+    assert study.first.returncode == 1, study.first.stderr
+    out = study.first.stdout
     assert "SUCCEEDED wrist/P01_wrist.bin" in out
     assert "FAILED    wrist/P03_wrist.bin" in out
     assert "1 succeeded, 1 failed" in out
 
 
-def test_status_json_names_waiting_reason_and_failure(study: dict[str, Path]) -> None:
-    result = cli(study["home"], "status", "--json")
+def test_status_json_names_waiting_reason_and_failure(study: StudyRun) -> None:
+    result = study.status_after_first
     assert result.returncode == 0, result.stderr
     (wrist,) = json.loads(result.stdout)
     assert wrist["counts"]["SUCCEEDED"] == 1 and wrist["counts"]["WAITING"] == 1 and wrist["counts"]["FAILED"] == 1
@@ -73,14 +98,14 @@ def test_status_json_names_waiting_reason_and_failure(study: dict[str, Path]) ->
     assert failed["file"] == "P03_wrist.bin" and failed["error"]
 
 
-def test_failed_job_leaves_no_result_folder(study: dict[str, Path]) -> None:
-    runs = study["root"] / "results" / "wrist" / "runs"
+def test_failed_job_leaves_no_result_folder(study: StudyRun) -> None:
+    runs = study.root / "results" / "wrist" / "runs"
     assert (runs / "P01").is_dir()
     assert not (runs / "P03").exists()
 
 
-def test_runs_are_metered(study: dict[str, Path]) -> None:
-    catalog = Catalog.for_home(study["home"])
+def test_runs_are_metered(study: StudyRun) -> None:
+    catalog = Catalog.for_home(study.home)
     (p01,) = [f for f in catalog.files("wrist") if f.subject == "P01"]
     (run,) = catalog.runs(file_id=p01.id)
     assert run.outcome == "succeeded" and run.package_version == "0.17.18"
@@ -95,10 +120,10 @@ def test_runs_are_metered(study: dict[str, Path]) -> None:
     assert failed.outcome == "failed" and failed.error and failed.wall_seconds is not None
 
 
-def test_provenance_travels_with_results(study: dict[str, Path]) -> None:
+def test_provenance_travels_with_results(study: StudyRun) -> None:
     from biomarkerflow.results.writer import read_provenance
 
-    catalog = Catalog.for_home(study["home"])
+    catalog = Catalog.for_home(study.home)
     (p01,) = [f for f in catalog.files("wrist") if f.subject == "P01"]
     folder = Path(catalog.runs(file_id=p01.id)[0].result_location or "")
     sidecar = json.loads((folder / "provenance.json").read_text())
@@ -121,30 +146,44 @@ def test_provenance_travels_with_results(study: dict[str, Path]) -> None:
     assert sleep_params["day_window"] == [12, 24] and "min_rest_block" in sleep_params  # defaults recorded too
 
 
-def test_rescan_of_unchanged_study_changes_nothing(study: dict[str, Path]) -> None:
-    before = Catalog.for_home(study["home"]).files("wrist")
-    result = cli(study["home"], "scan", "--configs", str(study["configs"]))
-    assert result.returncode == 0, result.stderr
-    assert "unchanged wrist: 3 files (0 new, 0 changed, 3 unchanged)" in result.stdout
-    assert Catalog.for_home(study["home"]).files("wrist") == before
+def test_rescan_of_unchanged_study_changes_nothing(study: StudyRun) -> None:
+    assert study.rescan.returncode == 0, study.rescan.stderr
+    assert "unchanged wrist: 3 files (0 new, 0 changed, 3 unchanged)" in study.rescan.stdout
+    assert study.files_after_rescan == study.files_before_rescan
 
 
-def test_metadata_arrival_runs_exactly_the_waiting_file(study: dict[str, Path]) -> None:
-    catalog = Catalog.for_home(study["home"])
-    runs_before = {r.id for r in catalog.runs("wrist")}
-    (study["root"] / "data" / "wrist.csv").write_text("subject,height_m\nP01,1.70\nP02,1.82\nP03,1.65\n")
-    result = cli(study["home"], "process", "--workers", "1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    new_runs = [r for r in catalog.runs("wrist") if r.id not in runs_before]
+def test_metadata_arrival_runs_exactly_the_waiting_file(study: StudyRun) -> None:
+    assert study.second.returncode == 0, study.second.stdout + study.second.stderr
+    catalog = Catalog.for_home(study.home)
+    new_runs = [r for r in catalog.runs("wrist") if r.id not in study.runs_before_metadata]
     files = {f.id: f for f in catalog.files("wrist")}
     assert [files[r.file_id].subject for r in new_runs] == ["P02"]
     assert files[new_runs[0].file_id].state == "SUCCEEDED"
     assert {f.subject: f.state for f in files.values()}["P03"] == "FAILED"  # not retried: max_attempts 1
 
 
-def test_query_reads_consolidated_tables(study: dict[str, Path]) -> None:
+def test_unknown_study_is_an_error_not_a_no_op(study: StudyRun) -> None:
+    for command in (["process", "--study", "nosuch"], ["status", "--study", "nosuch"]):
+        result = cli(study.home, *command)
+        assert result.returncode == 4, result.stdout
+        assert "no study 'nosuch'" in result.stderr and "wrist" in result.stderr
+
+
+def test_scan_of_missing_data_location_exits_3(tmp_path: Path) -> None:
+    configs = tmp_path / "studies"
+    configs.mkdir()
+    (configs / "s.yaml").write_text(
+        "study: s\ndata:\n  location: ../nowhere\npipeline:\n  package: scikit-digital-health==0.17.18\n"
+        "  steps:\n    - GaitLumbar: {}\n"
+    )
+    result = cli(tmp_path / "home", "scan", "--configs", str(configs))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "nowhere does not exist" in result.stdout
+
+
+def test_query_reads_consolidated_tables(study: StudyRun) -> None:
     result = cli(
-        study["home"],
+        study.home,
         "query",
         "--study",
         "wrist",
@@ -157,7 +196,7 @@ def test_query_reads_consolidated_tables(study: dict[str, Path]) -> None:
     assert frame["subject"].tolist() == ["P01", "P02"]
     # P01 and P02 are the same recording: identical biomarkers.
     same = cli(
-        study["home"],
+        study.home,
         "query",
         "--study",
         "wrist",
@@ -172,11 +211,11 @@ def test_query_reads_consolidated_tables(study: dict[str, Path]) -> None:
     assert by_subject["P01"] == by_subject["P02"]
 
 
-def test_query_errors_name_the_tables(study: dict[str, Path]) -> None:
-    result = cli(study["home"], "query", "--study", "wrist", "SELECT * FROM nosuchtable")
+def test_query_errors_name_the_tables(study: StudyRun) -> None:
+    result = cli(study.home, "query", "--study", "wrist", "SELECT * FROM nosuchtable")
     assert result.returncode == 2
     assert "activity" in result.stderr and "sleep" in result.stderr and "wear" in result.stderr
-    missing = cli(study["home"], "query", "--study", "nosuchstudy", "SELECT 1")
+    missing = cli(study.home, "query", "--study", "nosuchstudy", "SELECT 1")
     assert missing.returncode == 4 and "no study 'nosuchstudy'" in missing.stderr
 
 

@@ -957,3 +957,20 @@ def test_non_text_key_points_at_the_key() -> None:
     problem = only(found)
     assert (problem.line, problem.column, problem.field) == (5, 3, "cost_tags.yes")
     assert problem.message == "names here must be text, got true; put it in quotes"
+
+
+def test_auto_reader_that_needs_settings_is_a_problem() -> None:
+    found = problems(
+        """\
+        study: s1
+        data:
+          location: data/raw
+          include: ["*.csv"]
+        pipeline:
+          package: scikit-digital-health==0.17.18
+          steps: [GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}, Sleep]
+        """
+    )
+    problem = only(found)
+    assert (problem.line, problem.field) == (4, "data.include[0]")
+    assert "picks ReadCSV" in problem.message and "time_col_name" in problem.message

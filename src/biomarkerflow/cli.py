@@ -68,7 +68,7 @@ def handled(command: F) -> F:
                 errors.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            errors.print("interrupted: claimed files were released and will run next time")
+            errors.print("interrupted: files being processed went back to READY and will run next time")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.BadParameter):
             raise
@@ -98,6 +98,19 @@ def open_catalog() -> Catalog:
     from biomarkerflow.catalog.manager import Catalog
 
     return Catalog.for_home(state.home)
+
+
+def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
+    """An unknown --study is an error (exit 4), never a silent no-op."""
+    from biomarkerflow.errors import CatalogError
+
+    known = {s.id for s in catalog.studies()}
+    unknown = [s for s in studies or [] if s not in known]
+    if unknown:
+        raise CatalogError(
+            f"no study {', '.join(repr(s) for s in unknown)} in the catalog at {state.home}",
+            hint=f"Known studies: {', '.join(sorted(known)) or 'none (run `biomarkerflow scan --configs DIR`)'}.",
+        )
 
 
 # ---- validate ------------------------------------------------------------------------------
@@ -153,7 +166,8 @@ def _print_scan(info: Any) -> None:
             console.print(f"  [yellow]note:[/] {study.hint}", highlight=False)
 
 
-def do_scan(catalog: Catalog, configs: str) -> bool:
+def do_scan(catalog: Catalog, configs: str) -> int:
+    """Scan with a spinner; returns the exit code (2 invalid config, 3 unreadable location)."""
     from biomarkerflow.workflows.discovery import scan
 
     with console.status("Scanning configs and data locations..."):
@@ -161,7 +175,8 @@ def do_scan(catalog: Catalog, configs: str) -> bool:
     if not info.studies:
         console.print(f"no study configs (*.yaml, *.yml) found in {configs}")
     _print_scan(info)
-    return info.ok
+    changes = {s.config_change for s in info.studies}
+    return 2 if "invalid" in changes else 3 if "error" in changes else 0
 
 
 class _RichProgress:
@@ -258,8 +273,7 @@ def scan(
 
     Example: biomarkerflow scan --configs studies/
     """
-    ok = do_scan(open_catalog(), configs)
-    raise typer.Exit(0 if ok else 2)
+    raise typer.Exit(do_scan(open_catalog(), configs))
 
 
 @app.command()
@@ -269,7 +283,9 @@ def process(study: StudyOption = None, workers: WorkersOption = DEFAULT_WORKERS)
 
     Example: biomarkerflow process --study demo-wrist --workers 2
     """
-    raise typer.Exit(do_process(open_catalog(), study, workers))
+    catalog = open_catalog()
+    require_studies(catalog, study)
+    raise typer.Exit(do_process(catalog, study, workers))
 
 
 @app.command()
@@ -288,9 +304,10 @@ def run(
     catalog = open_catalog()
     executor = LocalExecutor(workers)
     executor.prestart()  # workers import SKDH while the configs are scanned
-    ok = do_scan(catalog, configs)
+    scan_code = do_scan(catalog, configs)
+    require_studies(catalog, study)
     code = do_process(catalog, study, workers, executor)
-    raise typer.Exit(code or (0 if ok else 2))
+    raise typer.Exit(code or scan_code)
 
 
 # ---- status / query ----------------------------------------------------------------------------
@@ -303,7 +320,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Files per state for each study, with why files wait and why they failed."""
-    statuses = open_catalog().status(study)
+    catalog = open_catalog()
+    require_studies(catalog, [study] if study else None)
+    statuses = catalog.status(study)
     if as_json:
         payload = [
             {
@@ -360,7 +379,7 @@ def query(
         for column in frame.columns:
             table.add_column(str(column))
         for row in frame.itertuples(index=False):
-            table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*("" if v is None else f"{v:.10g}" if isinstance(v, float) else str(v) for v in row))
         console.print(table)
 
 

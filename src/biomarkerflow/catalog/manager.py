@@ -545,18 +545,19 @@ class Catalog:
                 # The lease expired and someone else took over: keep the run, leave the file alone.
                 return row.state
             release = {"lease_owner": None, "lease_expires_at": None}
+            if run.input_fingerprint != row.fingerprint:
+                # Whatever the outcome, it was about bytes that are no longer there.
+                self._cas(
+                    session,
+                    row.id,
+                    [row.state],
+                    FileState.DISCOVERED.value,
+                    "file changed while it ran",
+                    attempts=0,
+                    **release,
+                )
+                return FileState.DISCOVERED.value
             if metrics.outcome == "succeeded":
-                if run.input_fingerprint != row.fingerprint:
-                    self._cas(
-                        session,
-                        row.id,
-                        [row.state],
-                        FileState.DISCOVERED.value,
-                        "file changed while it ran",
-                        attempts=0,
-                        **release,
-                    )
-                    return FileState.DISCOVERED.value
                 self._cas(
                     session,
                     row.id,
@@ -591,44 +592,54 @@ class Catalog:
             return FileState.FAILED.value
 
     def release(self, worker: str) -> int:
-        """Give back every claim of `worker` that has not started (clean shutdown)."""
-        count = 0
-        with self._session() as session:
-            ids = session.scalars(
-                select(DataFile.id).where(DataFile.lease_owner == worker, DataFile.state == FileState.CLAIMED.value)
-            ).all()
-            for file_id in ids:
-                count += self._cas(
-                    session,
-                    file_id,
-                    [FileState.CLAIMED.value],
-                    FileState.READY.value,
-                    f"released by {worker}",
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-        return count
+        """Give back everything `worker` holds (a clean or interrupted stop).
 
-    def expire_leases(self) -> int:
-        """Files whose worker stopped heartbeating go back to READY (their run is marked lost)."""
+        Claimed files go back to READY; files it was running go back to READY too,
+        their run marked "interrupted", so the next process run retries them at once
+        instead of waiting for the lease to expire.
+        """
+        return self._requeue(
+            [DataFile.lease_owner == worker, DataFile.state.in_(ACTIVE_STATES)],
+            reason=f"released by {worker} (stopped before finishing)",
+            run_outcome="interrupted",
+            count_attempt=False,
+        )
+
+    def _requeue(self, conditions: list[Any], *, reason: str, run_outcome: str, count_attempt: bool = True) -> int:
+        """Back to READY, or FAILED when the file has used up its study's max_attempts.
+
+        An interrupted attempt (`count_attempt=False`) is given back: it did not fail.
+        """
         now = utcnow()
         count = 0
         with self._session() as session:
-            rows = session.scalars(
-                select(DataFile).where(DataFile.state.in_(ACTIVE_STATES), DataFile.lease_expires_at < now)
-            ).all()
-            for row in rows:
-                reason = f"lease of {row.lease_owner} expired; the worker stopped, retrying"
+            for row, config in session.execute(
+                select(DataFile, Study.config).join(Study, Study.id == DataFile.study_id).where(*conditions)
+            ).all():
+                give_up = count_attempt and row.attempts >= int(config.get("max_attempts", 3))
+                to_state = FileState.FAILED.value if give_up else FileState.READY.value
+                why = f"{reason}; gave up after {row.attempts} attempt(s)" if give_up else reason
+                extra: dict[str, Any] = {"last_error": why} if give_up else {}
+                if not count_attempt and row.state == FileState.RUNNING.value:
+                    extra["attempts"] = max(0, row.attempts - 1)
                 if self._cas(
-                    session, row.id, [row.state], FileState.READY.value, reason, lease_owner=None, lease_expires_at=None
+                    session, row.id, [row.state], to_state, why, lease_owner=None, lease_expires_at=None, **extra
                 ):
                     session.execute(
                         update(Run)
                         .where(Run.file_id == row.id, Run.outcome == "running")
-                        .values(outcome="lost", finished_at=now, error=reason)
+                        .values(outcome=run_outcome, finished_at=now, error=reason)
                     )
                     count += 1
         return count
+
+    def expire_leases(self) -> int:
+        """Files whose worker stopped heartbeating go back to READY (their run is marked lost)."""
+        return self._requeue(
+            [DataFile.state.in_(ACTIVE_STATES), DataFile.lease_expires_at < utcnow()],
+            reason="the worker stopped heartbeating (lease expired); retrying",
+            run_outcome="lost",
+        )
 
     def runs(self, study_id: str | None = None, file_id: int | None = None) -> list[RunRecord]:
         with self._session() as session:

@@ -133,10 +133,6 @@ class PipelineConfig(_Strict):
         return out
 
     @property
-    def package_name(self) -> str:
-        return re.split(r"[=<>!~ ]", self.package, maxsplit=1)[0].strip()
-
-    @property
     def pinned_version(self) -> str | None:
         match = re.search(r"==\s*([^\s,;]+)", self.package)
         return match.group(1) if match else None

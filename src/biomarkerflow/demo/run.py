@@ -129,7 +129,7 @@ def _summary(output_location: str, truths: dict[str, pd.DataFrame]) -> Table:
     from biomarkerflow.results.query import run_query
 
     measured = run_query(output_location, SUMMARY_SQL)
-    from biomarkerflow.plugins.skdh.workflow import installed_version
+    from biomarkerflow.plugins.skdh.checks import installed_version
 
     table = Table(title=f"demo-wrist: biomarkers per subject (SKDH {installed_version()}) vs. synthetic ground truth")
     for column in ("subject", "wear h", "truth", "sleep min/night", "truth", "MVPA min/day", "truth"):
@@ -141,7 +141,8 @@ def _summary(output_location: str, truths: dict[str, pd.DataFrame]) -> Table:
             truth_wear = float(truth["wear_hours"].sum())
             nights = truth["sleep_minutes"][truth["sleep_minutes"] > 0]
             truth_sleep = float(nights.mean()) if len(nights) else float("nan")
-            truth_mvpa = float(truth["mvpa_minutes"].mean())
+            # Same rule as the measured column: days with at least 10 h of wear.
+            truth_mvpa = float(truth["mvpa_minutes"][truth["wear_hours"] >= 10].mean())
         table.add_row(
             str(row.subject),
             f"{row.wear_hours:.1f}",

@@ -7,13 +7,17 @@ same three members.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from biomarkerflow.runtimes import entrypoint
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
+from biomarkerflow.runtimes.environment import CurrentEnvironment, Runtime
 
 
 class Executor(Protocol):
@@ -24,24 +28,36 @@ class Executor(Protocol):
 
     def submit(self, job: JobSpec) -> Future[JobOutcome]: ...
 
+    def recover(self) -> None:
+        """After a worker died: replace the broken workers (a no-op when nothing is broken)."""
+
+    def terminate(self) -> None:
+        """Stop running jobs now (their files are then given back by the caller)."""
+
     def close(self) -> None: ...
 
 
 class LocalExecutor:
     """A process pool of `workers` warm processes (spawned: no inherited DB connections)."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, runtime: Runtime | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.capacity = workers
+        self.runtime = runtime or CurrentEnvironment()
+        # Share the cores between workers instead of oversubscribing them.
+        self.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
         self._pool: ProcessPoolExecutor | None = None
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            context.set_executable(self.runtime.python)  # workers run in the runtime's Python
             self._pool = ProcessPoolExecutor(
                 max_workers=self.capacity,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=context,
                 initializer=entrypoint.warm_up,
+                initargs=(self.threads_per_worker,),
             )
         return self._pool
 
@@ -49,14 +65,14 @@ class LocalExecutor:
         """Start every worker now (each imports SKDH, ~4 s) so that cost overlaps other work."""
         pool = self._ensure_pool()
         for _ in range(self.capacity):
-            pool.submit(entrypoint.warm_up)
+            pool.submit(entrypoint.warm_up, self.threads_per_worker)
 
     def submit(self, job: JobSpec) -> Future[JobOutcome]:
         try:
             return self._ensure_pool().submit(entrypoint.execute, job)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): start a fresh pool for what follows.
-            self.restart()
+            self.recover()
             return self._ensure_pool().submit(entrypoint.execute, job)
 
     def worker_pids(self) -> list[int]:
@@ -66,7 +82,18 @@ class LocalExecutor:
         processes = getattr(self._pool, "_processes", None) or {}
         return sorted(pid for pid, process in processes.items() if process.is_alive())
 
-    def restart(self) -> None:
+    def terminate(self) -> None:
+        for pid in self.worker_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._drop_pool()
+
+    def recover(self) -> None:
+        # A dead worker breaks the whole pool (all its futures fail); a healthy pool stays.
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self._drop_pool()
+
+    def _drop_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -16,6 +16,7 @@ from typing import Any
 
 import biomarkerflow
 from biomarkerflow.errors import BiomarkerflowError, JobError, StorageError
+from biomarkerflow.plugins.skdh import checks as skdh_checks
 from biomarkerflow.plugins.skdh import workflow as skdh_workflow
 from biomarkerflow.results import writer
 from biomarkerflow.runtimes.meter import Meter
@@ -58,9 +59,17 @@ class JobOutcome:
     host: str | None = None
 
 
-def warm_up() -> None:
-    """Process-pool initializer: pay SKDH's import once per worker, not per job."""
+def warm_up(threads: int | None = None) -> None:
+    """Process-pool initializer: pay SKDH's import once per worker, not per job.
+
+    `threads` caps the BLAS/OpenMP threads of this worker: N workers each spinning up
+    one thread per core would fight over the cores and run slower than fewer threads.
+    """
     skdh_workflow.warm_up()
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
 
 
 def _describe(exc: BaseException) -> tuple[str, bool]:
@@ -81,7 +90,7 @@ def _describe(exc: BaseException) -> tuple[str, bool]:
 def execute(job: JobSpec) -> JobOutcome:
     """Process one file: read, run the pipeline, write results; never raises."""
     host = socket.gethostname()
-    version = skdh_workflow.installed_version()
+    version = skdh_checks.installed_version()
     started = datetime.now(UTC)
     output: skdh_workflow.PluginOutput | None = None
     written = 0
@@ -97,7 +106,7 @@ def execute(job: JobSpec) -> JobOutcome:
                 "input": {"url": job.input_url, "fingerprint": job.input_fingerprint, "size": job.input_size},
                 "subject": job.subject,
                 "subject_inputs": job.inputs,
-                "package": {"name": skdh_workflow.PACKAGE, "version": version},
+                "package": {"name": skdh_checks.PACKAGE, "version": version},
                 "pipeline": output.resolved_pipeline,
                 "recording": output.recording,
                 "warnings": output.warnings,

@@ -119,25 +119,6 @@ def list_files(location: str, include: list[str], exclude: list[str] | None = No
     return sorted(entries, key=lambda e: e.relative_path)
 
 
-def stat(url: str) -> FileEntry:
-    """Fingerprint of a single file."""
-    fs, path = _split(url)
-    try:
-        info = fs.info(path)
-    except FileNotFoundError as exc:
-        raise StorageError(f"file not found: {url}") from exc
-    except OSError as exc:
-        raise StorageError(f"cannot read {url!r}: {exc}") from exc
-    etag = info.get("ETag") or info.get("etag")
-    return FileEntry(
-        url=url,
-        relative_path=PurePosixPath(path).name,
-        size=int(info.get("size") or 0),
-        mtime=_mtime(info),
-        etag=str(etag).strip('"') if etag else None,
-    )
-
-
 def read_bytes(url: str) -> bytes:
     fs, path = _split(url)
     try:
@@ -193,16 +174,6 @@ def publish_folder(local_folder: Path, destination: str) -> None:
             fs.put(str(marker), _join(path, "_SUCCESS"))
     except OSError as exc:
         raise StorageError(f"cannot write results to {destination!r}: {exc}") from exc
-
-
-def glob_complete_folders(location: str, pattern: str) -> list[str]:
-    """Folders under `location` matching `pattern` that carry a `_SUCCESS` marker."""
-    fs, root = _split(location)
-    try:
-        markers = fs.glob(_join(root, pattern.rstrip("/") + "/_SUCCESS"))
-    except OSError as exc:
-        raise StorageError(f"cannot list {location!r}: {exc}") from exc
-    return sorted(str(PurePosixPath(m).parent) for m in markers)
 
 
 def replace_folder(local_folder: Path, destination: str) -> None:

@@ -31,6 +31,7 @@ from biomarkerflow.errors import BiomarkerflowError, StorageError
 from biomarkerflow.plugins.skdh import workflow as skdh_workflow
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
+from biomarkerflow.runtimes.environment import runtime_for
 from biomarkerflow.storage import store
 from biomarkerflow.workflows import requirements
 
@@ -252,22 +253,21 @@ def process(
     info = ProcessInfo()
     catalog.expire_leases()
     studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]
-    selected = [s.id for s in studies]
+    selected: list[str] = []
     for study in studies:
         try:
+            runtime_for(study.config["pipeline"]["package"])
             info.gates.append(refresh_gates(catalog, study))
+            selected.append(study.id)
         except BiomarkerflowError as exc:
+            # One study's problem (no runtime, unreadable metadata) never stops the others.
             info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
     if on_gates:
         on_gates(info.gates)
     by_id = {s.id: s for s in studies}
     configs = {s.id: StudyConfig.model_validate(s.config) for s in studies}
     metadata = {s.id: catalog.metadata(s.id) for s in studies}
-    progress.planned(
-        len(catalog.files(states=[FileState.READY.value]))
-        if not study_ids
-        else sum(len(catalog.files(s, [FileState.READY.value])) for s in selected)
-    )
+    progress.planned(sum(len(catalog.files(s, [FileState.READY.value])) for s in selected))
     worker = worker_name()
     host = socket.gethostname()
     pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]] = {}
@@ -307,9 +307,7 @@ def process(
                     outcome = future.result()
                 except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and friends
                     outcome = _lost(job, exc)
-                    restart = getattr(executor, "restart", None)
-                    if restart:
-                        restart()
+                    executor.recover()
                 when = retry.retry_at(
                     file.attempts + 1,
                     utcnow(),
@@ -325,6 +323,10 @@ def process(
                 )
                 info.outcomes.append((file, outcome, state))
                 progress.finished(file, outcome, state)
+    except BaseException:
+        if pending:
+            executor.terminate()  # stop our jobs before giving their files back: never two runs at once
+        raise
     finally:
         catalog.release(worker)
     for study in studies:

@@ -114,7 +114,15 @@ def _check_reader(data: DataConfig) -> list[Problem]:
 def _check_auto_patterns(include: Sequence[str], readers: Sequence[str]) -> list[Problem]:
     problems: list[Problem] = []
     for i, pattern in enumerate(include):
-        if steps.reader_for_file(pattern) is not None:
+        default = steps.reader_for_file(pattern)
+        if default is not None:
+            # e.g. ReadCSV cannot run without column names: auto would fail every file.
+            for problem in steps.check_params(default, {}):
+                message = (
+                    f"reader 'auto' picks {default} for '{pattern}', which cannot run without settings "
+                    f"({problem.message}); set data.reader: {{{default}: {{...}}}}"
+                )
+                problems.append((f"data.include[{i}]", message))
             continue
         known = ", ".join(
             f"{ext} ({reader})" for ext, reader in steps.READERS_BY_EXTENSION.items() if reader in readers

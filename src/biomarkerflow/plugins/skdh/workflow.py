@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.errors import JobError
 from biomarkerflow.plugins.skdh import steps as skdh_steps
 from biomarkerflow.plugins.skdh import tables as skdh_tables
-
-PACKAGE = "scikit-digital-health"
 
 
 @dataclass(frozen=True)
@@ -50,20 +47,9 @@ class PluginOutput:
     warnings: list[str] = field(default_factory=list)
 
 
-def installed_version() -> str:
-    return importlib_metadata.version(PACKAGE)
-
-
 def warm_up() -> None:
     """Import SKDH once per worker process (about 4 s), not once per job."""
     skdh_steps.available_steps()
-
-
-def check(config: StudyConfig) -> list[tuple[str, str]]:
-    """(field path, message) for everything SKDH would reject in this study."""
-    from biomarkerflow.plugins.skdh.checks import check_study
-
-    return check_study(config)
 
 
 def plan(config: StudyConfig) -> JobPlan:
