@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,25 +140,41 @@ def platform_run(root: Path, workers: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=2.0, help="length of the multi-day recording")
+    parser.add_argument("--rounds", type=int, default=2, help="repetitions; the order rotates each round")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "platform.json")
     args = parser.parse_args()
+    contenders = ["plain", "platform_1_worker", "platform_2_workers"]
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    job_seconds: list[float] = []
+    plain_import: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = Path(tmp)
         jobs = build(root, args.days)
-        plain, printed = timed([sys.executable, "-c", PLAIN_LOOP, json.dumps(jobs)])
-        plain_import, plain_work = (float(x) for x in printed.split())
-        one, one_jobs = platform_run(root, 1)
-        two, _ = platform_run(root, 2)
+        for round_index in range(args.rounds):
+            # Rotate the order: this VM's speed drifts by 10-20% over minutes.
+            order = contenders[round_index % 3 :] + contenders[: round_index % 3]
+            for name in order:
+                if name == "plain":
+                    elapsed, printed = timed([sys.executable, "-c", PLAIN_LOOP, json.dumps(jobs)])
+                    plain_import.append(float(printed.split()[0]))
+                else:
+                    workers = 1 if name == "platform_1_worker" else 2
+                    shutil.rmtree(root / f"home-{workers}", ignore_errors=True)
+                    elapsed, jobs_total = platform_run(root, workers)
+                    if workers == 1:
+                        job_seconds.append(jobs_total)
+                seconds[name].append(elapsed)
+                print(f"round {round_index + 1}: {name} {elapsed:.1f} s", file=sys.stderr)
+    median = {name: statistics.median(values) for name, values in seconds.items()}
     figures = {
         "files": len(jobs),
-        "plain_seconds": round(plain, 2),
-        "plain_import_skdh_seconds": round(plain_import, 2),
-        "plain_pipeline_seconds": round(plain_work, 2),
-        "platform_1_worker_seconds": round(one, 2),
-        "platform_1_worker_sum_of_job_seconds": round(one_jobs, 2),
-        "platform_2_workers_seconds": round(two, 2),
-        "platform_over_plain_1_worker": round(one / plain, 3),
-        "speedup_2_over_1_workers": round(one / two, 3),
+        "rounds": args.rounds,
+        "seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
+        "median_seconds": {name: round(v, 2) for name, v in median.items()},
+        "plain_import_skdh_seconds": round(statistics.median(plain_import), 2),
+        "platform_1_worker_sum_of_job_seconds": round(statistics.median(job_seconds), 2),
+        "platform_over_plain_1_worker": round(median["platform_1_worker"] / median["plain"], 3),
+        "speedup_2_over_1_workers": round(median["platform_1_worker"] / median["platform_2_workers"], 3),
         "machine": {
             "cpus": os.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

@@ -166,12 +166,20 @@ def _print_scan(info: Any) -> None:
             console.print(f"  [yellow]note:[/] {study.hint}", highlight=False)
 
 
-def do_scan(catalog: Catalog, configs: str) -> int:
-    """Scan with a spinner; returns the exit code (2 invalid config, 3 unreadable location)."""
+def do_scan(catalog: Catalog, configs: str, executor: Executor | None = None) -> int:
+    """Scan with a spinner; returns the exit code (2 invalid config, 3 unreadable location).
+
+    With an executor, configs are validated on a worker, which imports SKDH anyway:
+    this process then never pays SKDH's import.
+    """
+    from biomarkerflow.config.validate import validate_source
     from biomarkerflow.workflows.discovery import scan
 
+    def validate(url: str, text: bytes) -> Any:
+        return executor.call(validate_source, url, text).result() if executor else validate_source(url, text)
+
     with console.status("Scanning configs and data locations..."):
-        info = scan(catalog, configs)
+        info = scan(catalog, configs, validate)
     if not info.studies:
         console.print(f"no study configs (*.yaml, *.yml) found in {configs}")
     _print_scan(info)
@@ -237,7 +245,9 @@ def do_process(
     from biomarkerflow.engine.executor import LocalExecutor
     from biomarkerflow.workflows.processing import process
 
-    executor = executor or LocalExecutor(workers)
+    if executor is None:
+        executor = LocalExecutor(workers)
+        executor.prestart()
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -246,6 +256,7 @@ def do_process(
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            refresh_per_second=4,  # the bar shares the cores with the workers
         ) as bar:
             info = process(catalog, executor, study_ids=studies, progress=_RichProgress(bar), on_gates=_print_gates)
     finally:
@@ -303,8 +314,8 @@ def run(
 
     catalog = open_catalog()
     executor = LocalExecutor(workers)
-    executor.prestart()  # workers import SKDH while the configs are scanned
-    scan_code = do_scan(catalog, configs)
+    executor.prestart()  # workers import SKDH while the configs are listed
+    scan_code = do_scan(catalog, configs, executor)
     require_studies(catalog, study)
     code = do_process(catalog, study, workers, executor)
     raise typer.Exit(code or scan_code)

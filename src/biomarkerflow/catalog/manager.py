@@ -439,7 +439,9 @@ class Catalog:
                 .join(Study, Study.id == DataFile.study_id)
                 .where(DataFile.state == FileState.READY.value)
                 .where((DataFile.not_before.is_(None)) | (DataFile.not_before <= now))
-                .order_by(Study.priority.desc(), DataFile.id)
+                # Within a priority, largest files first: long jobs start early and the
+                # workers finish together (longest-processing-time-first scheduling).
+                .order_by(Study.priority.desc(), DataFile.size.desc(), DataFile.id)
                 .limit(limit * 2)
             )
             if study_ids:

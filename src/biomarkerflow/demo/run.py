@@ -183,7 +183,7 @@ def _run_demo(
     configs = str(workspace / "studies")
 
     console.rule("[bold]2. Discover and process")
-    do_scan(catalog, configs)
+    do_scan(catalog, configs, executor)
     first = do_process(catalog, None, workers, executor, keep_executor=True)
 
     console.rule("[bold]3. One subject waits for its metadata")

@@ -11,13 +11,16 @@ import contextlib
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from biomarkerflow.runtimes import entrypoint
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import CurrentEnvironment, Runtime
+
+T = TypeVar("T")
 
 
 class Executor(Protocol):
@@ -27,6 +30,10 @@ class Executor(Protocol):
         """Start workers ahead of the first job, so their start-up overlaps other work."""
 
     def submit(self, job: JobSpec) -> Future[JobOutcome]: ...
+
+    def call(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        """Run a plain function on a worker (e.g. config validation, which needs SKDH)."""
+        ...
 
     def recover(self) -> None:
         """After a worker died: replace the broken workers (a no-op when nothing is broken)."""
@@ -66,6 +73,9 @@ class LocalExecutor:
         pool = self._ensure_pool()
         for _ in range(self.capacity):
             pool.submit(entrypoint.warm_up, self.threads_per_worker)
+
+    def call(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        return self._ensure_pool().submit(function, *args)
 
     def submit(self, job: JobSpec) -> Future[JobOutcome]:
         try:

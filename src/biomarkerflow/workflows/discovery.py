@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from biomarkerflow.catalog.manager import Catalog, RegisterInfo
+from biomarkerflow.config.loader import LoadedConfig
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.config.validate import validate_source
 from biomarkerflow.errors import BiomarkerflowError, ConfigProblem
@@ -77,7 +79,10 @@ def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]
     return catalog.register_files(study_id, rows), len(rows)
 
 
-def _scan_one(catalog: Catalog, url: str) -> StudyScanInfo:
+Validator = Callable[[str, bytes], tuple[LoadedConfig | None, list[ConfigProblem]]]
+
+
+def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
     text = store.read_bytes(url)
     sha = hashlib.sha256(text).hexdigest()
     if catalog.known_config_sha(url) == sha:
@@ -86,7 +91,7 @@ def _scan_one(catalog: Catalog, url: str) -> StudyScanInfo:
         config = study.config
         study_id = study.id
     else:
-        loaded, problems = validate_source(url, text)
+        loaded, problems = validate(url, text)
         if loaded is None or problems:
             return StudyScanInfo(source=url, study_id=None, config_change="invalid", problems=problems)
         config = stored_config(loaded.config, loaded.resolve)
@@ -117,11 +122,12 @@ def _scan_one(catalog: Catalog, url: str) -> StudyScanInfo:
     )
 
 
-def scan(catalog: Catalog, configs_location: str) -> ScanInfo:
+def scan(catalog: Catalog, configs_location: str, validate: Validator = validate_source) -> ScanInfo:
     """Find configs under `configs_location`, register their studies and data files.
 
     One bad config never stops the others: its problems are returned, and a study
-    already in the catalog keeps its last valid config.
+    already in the catalog keeps its last valid config. `validate` may run elsewhere
+    (a warm worker that has SKDH imported already).
     """
     if store.is_local(configs_location):
         configs_location = str(Path(configs_location.removeprefix("file://")).resolve())
@@ -132,7 +138,7 @@ def scan(catalog: Catalog, configs_location: str) -> ScanInfo:
     infos: list[StudyScanInfo] = []
     for url in urls:
         try:
-            infos.append(_scan_one(catalog, url))
+            infos.append(_scan_one(catalog, url, validate))
         except BiomarkerflowError as exc:
             infos.append(
                 StudyScanInfo(source=url, study_id=None, config_change="error", error=exc.message, hint=exc.hint)
