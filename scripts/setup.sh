@@ -9,6 +9,7 @@ fi
 if ! .venv/bin/python -m uv --version >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --upgrade pip uv
 fi
-extras=""
-if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
-VIRTUAL_ENV="$PWD/.venv" .venv/bin/python -m uv pip install --quiet -e ".${extras}"
+# Exact versions from uv.lock (the ones the test suite ran with); --inexact keeps pip and uv.
+extras=()
+if [ "${1:-}" = "--dev" ]; then extras=(--extra dev); fi
+UV_PROJECT_ENVIRONMENT="$PWD/.venv" .venv/bin/python -m uv sync --quiet --frozen --inexact "${extras[@]}"
