@@ -112,7 +112,7 @@ def test_runs_are_metered(study: StudyRun) -> None:
     assert run.wall_seconds and run.wall_seconds > 0
     assert run.cpu_seconds and run.cpu_seconds > 0.5  # SKDH did real work
     assert run.peak_rss_bytes and run.peak_rss_bytes > 100 * 2**20  # SKDH + a day of samples
-    assert run.bytes_read == p01.size
+    assert p01.size <= (run.bytes_read or 0) < 3 * p01.size  # the reader read the file, about once
     written = sum(p.stat().st_size for p in Path(run.result_location or "").iterdir())
     assert run.bytes_written == written  # every byte of the published folder
     (p03,) = [f for f in catalog.files("wrist") if f.subject == "P03"]
@@ -229,3 +229,19 @@ def test_validate_cli_reports_file_line_and_field(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert any(line.startswith(f"{bad}:4:") and "data.subject" in line for line in lines), lines
     assert any(line.startswith(f"{bad}:7:") and "NoSuchStep" in line for line in lines), lines
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    workspace = tmp_path / "demo"
+    result = cli(tmp_path / "unused-home", "demo", "--workspace", str(workspace), "--subjects", "2", "--days", "1.05")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "WAITING demo-wrist/S02_wrist.bin: metadata missing for subject 'S02': height_m" in out
+    assert "SUCCEEDED demo-wrist/S02_wrist.bin" in out.split("One subject waits")[1]
+    summary = [line for line in out.splitlines() if line.strip().startswith("│") and ("S01" in line or "S02" in line)]
+    assert len(summary) == 2
+    catalog = Catalog.for_home(workspace / ".biomarkerflow")
+    states = {s.study_id: s.counts for s in catalog.status()}
+    assert states["demo-wrist"]["SUCCEEDED"] == 2
+    assert states["demo-lab-gait"]["SUCCEEDED"] == 3
+    assert (workspace / "results" / "demo-wrist" / "tables" / "sleep.parquet").exists()

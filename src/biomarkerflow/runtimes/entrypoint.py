@@ -143,7 +143,7 @@ def execute(job: JobSpec) -> JobOutcome:
         wall_seconds=usage.wall_seconds,
         cpu_seconds=usage.cpu_seconds,
         peak_rss_bytes=usage.peak_rss_bytes,
-        bytes_read=job.input_size,
+        bytes_read=usage.bytes_read if usage.bytes_read is not None else job.input_size,
         bytes_written=written,
         recording_seconds=output.recording["seconds"] if output else None,
         sample_rate_hz=output.recording["sample_rate_hz"] if output else None,

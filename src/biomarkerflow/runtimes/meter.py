@@ -29,6 +29,7 @@ class Usage:
     wall_seconds: float
     cpu_seconds: float
     peak_rss_bytes: int
+    bytes_read: int | None  # everything this process read (files, pipes) while the job ran
 
 
 def _reset_high_water_mark() -> bool:
@@ -45,6 +46,12 @@ def _high_water_mark() -> int | None:
         for line in _STATUS.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
+    return None
+
+
+def _read_chars(process: psutil.Process) -> int | None:
+    with contextlib.suppress(psutil.Error, AttributeError):
+        return int(process.io_counters().read_chars)
     return None
 
 
@@ -84,6 +91,7 @@ class Meter:
         self._kernel_peak = _reset_high_water_mark() and _high_water_mark() is not None
         self._start_wall = time.perf_counter()
         self._start_cpu = _cpu(self._process)
+        self._start_read = _read_chars(self._process)
         self._thread.start()
         return self
 
@@ -103,4 +111,5 @@ class Meter:
             wall_seconds=time.perf_counter() - self._start_wall,
             cpu_seconds=_cpu(self._process) - self._start_cpu,
             peak_rss_bytes=own_peak + self._children_peak,
+            bytes_read=None if self._start_read is None else (_read_chars(self._process) or 0) - self._start_read,
         )
