@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from biomarkerflow.demo.run import SHARED_SAMPLES as SAMPLES  # noqa: E402  (../shared/data/skdh)
 from biomarkerflow.engine.executor import LocalExecutor
-
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skdh"
 
 WRIST_STEPS = """\
     - CalibrateAccelerometer: {min_hours: 24}

@@ -2,6 +2,8 @@
 
     BiomarkerflowError            message + hint + exit code (the CLI prints these)
     ├── ConfigError               a study config is invalid: fix the YAML   (exit 2)
+    ├── QueryError                SQL over results failed                   (exit 2)
+    ├── RuntimeUnavailableError   the pinned package version cannot run here (exit 2)
     ├── StorageError              a location cannot be listed/read/written  (exit 3)
     ├── CatalogError              the catalog database refused an operation (exit 4)
     └── JobError                  one file's processing failed              (exit 1)
@@ -55,6 +57,14 @@ class ConfigError(BiomarkerflowError):
         self.problems = problems
         message = "\n".join(str(p) for p in problems) or "invalid study config"
         super().__init__(message, hint=hint or "Fix the lines above, then run `biomarkerflow validate CONFIG`.")
+
+
+class QueryError(BiomarkerflowError):
+    exit_code = 2
+
+
+class RuntimeUnavailableError(BiomarkerflowError):
+    exit_code = 2
 
 
 class StorageError(BiomarkerflowError):

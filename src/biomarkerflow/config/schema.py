@@ -132,11 +132,6 @@ class PipelineConfig(_Strict):
                 out.append(step)
         return out
 
-    @property
-    def pinned_version(self) -> str | None:
-        match = re.search(r"==\s*([^\s,;]+)", self.package)
-        return match.group(1) if match else None
-
 
 class OutputConfig(_Strict):
     location: str = Field(default="results", description="Folder or URL for results; relative to the config file.")

@@ -5,13 +5,9 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from biomarkerflow.errors import BiomarkerflowError
+from biomarkerflow.errors import QueryError
 from biomarkerflow.results.consolidate import tables_location
 from biomarkerflow.storage import store
-
-
-class QueryError(BiomarkerflowError):
-    exit_code = 2
 
 
 def connect(output_location: str) -> tuple[duckdb.DuckDBPyConnection, list[str]]:

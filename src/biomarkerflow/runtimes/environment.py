@@ -14,11 +14,7 @@ from typing import Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from biomarkerflow.errors import BiomarkerflowError
-
-
-class RuntimeError_(BiomarkerflowError):
-    exit_code = 2
+from biomarkerflow.errors import RuntimeUnavailableError
 
 
 class Runtime(Protocol):
@@ -48,12 +44,12 @@ def runtime_for(requirement: str) -> Runtime:
     try:
         parsed = Requirement(requirement)
     except InvalidRequirement as exc:
-        raise RuntimeError_(f"invalid package requirement {requirement!r}: {exc}") from exc
+        raise RuntimeUnavailableError(f"invalid package requirement {requirement!r}: {exc}") from exc
     current = CurrentEnvironment()
     installed = current.version_of(parsed.name)
     if installed is not None and parsed.specifier.contains(installed, prereleases=True):
         return current
-    raise RuntimeError_(
+    raise RuntimeUnavailableError(
         f"{requirement} is not installed here (installed: {parsed.name} {installed or 'none'})",
         hint="Isolated runtimes for other versions are not available yet: pin the installed version.",
     )

@@ -9,7 +9,6 @@ All state changes go through the catalog; the decisions come from pure functions
 from __future__ import annotations
 
 import io
-import math
 import os
 import socket
 import time
@@ -29,9 +28,10 @@ from biomarkerflow.engine import retry
 from biomarkerflow.engine.executor import Executor
 from biomarkerflow.errors import BiomarkerflowError, StorageError
 from biomarkerflow.plugins.skdh import workflow as skdh_workflow
+from biomarkerflow.plugins.skdh.checks import PACKAGE
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
-from biomarkerflow.runtimes.environment import runtime_for
+from biomarkerflow.runtimes.environment import Runtime, runtime_for
 from biomarkerflow.storage import store
 from biomarkerflow.workflows import requirements
 
@@ -90,14 +90,10 @@ class SilentProgress:
 
 
 def _clean(value: Any) -> Any:
-    """CSV cell -> JSON value (NaN and empty cells are missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if hasattr(value, "item"):
+    """CSV cell -> JSON value; missing cells become None."""
+    if hasattr(value, "item"):  # numpy scalar -> Python
         value = value.item()
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
+    return None if requirements.is_missing(value) else value
 
 
 def read_metadata(location: str, subject_column: str) -> dict[str, dict[str, Any]]:
@@ -254,9 +250,10 @@ def process(
     catalog.expire_leases()
     studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]
     selected: list[str] = []
+    runtimes: dict[str, Runtime] = {}
     for study in studies:
         try:
-            runtime_for(study.config["pipeline"]["package"])
+            runtimes[study.id] = runtime_for(study.config["pipeline"]["package"])
             info.gates.append(refresh_gates(catalog, study))
             selected.append(study.id)
         except BiomarkerflowError as exc:
@@ -285,7 +282,7 @@ def process(
                         worker=worker,
                         host=host,
                         config_sha256=study.config_sha256,
-                        package_version=configs[study.id].pipeline.pinned_version,
+                        package_version=runtimes[study.id].version_of(PACKAGE),
                     ):
                         continue
                     progress.started(file)

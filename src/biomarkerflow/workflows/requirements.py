@@ -26,7 +26,8 @@ class GateDecision:
     reason: str | None = None  # why it waits; None when ready
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, NaN (an empty CSV cell) or blank text."""
     if value is None:
         return True
     if isinstance(value, float) and value != value:  # NaN from an empty CSV cell
@@ -45,7 +46,7 @@ def evaluate(requirements: RequirementsConfig, facts: FileFacts, now: datetime, 
         if facts.subject_metadata is None:
             reasons.append(f"no metadata row for subject '{facts.subject}'")
         else:
-            missing = [f for f in requirements.metadata if _missing(facts.subject_metadata.get(f))]
+            missing = [f for f in requirements.metadata if is_missing(facts.subject_metadata.get(f))]
             if missing:
                 reasons.append(f"metadata missing for subject '{facts.subject}': {', '.join(missing)}")
     if facts.subject_file_count < requirements.min_files_per_subject:
