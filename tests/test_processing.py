@@ -129,3 +129,26 @@ def test_bad_metadata_never_touches_the_catalog(tmp_path: Path, samples: Path, e
     info = process(catalog, executor)
     assert any("appears twice" in p for p in info.gates[0].problems)
     assert catalog.metadata("gait") == {"ax6": {"height_m": 1.7}}
+
+
+def test_file_still_changing_waits_even_without_a_rescan(
+    tmp_path: Path, samples: Path, executor: LocalExecutor
+) -> None:
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata=None,
+        requirements="stable_seconds: 3600",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    scan(catalog, str(configs))
+    first_seen = catalog.files("gait")[0].fingerprint_seen_at
+    with (tmp_path / "data" / "gait" / "ax6_a.cwa").open("ab") as growing:  # the copy goes on
+        growing.write(b"\0" * 512)
+    info = process(catalog, executor)  # no scan in between
+    assert info.outcomes == []
+    (file,) = catalog.files("gait")
+    assert file.state == "WAITING" and "waits until unchanged for 3600 s" in (file.reason or "")
+    assert file.fingerprint_seen_at > first_seen  # the clock restarted with the change

@@ -33,7 +33,7 @@ from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import Runtime, runtime_for
 from biomarkerflow.storage import store
-from biomarkerflow.workflows import requirements
+from biomarkerflow.workflows import discovery, requirements
 
 LEASE_SECONDS = 600.0
 HEARTBEAT_SECONDS = 30.0
@@ -156,6 +156,10 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     info = GateInfo(study_id=study.id)
     info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
     config = StudyConfig.model_validate(study.config)
+    if config.requirements.stable_seconds > 0:
+        # "Unchanged for T seconds" must be judged on the file as it is now, not as the
+        # last scan saw it: re-list the data location (a changed file starts over).
+        discovery.register_study_files(catalog, study.id, study.config)
     metadata = catalog.metadata(study.id)
     counts = catalog.subject_file_counts(study.id)
     now = now or utcnow()
