@@ -2,12 +2,12 @@
 
 Exit codes (also in the README):
   0  everything asked for succeeded
-  1  at least one file FAILED (process, run, demo)
-  2  a study config or the command line is invalid (validate, scan, query)
+  1  at least one file FAILED in this invocation (process, run, demo)
+  2  a study config, SQL query or the command line is invalid (validate, scan, query)
   3  a data, metadata or output location cannot be read or written
-  4  the catalog cannot be opened or refused an operation
+  4  the catalog cannot be opened, or the study asked for is not in it
   5  unexpected internal error (a bug: run with --debug and report it)
-  130 interrupted (Ctrl-C); claimed files are released, nothing is lost
+  130 interrupted (Ctrl-C); files being processed go back to READY, nothing is lost
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
 @app.command()
 @handled
 def validate(
-    configs: Annotated[list[str], typer.Argument(help="Study config files (YAML).")],
+    configs: Annotated[list[str], typer.Argument(help="Study config files (YAML), or folders of them.")],
 ) -> None:
     """Check study configs; one line per problem as file:line:column: field: message.
 
