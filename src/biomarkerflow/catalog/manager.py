@@ -520,8 +520,8 @@ class Catalog:
     def finish_run(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
         """Record a run's outcome and move its file on; returns the file's new state.
 
-        `retry_at` is when a retryable failure may run again (from the retry policy);
-        past `max_attempts` the file is FAILED for good.
+        `retry_at` is the retry policy's decision for a failure: when to run again, or
+        None for FAILED for good; `max_attempts` only words the reason.
         """
         now = utcnow()
         with self._session() as session:
@@ -572,7 +572,7 @@ class Catalog:
                     **release,
                 )
                 return FileState.SUCCEEDED.value
-            if metrics.retryable and row.attempts < max_attempts and retry_at is not None:
+            if retry_at is not None:  # the retry policy (engine.retry) said: try again then
                 reason = (
                     f"attempt {row.attempts} of {max_attempts} failed, "
                     f"retrying after {retry_at:%H:%M:%S} UTC: {metrics.error}"
