@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import psutil
 
 from biomarkerflow.catalog.manager import Catalog
@@ -152,3 +153,34 @@ def test_file_still_changing_waits_even_without_a_rescan(
     (file,) = catalog.files("gait")
     assert file.state == "WAITING" and "waits until unchanged for 3600 s" in (file.reason or "")
     assert file.fingerprint_seen_at > first_seen  # the clock restarted with the change
+
+
+def test_pipeline_change_recomputes_exactly_the_finished_files(
+    tmp_path: Path, samples: Path, executor: LocalExecutor
+) -> None:
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\n",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    scan(catalog, str(configs))
+    process(catalog, executor)
+    config_file = configs / "gait.yaml"
+    # A description is not part of the results: nothing becomes STALE.
+    config_file.write_text(config_file.read_text().replace("study: gait\n", "study: gait\ndescription: lab\n"))
+    assert scan(catalog, str(configs)).studies[0].stale == 0
+    assert process(catalog, executor).outcomes == []
+    # A step parameter is: the file is recomputed, the earlier run kept.
+    config_file.write_text(config_file.read_text().replace("GaitLumbar: {}", "GaitLumbar: {height_factor: 0.6}"))
+    info = scan(catalog, str(configs))
+    assert (info.studies[0].config_change, info.studies[0].stale) == ("changed", 1)
+    assert catalog.files("gait")[0].state == "STALE"
+    assert [f.relative_path for f, _, _ in process(catalog, executor).outcomes] == ["ax6_a.cwa"]
+    first, second = catalog.runs("gait")
+    assert catalog.files("gait")[0].current_run_id == second.id
+    assert Path(first.result_location or "").is_dir()  # nothing overwritten in place
+    tables = tmp_path / "results" / "gait" / "tables"
+    assert set(pd.read_parquet(tables / "gait.parquet")["run_id"]) == {second.id}

@@ -162,6 +162,12 @@ def _print_scan(info: Any) -> None:
             f"({files.new} new, {files.changed} changed, {files.unchanged} unchanged)",
             highlight=False,
         )
+        if study.stale:
+            console.print(
+                f"  {study.stale} finished file(s) marked STALE (pipeline changed): the next process recomputes them;"
+                " earlier results stay under their run ids",
+                highlight=False,
+            )
         if study.hint:
             console.print(f"  [yellow]note:[/] {study.hint}", highlight=False)
 

@@ -296,6 +296,22 @@ class Catalog:
             row.updated_at = now
             return "changed"
 
+    def mark_stale(self, study_id: str, reason: str) -> int:
+        """Finished files whose results no longer match the study's pipeline: SUCCEEDED/FAILED -> STALE.
+
+        Their earlier results stay on disk, addressable by run id; the next process run
+        recomputes them (attempts start again from zero).
+        """
+        finished = [FileState.SUCCEEDED.value, FileState.FAILED.value]
+        count = 0
+        with self._session() as session:
+            ids = session.scalars(
+                select(DataFile.id).where(DataFile.study_id == study_id, DataFile.state.in_(finished))
+            ).all()
+            for file_id in ids:
+                count += self._cas(session, file_id, finished, FileState.STALE.value, reason, attempts=0)
+        return count
+
     def known_config_sha(self, config_source: str) -> str | None:
         with self._session() as session:
             return session.scalar(select(Study.config_sha256).where(Study.config_source == config_source))

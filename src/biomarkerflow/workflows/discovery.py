@@ -8,6 +8,7 @@ alone, so a rescan costs one listing per location.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class StudyScanInfo:
     config_change: str  # new | changed | unchanged | invalid | error
     files: RegisterInfo = RegisterInfo()
     matched_files: int = 0
+    stale: int = 0  # finished files whose results the config change made out of date
     problems: list[ConfigProblem] = field(default_factory=list)
     error: str | None = None
     hint: str | None = None
@@ -54,6 +56,18 @@ def stored_config(config: StudyConfig, resolve: Any) -> dict[str, Any]:
     for source in data["metadata"]:
         source["location"] = resolve(source["location"])
     return data
+
+
+def results_identity(config: dict[str, Any]) -> str:
+    """A hash of what decides a study's numbers: workflow, reader, pipeline and pinned
+    package, metadata column mapping. Description, priority, locations do not count."""
+    relevant = {
+        "workflow": config.get("workflow"),
+        "reader": config["data"].get("reader"),
+        "pipeline": config["pipeline"],
+        "metadata_columns": [source.get("columns", {}) for source in config.get("metadata", [])],
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def subject_of(file_name: str, pattern: str) -> str | None:
@@ -85,6 +99,7 @@ Validator = Callable[[str, bytes], tuple[LoadedConfig | None, list[ConfigProblem
 def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
     text = store.read_bytes(url)
     sha = hashlib.sha256(text).hexdigest()
+    stale = 0
     if catalog.known_config_sha(url) == sha:
         study = next(s for s in catalog.studies() if s.config_source == url)
         change = "unchanged"
@@ -104,6 +119,7 @@ def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
                 error=f"data location {config['data']['location']} does not exist",
                 hint=f"Create it or fix data.location in {url}.",
             )
+        previous = catalog.get_study(study_id)
         change = catalog.upsert_study(
             study_id,
             config_source=url,
@@ -113,12 +129,20 @@ def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
             data_location=config["data"]["location"],
             priority=loaded.config.priority,
         )
+        if previous is not None and results_identity(previous.config) != results_identity(config):
+            stale = catalog.mark_stale(study_id, "the study's pipeline, reader, package or metadata mapping changed")
     files, matched = register_study_files(catalog, study_id, config)
     hint = None
     if matched == 0:
         hint = f"no files in {config['data']['location']} match {config['data']['include']}"
     return StudyScanInfo(
-        source=url, study_id=study_id, config_change=change, files=files, matched_files=matched, hint=hint
+        source=url,
+        study_id=study_id,
+        config_change=change,
+        files=files,
+        matched_files=matched,
+        stale=stale,
+        hint=hint,
     )
 
 

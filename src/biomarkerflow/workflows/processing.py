@@ -152,7 +152,7 @@ def pipeline_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[
 
 
 def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = None) -> GateInfo:
-    """Ingest metadata and move each DISCOVERED/WAITING file to READY or WAITING (with why)."""
+    """Ingest metadata and move each DISCOVERED/WAITING/STALE file to READY or WAITING (with why)."""
     info = GateInfo(study_id=study.id)
     info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
     config = StudyConfig.model_validate(study.config)
@@ -163,7 +163,8 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     metadata = catalog.metadata(study.id)
     counts = catalog.subject_file_counts(study.id)
     now = now or utcnow()
-    for file in catalog.files(study.id, [FileState.DISCOVERED.value, FileState.WAITING.value]):
+    to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
+    for file in catalog.files(study.id, to_check):
         facts = requirements.FileFacts(
             relative_path=file.relative_path,
             subject=file.subject,
