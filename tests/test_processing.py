@@ -184,3 +184,26 @@ def test_pipeline_change_recomputes_exactly_the_finished_files(
     assert Path(first.result_location or "").is_dir()  # nothing overwritten in place
     tables = tmp_path / "results" / "gait" / "tables"
     assert set(pd.read_parquet(tables / "gait.parquet")["run_id"]) == {second.id}
+
+
+def test_corrected_height_recomputes_only_that_subject(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_a.cwa": samples / "ax3_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m,site\nax6,1.7,A\nax3,1.8,A\n",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    scan(catalog, str(configs))
+    process(catalog, executor)
+    metadata = tmp_path / "data" / "gait.csv"
+    metadata.write_text("subject,height_m,site\nax6,1.7,B\nax3,1.8,A\n")  # not a pipeline input
+    assert process(catalog, executor).outcomes == []
+    metadata.write_text("subject,height_m,site\nax6,1.62,B\nax3,1.8,A\n")  # a corrected height
+    info = process(catalog, executor)
+    assert [f.relative_path for f, _, _ in info.outcomes] == ["ax6_a.cwa"]
+    assert {f.relative_path: f.state for f in catalog.files("gait")} == {
+        "ax3_a.cwa": "SUCCEEDED",
+        "ax6_a.cwa": "SUCCEEDED",
+    }

@@ -296,7 +296,7 @@ class Catalog:
             row.updated_at = now
             return "changed"
 
-    def mark_stale(self, study_id: str, reason: str) -> int:
+    def mark_stale(self, study_id: str, reason: str, subjects: Iterable[str] | None = None) -> int:
         """Finished files whose results no longer match the study's pipeline: SUCCEEDED/FAILED -> STALE.
 
         Their earlier results stay on disk, addressable by run id; the next process run
@@ -305,9 +305,10 @@ class Catalog:
         finished = [FileState.SUCCEEDED.value, FileState.FAILED.value]
         count = 0
         with self._session() as session:
-            ids = session.scalars(
-                select(DataFile.id).where(DataFile.study_id == study_id, DataFile.state.in_(finished))
-            ).all()
+            query = select(DataFile.id).where(DataFile.study_id == study_id, DataFile.state.in_(finished))
+            if subjects is not None:
+                query = query.where(DataFile.subject.in_(list(subjects)))
+            ids = session.scalars(query).all()
             for file_id in ids:
                 count += self._cas(session, file_id, finished, FileState.STALE.value, reason, attempts=0)
         return count

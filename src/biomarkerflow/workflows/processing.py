@@ -154,13 +154,23 @@ def pipeline_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[
 def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = None) -> GateInfo:
     """Ingest metadata and move each DISCOVERED/WAITING/STALE file to READY or WAITING (with why)."""
     info = GateInfo(study_id=study.id)
+    before = catalog.metadata(study.id)
     info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
     config = StudyConfig.model_validate(study.config)
+    metadata = catalog.metadata(study.id)
+    # A corrected value that reaches SKDH (height, time zone) makes finished results stale;
+    # other columns (used only by requirements) do not.
+    corrected = [
+        subject
+        for subject in info.metadata_subjects_changed
+        if pipeline_inputs(config, before.get(subject)) != pipeline_inputs(config, metadata.get(subject))
+    ]
+    if corrected:
+        catalog.mark_stale(study.id, "subject metadata used by the pipeline changed", subjects=corrected)
     if config.requirements.stable_seconds > 0:
         # "Unchanged for T seconds" must be judged on the file as it is now, not as the
         # last scan saw it: re-list the data location (a changed file starts over).
         discovery.register_study_files(catalog, study.id, study.config)
-    metadata = catalog.metadata(study.id)
     counts = catalog.subject_file_counts(study.id)
     now = now or utcnow()
     to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
