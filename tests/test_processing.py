@@ -13,7 +13,7 @@ import psutil
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.workflows.discovery import scan
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.workflows.processing import plan, process
 from tests.conftest import write_study
 
 
@@ -42,6 +42,11 @@ def test_subject_waits_until_all_its_files_arrived(tmp_path: Path, samples: Path
     # The second file of ax6 arrives: exactly ax6's two files run; ax3 keeps waiting.
     shutil.copyfile(samples / "ax6_sample.cwa", tmp_path / "data" / "gait" / "ax6_b.cwa")
     assert scan(catalog, str(configs)).studies[0].files.new == 1
+    assert {(p.relative_path, p.will_run) for p in plan(catalog)} == {
+        ("ax3_a.cwa", False),
+        ("ax6_a.cwa", True),
+        ("ax6_b.cwa", True),
+    }
     info = process(catalog, executor)
     assert sorted(f.relative_path for f, _, _ in info.outcomes) == ["ax6_a.cwa", "ax6_b.cwa"]
     assert states(catalog, "gait") == {"ax3_a.cwa": "WAITING", "ax6_a.cwa": "SUCCEEDED", "ax6_b.cwa": "SUCCEEDED"}
@@ -177,6 +182,9 @@ def test_pipeline_change_recomputes_exactly_the_finished_files(
     config_file.write_text(config_file.read_text().replace("GaitLumbar: {}", "GaitLumbar: {height_factor: 0.6}"))
     info = scan(catalog, str(configs))
     assert (info.studies[0].config_change, info.studies[0].stale) == ("changed", 1)
+    assert catalog.files("gait")[0].state == "STALE"
+    (planned,) = plan(catalog)  # --dry-run: says what and why, changes nothing
+    assert planned.will_run and planned.why.startswith("results are STALE: the study's pipeline")
     assert catalog.files("gait")[0].state == "STALE"
     assert [f.relative_path for f, _, _ in process(catalog, executor).outcomes] == ["ax6_a.cwa"]
     first, second = catalog.runs("gait")

@@ -295,13 +295,30 @@ def scan(
 
 @app.command()
 @handled
-def process(study: StudyOption = None, workers: WorkersOption = DEFAULT_WORKERS) -> None:
+def process(
+    study: StudyOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run and why.")] = False,
+) -> None:
     """Check requirements and run every READY file until none is left (workflow 2).
 
     Example: biomarkerflow process --study demo-wrist --workers 2
     """
     catalog = open_catalog()
     require_studies(catalog, study)
+    if dry_run:
+        from biomarkerflow.workflows.processing import plan
+
+        planned = plan(catalog, study)
+        for item in planned:
+            action = "[green]would run[/]" if item.will_run else "[yellow]would wait[/]"
+            console.print(
+                f"{action}  {item.study_id}/{item.relative_path}: {item.why}", highlight=False, soft_wrap=True
+            )
+        console.print(
+            f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait"
+        )
+        raise typer.Exit(0)
     raise typer.Exit(do_process(catalog, study, workers))
 
 

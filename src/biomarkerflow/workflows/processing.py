@@ -120,8 +120,8 @@ def read_metadata(location: str, subject_column: str) -> dict[str, dict[str, Any
     return rows
 
 
-def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], list[str]]:
-    """Load every metadata source of a study into the catalog; (changed subjects, problems)."""
+def read_study_metadata(study: StudyRecord) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
+    """Every metadata source of a study, merged per subject; None when any source failed."""
     merged: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     sources = study.config.get("metadata", [])
@@ -136,9 +136,17 @@ def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], li
             problems.append(exc.message)
     if not sources or problems:
         # All or nothing: a partial read would replace good fields with fewer.
+        return None, problems
+    return merged, problems
+
+
+def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], list[str]]:
+    """Load every metadata source of a study into the catalog; (changed subjects, problems)."""
+    merged, problems = read_study_metadata(study)
+    if merged is None:
         return [], problems
-    changed = catalog.upsert_metadata(study.id, merged, source=", ".join(s["location"] for s in sources))
-    return changed, problems
+    sources = ", ".join(s["location"] for s in study.config.get("metadata", []))
+    return catalog.upsert_metadata(study.id, merged, source=sources), problems
 
 
 def pipeline_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[str, Any]:
@@ -175,20 +183,64 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     now = now or utcnow()
     to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
     for file in catalog.files(study.id, to_check):
-        facts = requirements.FileFacts(
-            relative_path=file.relative_path,
-            subject=file.subject,
-            fingerprint_seen_at=file.fingerprint_seen_at,
-            subject_metadata=metadata.get(file.subject) if file.subject else None,
-            subject_file_count=counts.get(file.subject, 0) if file.subject else 0,
-        )
-        decision = requirements.evaluate(config.requirements, facts, now, config.data.subject)
+        decision = _decide(config, file, metadata, counts, now)
         catalog.set_gate(file.id, file.state, decision.ready, decision.reason)
         if decision.ready:
             info.ready += 1
         else:
             info.waiting += 1
     return info
+
+
+def _decide(
+    config: StudyConfig, file: FileRecord, metadata: dict[str, dict[str, Any]], counts: dict[str, int], now: datetime
+) -> requirements.GateDecision:
+    facts = requirements.FileFacts(
+        relative_path=file.relative_path,
+        subject=file.subject,
+        fingerprint_seen_at=file.fingerprint_seen_at,
+        subject_metadata=metadata.get(file.subject) if file.subject else None,
+        subject_file_count=counts.get(file.subject, 0) if file.subject else 0,
+    )
+    return requirements.evaluate(config.requirements, facts, now, config.data.subject)
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    study_id: str
+    relative_path: str
+    will_run: bool
+    why: str
+
+
+def plan(catalog: Catalog, study_ids: list[str] | None = None) -> list[PlannedFile]:
+    """What `process` would do now, and why, without changing anything (`process --dry-run`).
+
+    Metadata is read from the CSV files as they are now; a STALE file names the change
+    that made it stale.
+    """
+    planned: list[PlannedFile] = []
+    now = utcnow()
+    for study in catalog.studies():
+        if study_ids is not None and study.id not in study_ids:
+            continue
+        config = StudyConfig.model_validate(study.config)
+        merged, _ = read_study_metadata(study)
+        metadata = merged if merged is not None else catalog.metadata(study.id)
+        counts = catalog.subject_file_counts(study.id)
+        states = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value, FileState.READY.value]
+        for file in catalog.files(study.id, states):
+            decision = _decide(config, file, metadata, counts, now)
+            if not decision.ready:
+                planned.append(PlannedFile(study.id, file.relative_path, False, decision.reason or ""))
+                continue
+            why = {
+                FileState.DISCOVERED.value: f"new or changed file ({file.reason})",
+                FileState.WAITING.value: "its requirements are now met",
+                FileState.STALE.value: f"results are STALE: {file.reason}",
+            }.get(file.state, file.reason or "ready")
+            planned.append(PlannedFile(study.id, file.relative_path, True, why))
+    return planned
 
 
 def worker_name() -> str:
