@@ -7,9 +7,11 @@ import shutil
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.demo.run import SHARED_SAMPLES as SAMPLES  # noqa: E402  (../shared/data/skdh)
 from biomarkerflow.engine.executor import LocalExecutor
 
@@ -96,3 +98,13 @@ def write_study(
         + extra
     )
     return configs
+
+
+def scanned_study(root: Path, **study: Any) -> tuple[Catalog, Path]:
+    """`write_study`, then a catalog under root/home that has scanned it; (catalog, configs folder)."""
+    from biomarkerflow.workflows.discovery import scan
+
+    configs = write_study(root, **study)
+    catalog = Catalog.for_home(root / "home")
+    assert scan(catalog, str(configs)).ok
+    return catalog, configs

@@ -11,9 +11,8 @@ import pytest
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
-from biomarkerflow.workflows.discovery import scan
 from biomarkerflow.workflows.processing import process
-from tests.conftest import write_study
+from tests.conftest import scanned_study
 
 
 def plain_skdh(path: Path, reader: Any, steps: list[Any], **inputs: Any) -> dict[str, Any]:
@@ -27,9 +26,9 @@ def plain_skdh(path: Path, reader: Any, steps: list[Any], **inputs: Any) -> dict
     return pipeline.run(file=str(path), **inputs)
 
 
-def run_platform(tmp_path: Path, configs: Path, executor: LocalExecutor) -> tuple[Catalog, dict[str, pd.DataFrame]]:
-    catalog = Catalog.for_home(tmp_path / "home")
-    assert scan(catalog, str(configs)).ok
+def run_platform(executor: LocalExecutor, root: Path, **study: Any) -> tuple[Catalog, dict[str, pd.DataFrame]]:
+    """Write and scan a study under `root`, process it, return the consolidated tables."""
+    catalog, _ = scanned_study(root, **study)
     info = process(catalog, executor)
     assert info.failed == 0, [o.error for _, o, _ in info.outcomes]
     study = catalog.studies()[0]
@@ -57,10 +56,13 @@ def test_wrist_pipeline_numbers_equal_plain_skdh(
 ) -> None:
     import skdh
 
-    configs = write_study(
-        tmp_path, study="wrist", files={wrist_recording.name: wrist_recording}, metadata="subject,height_m\nP01,1.7\n"
+    _, tables = run_platform(
+        executor,
+        tmp_path,
+        study="wrist",
+        files={wrist_recording.name: wrist_recording},
+        metadata="subject,height_m\nP01,1.7\n",
     )
-    _, tables = run_platform(tmp_path, configs, executor)
     reference = plain_skdh(
         wrist_recording,
         skdh.io.ReadBin(),
@@ -95,14 +97,14 @@ def test_gait_on_real_device_files_equals_plain_skdh(tmp_path: Path, samples: Pa
     import skdh
 
     files = {"ax3_sample.cwa": samples / "ax3_sample.cwa", "ax6_sample.cwa": samples / "ax6_sample.cwa"}
-    configs = write_study(
+    _, tables = run_platform(
+        executor,
         tmp_path,
         study="gait",
         files=files,
         steps="- GaitLumbar: {}\n",
         metadata="subject,height_m\nax3,1.75\nax6,1.62\n",
     )
-    _, tables = run_platform(tmp_path, configs, executor)
     gait = tables["gait"]
     for subject, height in (("ax3", 1.75), ("ax6", 1.62)):
         reference = plain_skdh(
@@ -119,14 +121,14 @@ def test_subject_height_reaches_gait(tmp_path: Path, samples: Path, height: floa
     """Height from the metadata CSV changes SKDH's step length: it reached the pipeline."""
     import skdh
 
-    configs = write_study(
+    _, tables = run_platform(
+        executor,
         tmp_path,
         study="gait",
         files={"ax6_sample.cwa": samples / "ax6_sample.cwa"},
         steps="- GaitLumbar: {}\n",
         metadata=f"subject,height_m\nax6,{height}\n",
     )
-    _, tables = run_platform(tmp_path, configs, executor)
     reference = plain_skdh(samples / "ax6_sample.cwa", skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=height)
     assert_same(tables["gait"]["step length"], reference["GaitLumbar"]["step length"], "step length")
 
@@ -135,14 +137,14 @@ def test_subject_time_zone_reaches_the_reader(tmp_path: Path, samples: Path, exe
     """tz_name from the metadata CSV makes SKDH localise the device's naive clock."""
     import skdh
 
-    configs = write_study(
+    _, tables = run_platform(
+        executor,
         tmp_path,
         study="gait",
         files={"ax6_sample.cwa": samples / "ax6_sample.cwa"},
         steps="- GaitLumbar: {}\n",
         metadata="subject,height_m,tz_name\nax6,1.7,America/New_York\n",
     )
-    _, tables = run_platform(tmp_path, configs, executor)
     cwa = samples / "ax6_sample.cwa"
     zoned = plain_skdh(cwa, skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=1.7, tz_name="America/New_York")
     naive = plain_skdh(cwa, skdh.io.ReadCwa(), [skdh.gait.GaitLumbar()], height=1.7)

@@ -14,7 +14,7 @@ from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.workflows.discovery import scan
 from biomarkerflow.workflows.processing import plan, process
-from tests.conftest import write_study
+from tests.conftest import scanned_study
 
 
 def states(catalog: Catalog, study: str) -> dict[str, str]:
@@ -22,7 +22,7 @@ def states(catalog: Catalog, study: str) -> dict[str, str]:
 
 
 def test_subject_waits_until_all_its_files_arrived(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
-    configs = write_study(
+    catalog, configs = scanned_study(
         tmp_path,
         study="gait",
         files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_a.cwa": samples / "ax3_sample.cwa"},
@@ -30,8 +30,6 @@ def test_subject_waits_until_all_its_files_arrived(tmp_path: Path, samples: Path
         metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
         requirements="min_files_per_subject: 2",
     )
-    catalog = Catalog.for_home(tmp_path / "home")
-    scan(catalog, str(configs))
     info = process(catalog, executor)
     assert info.outcomes == []
     waiting = {f.relative_path: f.reason for f in catalog.files("gait")}
@@ -68,15 +66,13 @@ def _kill_worker_when_running(
 
 
 def test_worker_killed_mid_job_is_retried_and_leaves_one_result_set(tmp_path: Path, wrist_recording: Path) -> None:
-    configs = write_study(
+    catalog, configs = scanned_study(
         tmp_path,
         study="wrist",
         files={"P01_wrist.bin": wrist_recording},
         metadata="subject,height_m\nP01,1.7\n",
         extra="retry_delay_seconds: 0.5\n",
     )
-    catalog = Catalog.for_home(tmp_path / "home")
-    scan(catalog, str(configs))
     killed: list[int] = []
     stop = threading.Event()
     executor = LocalExecutor(1)
@@ -121,15 +117,13 @@ def test_metadata_csv_problems_name_file_and_line(tmp_path: Path) -> None:
 
 
 def test_bad_metadata_never_touches_the_catalog(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
-    configs = write_study(
+    catalog, configs = scanned_study(
         tmp_path,
         study="gait",
         files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
         steps="- GaitLumbar: {}\n",
         metadata="subject,height_m\nax6,1.7\n",
     )
-    catalog = Catalog.for_home(tmp_path / "home")
-    scan(catalog, str(configs))
     catalog.upsert_metadata("gait", {"ax6": {"height_m": 1.7}}, "earlier")
     (tmp_path / "data" / "gait.csv").write_text("subject,height_m\nax6,1.7\nax6,1.9\n")
     info = process(catalog, executor)
@@ -140,7 +134,7 @@ def test_bad_metadata_never_touches_the_catalog(tmp_path: Path, samples: Path, e
 def test_file_still_changing_waits_even_without_a_rescan(
     tmp_path: Path, samples: Path, executor: LocalExecutor
 ) -> None:
-    configs = write_study(
+    catalog, configs = scanned_study(
         tmp_path,
         study="gait",
         files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
@@ -148,8 +142,6 @@ def test_file_still_changing_waits_even_without_a_rescan(
         metadata=None,
         requirements="stable_seconds: 3600",
     )
-    catalog = Catalog.for_home(tmp_path / "home")
-    scan(catalog, str(configs))
     first_seen = catalog.files("gait")[0].fingerprint_seen_at
     with (tmp_path / "data" / "gait" / "ax6_a.cwa").open("ab") as growing:  # the copy goes on
         growing.write(b"\0" * 512)
@@ -163,15 +155,13 @@ def test_file_still_changing_waits_even_without_a_rescan(
 def test_pipeline_change_recomputes_exactly_the_finished_files(
     tmp_path: Path, samples: Path, executor: LocalExecutor
 ) -> None:
-    configs = write_study(
+    catalog, configs = scanned_study(
         tmp_path,
         study="gait",
         files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
         steps="- GaitLumbar: {}\n",
         metadata="subject,height_m\nax6,1.7\n",
     )
-    catalog = Catalog.for_home(tmp_path / "home")
-    scan(catalog, str(configs))
     process(catalog, executor)
     config_file = configs / "gait.yaml"
     # A description is not part of the results: nothing becomes STALE.
@@ -195,15 +185,13 @@ def test_pipeline_change_recomputes_exactly_the_finished_files(
 
 
 def test_corrected_height_recomputes_only_that_subject(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
-    configs = write_study(
+    catalog, configs = scanned_study(
         tmp_path,
         study="gait",
         files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_a.cwa": samples / "ax3_sample.cwa"},
         steps="- GaitLumbar: {}\n",
         metadata="subject,height_m,site\nax6,1.7,A\nax3,1.8,A\n",
     )
-    catalog = Catalog.for_home(tmp_path / "home")
-    scan(catalog, str(configs))
     process(catalog, executor)
     metadata = tmp_path / "data" / "gait.csv"
     metadata.write_text("subject,height_m,site\nax6,1.7,B\nax3,1.8,A\n")  # not a pipeline input
