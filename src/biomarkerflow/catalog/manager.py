@@ -79,6 +79,7 @@ class RunMetrics:
     sample_rate_hz: float | None = None
     result_location: str | None = None
     package_version: str | None = None
+    host: str | None = None  # where the job ran (the worker's machine, not the scheduler's)
 
 
 @dataclass(frozen=True)
@@ -558,6 +559,8 @@ class Catalog:
             run.result_location = metrics.result_location
             if metrics.package_version:
                 run.package_version = metrics.package_version
+            if metrics.host:
+                run.host = metrics.host
             row = session.get(DataFile, run.file_id)
             assert row is not None
             if row.state != FileState.RUNNING.value:

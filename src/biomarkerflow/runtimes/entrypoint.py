@@ -55,7 +55,6 @@ class JobOutcome:
     recording_seconds: float | None = None
     sample_rate_hz: float | None = None
     package_version: str | None = None
-    tables: tuple[str, ...] = ()
     host: str | None = None
 
 
@@ -148,6 +147,5 @@ def execute(job: JobSpec) -> JobOutcome:
         recording_seconds=output.recording["seconds"] if output else None,
         sample_rate_hz=output.recording["sample_rate_hz"] if output else None,
         package_version=version,
-        tables=tuple(sorted(output.tables)) if output and error is None else (),
         host=host,
     )

@@ -283,6 +283,7 @@ def _metrics(outcome: JobOutcome, result_location: str) -> RunMetrics:
         sample_rate_hz=outcome.sample_rate_hz,
         result_location=result_location if outcome.succeeded else None,
         package_version=outcome.package_version,
+        host=outcome.host,
     )
 
 
