@@ -14,6 +14,8 @@ import pytest
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.demo.run import SHARED_SAMPLES as SAMPLES  # noqa: E402  (../shared/data/skdh)
 from biomarkerflow.engine.executor import LocalExecutor
+from biomarkerflow.runtimes.environment import RUNTIMES_ENV
+from tests.runtime_fixtures import runtime_root, skdh_0_16_runtime  # noqa: F401  (session fixtures)
 
 WRIST_STEPS = """\
     - CalibrateAccelerometer: {min_hours: 24}
@@ -33,6 +35,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if "samples" in getattr(item, "fixturenames", ()):
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_runtime_cache(runtime_root: Path) -> Iterator[Path]:  # noqa: F811
+    """Every catalog home in the session (and every CLI run) shares one runtime cache."""
+    previous = os.environ.get(RUNTIMES_ENV)
+    os.environ[RUNTIMES_ENV] = str(runtime_root)
+    yield runtime_root
+    if previous is None:
+        os.environ.pop(RUNTIMES_ENV, None)
+    else:
+        os.environ[RUNTIMES_ENV] = previous
 
 
 @pytest.fixture(scope="session")

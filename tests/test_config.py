@@ -386,7 +386,7 @@ def test_package_must_be_skdh() -> None:
     assert "scikit-digital-health, not 'ggir'" in problem.message
 
 
-def test_pinned_version_must_be_installed() -> None:
+def test_in_process_checks_compare_the_pin_with_the_installed_version() -> None:
     found = problems(
         """\
         study: s1
@@ -399,8 +399,7 @@ def test_pinned_version_must_be_installed() -> None:
     )
     problem = only(found)
     assert (problem.line, problem.column, problem.field) == (5, 3, "pipeline.package")
-    assert "0.16.15 is pinned but 0.17.18 is installed" in problem.message
-    assert "isolated runtimes for other versions are not available yet" in problem.message
+    assert "0.16.15 is pinned but this runtime holds 0.17.18" in problem.message
 
 
 @pytest.mark.parametrize(

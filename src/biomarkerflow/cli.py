@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a co
     from biomarkerflow.catalog.manager import Catalog, FileRecord
     from biomarkerflow.engine.executor import Executor
     from biomarkerflow.runtimes.entrypoint import JobOutcome
+    from biomarkerflow.runtimes.environment import Runtimes
 
 app = typer.Typer(
     help="Turn raw wearable-sensor files into digital biomarkers, study by study.\n\n"
@@ -100,6 +101,13 @@ def open_catalog() -> Catalog:
     return Catalog.for_home(state.home)
 
 
+def open_runtimes() -> Runtimes:
+    """The runtime cache under the home (or BIOMARKERFLOW_RUNTIMES), announcing builds."""
+    from biomarkerflow.runtimes.environment import Runtimes
+
+    return Runtimes.for_home(state.home, progress=lambda message: errors.print(message, highlight=False))
+
+
 def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
     """An unknown --study is an error (exit 4), never a silent no-op."""
     from biomarkerflow.errors import CatalogError
@@ -123,11 +131,16 @@ def validate(
 ) -> None:
     """Check study configs; one line per problem as file:line:column: field: message.
 
+    Steps and parameters are checked against the SKDH version each study pins, in that
+    version's runtime (built on first use).
+
     Example: biomarkerflow validate studies/demo-wrist.yaml
     """
     from biomarkerflow.config.validate import validate_paths
+    from biomarkerflow.workflows.checking import RuntimeChecks
 
-    results = validate_paths(configs)
+    with RuntimeChecks(open_runtimes()) as checks:
+        results = validate_paths(configs, checks)
     bad = 0
     for path, problems in results.items():
         if not problems:
@@ -172,20 +185,18 @@ def _print_scan(info: Any) -> None:
             console.print(f"  [yellow]note:[/] {study.hint}", highlight=False)
 
 
-def do_scan(catalog: Catalog, configs: str, executor: Executor | None = None) -> int:
+def do_scan(catalog: Catalog, configs: str, runtimes: Runtimes, executor: Executor | None = None) -> int:
     """Scan with a spinner; returns the exit code (2 invalid config, 3 unreadable location).
 
-    With an executor, configs are validated on a worker, which imports SKDH anyway:
-    this process then never pays SKDH's import.
+    Configs are checked in a worker of each study's runtime (with an executor, on its
+    warm workers), so this process never imports SKDH.
     """
     from biomarkerflow.config.validate import validate_source
+    from biomarkerflow.workflows.checking import RuntimeChecks
     from biomarkerflow.workflows.discovery import scan
 
-    def validate(url: str, text: bytes) -> Any:
-        return executor.call(validate_source, url, text).result() if executor else validate_source(url, text)
-
-    with console.status("Scanning configs and data locations..."):
-        info = scan(catalog, configs, validate)
+    with RuntimeChecks(runtimes, executor) as checks, console.status("Scanning configs and data locations..."):
+        info = scan(catalog, configs, lambda url, text: validate_source(url, text, checks))
     if not info.studies:
         console.print(f"no study configs (*.yaml, *.yml) found in {configs}")
     _print_scan(info)
@@ -243,6 +254,7 @@ def do_process(
     catalog: Catalog,
     studies: list[str] | None,
     workers: int,
+    runtimes: Runtimes,
     executor: Executor | None = None,
     *,
     keep_executor: bool = False,
@@ -264,7 +276,14 @@ def do_process(
             transient=False,
             refresh_per_second=4,  # the bar shares the cores with the workers
         ) as bar:
-            info = process(catalog, executor, study_ids=studies, progress=_RichProgress(bar), on_gates=_print_gates)
+            info = process(
+                catalog,
+                executor,
+                study_ids=studies,
+                progress=_RichProgress(bar),
+                on_gates=_print_gates,
+                runtimes=runtimes,
+            )
     finally:
         if not keep_executor:
             executor.close()
@@ -290,7 +309,7 @@ def scan(
 
     Example: biomarkerflow scan --configs studies/
     """
-    raise typer.Exit(do_scan(open_catalog(), configs))
+    raise typer.Exit(do_scan(open_catalog(), configs, open_runtimes()))
 
 
 @app.command()
@@ -319,7 +338,7 @@ def process(
             f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait"
         )
         raise typer.Exit(0)
-    raise typer.Exit(do_process(catalog, study, workers))
+    raise typer.Exit(do_process(catalog, study, workers, open_runtimes()))
 
 
 @app.command()
@@ -338,9 +357,10 @@ def run(
     catalog = open_catalog()
     executor = LocalExecutor(workers)
     executor.prestart()  # workers import SKDH while the configs are listed
-    scan_code = do_scan(catalog, configs, executor)
+    runtimes = open_runtimes()
+    scan_code = do_scan(catalog, configs, runtimes, executor)
     require_studies(catalog, study)
-    code = do_process(catalog, study, workers, executor)
+    code = do_process(catalog, study, workers, runtimes, executor)
     raise typer.Exit(code or scan_code)
 
 

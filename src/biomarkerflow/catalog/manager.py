@@ -100,6 +100,8 @@ class RunRecord:
     result_location: str | None
     package_version: str | None
     config_sha256: str
+    lock_hash: str | None = None
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,8 @@ def _run_record(row: Run) -> RunRecord:
         bytes_written=row.bytes_written,
         result_location=row.result_location,
         package_version=row.package_version,
+        lock_hash=row.lock_hash,
+        host=row.host,
         config_sha256=row.config_sha256,
     )
 
@@ -490,6 +494,7 @@ class Catalog:
         host: str,
         config_sha256: str,
         package_version: str | None,
+        lock_hash: str | None = None,
     ) -> bool:
         """CLAIMED -> RUNNING and a new run row; False if the claim was lost."""
         now = utcnow()
@@ -517,6 +522,7 @@ class Catalog:
                     host=host,
                     config_sha256=config_sha256,
                     package_version=package_version,
+                    lock_hash=lock_hash,
                     input_fingerprint=row.fingerprint,
                     started_at=now,
                     outcome="running",

@@ -93,6 +93,7 @@ class Run(Base):
     host: Mapped[str | None] = mapped_column(String(200))
     config_sha256: Mapped[str] = mapped_column(String(64))
     package_version: Mapped[str | None] = mapped_column(String(64))
+    lock_hash: Mapped[str | None] = mapped_column(String(64))  # the runtime's package set
     input_fingerprint: Mapped[str] = mapped_column(Text)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]

@@ -113,6 +113,10 @@ class PipelineConfig(_Strict):
         default="scikit-digital-health",
         description="The algorithm package and pinned version, e.g. scikit-digital-health==0.17.18.",
     )
+    constraints: list[str] = Field(
+        default_factory=list,
+        description="Extra requirements for the pinned version's runtime, e.g. ['numpy<2'] for old SKDH versions.",
+    )
     steps: list[_CheckedStep] = Field(min_length=1, description="Ordered steps: each {StepName: {params}}.")
 
     @field_validator("steps", mode="before")

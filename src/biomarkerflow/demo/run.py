@@ -171,6 +171,7 @@ def _run_demo(
     console: Console, workspace: Path, executor: Any, *, subjects: int, days: float, seed: int, workers: int
 ) -> int:
     from biomarkerflow.cli import do_process, do_scan
+    from biomarkerflow.runtimes.environment import Runtimes
 
     console.rule("[bold]1. Build the demo workspace")
     with console.status(f"Writing {subjects} synthetic {days:g}-day GENEActiv recordings at 50 Hz..."):
@@ -183,8 +184,9 @@ def _run_demo(
     configs = str(workspace / "studies")
 
     console.rule("[bold]2. Discover and process")
-    do_scan(catalog, configs, executor)
-    first = do_process(catalog, None, workers, executor, keep_executor=True)
+    runtimes = Runtimes.for_home(home, progress=console.print)
+    do_scan(catalog, configs, runtimes, executor)
+    first = do_process(catalog, None, workers, runtimes, executor, keep_executor=True)
 
     console.rule("[bold]3. One subject waits for its metadata")
     waiting = [(s.study_id, f, r) for s in catalog.status() for f, r in s.waiting]
@@ -195,7 +197,7 @@ def _run_demo(
     frame.loc[frame["height_m"].isna(), "height_m"] = 1.80
     frame.to_csv(metadata, index=False)
     console.print(f"added the missing height to {metadata.relative_to(workspace)}; processing again")
-    second = do_process(catalog, None, workers, executor, keep_executor=True)
+    second = do_process(catalog, None, workers, runtimes, executor, keep_executor=True)
 
     console.rule("[bold]4. Results")
     wrist = catalog.get_study("demo-wrist")

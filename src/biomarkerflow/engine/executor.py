@@ -1,42 +1,38 @@
 """Where jobs run. The processing loop only sees the `Executor` interface.
 
 `LocalExecutor` is a pool of warm worker processes on this machine: each worker
-imports SKDH once and then takes job after job. Later executors (Dask) implement the
-same three members.
+imports SKDH once, in its study's runtime, and then takes job after job. Later
+executors (Dask) implement the same members.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import signal
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol
 
-from biomarkerflow.runtimes import entrypoint
+from biomarkerflow.runtimes import worker as protocol
+from biomarkerflow.runtimes.client import WorkerDied, WorkerProcess
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
-from biomarkerflow.runtimes.environment import CurrentEnvironment, Runtime
-
-T = TypeVar("T")
+from biomarkerflow.runtimes.environment import RuntimeRef, current_environment
 
 
 class Executor(Protocol):
     capacity: int
 
-    def prestart(self) -> None:
+    def prestart(self, runtimes: Sequence[RuntimeRef] = ()) -> None:
         """Start workers ahead of the first job, so their start-up overlaps other work."""
 
-    def submit(self, job: JobSpec) -> Future[JobOutcome]: ...
+    def submit(self, job: JobSpec, runtime: RuntimeRef) -> Future[JobOutcome]: ...
 
-    def call(self, function: Callable[..., T], *args: Any) -> Future[T]:
-        """Run a plain function on a worker (e.g. config validation, which needs SKDH)."""
+    def call(self, runtime: RuntimeRef, function: str, *args: Any) -> Future[Any]:
+        """Run a biomarkerflow function ("module:function") in a runtime, e.g. config checks."""
         ...
 
     def recover(self) -> None:
-        """After a worker died: replace the broken workers (a no-op when nothing is broken)."""
+        """After a worker died: forget it (its replacement starts with the next job)."""
 
     def terminate(self) -> None:
         """Stop running jobs now (their files are then given back by the caller)."""
@@ -45,70 +41,79 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """A process pool of `workers` warm processes (spawned: no inherited DB connections)."""
+    """Warm worker processes on this machine, each running in one study's runtime.
 
-    def __init__(self, workers: int = 1, runtime: Runtime | None = None) -> None:
+    At most `workers` jobs run at once. Workers of a runtime no job needs right now
+    stay warm while there is room (up to `workers` idle ones more), so two studies on
+    different package versions do not pay SKDH's import again for every file.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.capacity = workers
-        self.runtime = runtime or CurrentEnvironment()
         # Share the cores between workers instead of oversubscribing them.
         self.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
-        self._pool: ProcessPoolExecutor | None = None
+        self._workers: list[WorkerProcess] = []
 
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            context.set_executable(self.runtime.python)  # workers run in the runtime's Python
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.capacity,
-                mp_context=context,
-                initializer=entrypoint.warm_up,
-                initargs=(self.threads_per_worker,),
-            )
-        return self._pool
+    def prestart(self, runtimes: Sequence[RuntimeRef] = ()) -> None:
+        """Start workers now (each imports SKDH, ~4 s) so that cost overlaps other work."""
+        wanted = list(runtimes) or [current_environment()]
+        for i in range(self.capacity):
+            runtime = wanted[i % len(wanted)]
+            if sum(w.runtime.key == runtime.key for w in self._live()) <= i // len(wanted):
+                self._start(runtime)
 
-    def prestart(self) -> None:
-        """Start every worker now (each imports SKDH, ~4 s) so that cost overlaps other work."""
-        pool = self._ensure_pool()
-        for _ in range(self.capacity):
-            pool.submit(entrypoint.warm_up, self.threads_per_worker)
+    def submit(self, job: JobSpec, runtime: RuntimeRef) -> Future[JobOutcome]:
+        return self._request(runtime, protocol.EXECUTE, job)
 
-    def call(self, function: Callable[..., T], *args: Any) -> Future[T]:
-        return self._ensure_pool().submit(function, *args)
+    def call(self, runtime: RuntimeRef, function: str, *args: Any) -> Future[Any]:
+        return self._request(runtime, protocol.CALL, (function, args))
 
-    def submit(self, job: JobSpec) -> Future[JobOutcome]:
+    def _request(self, runtime: RuntimeRef, kind: str, payload: Any) -> Future[Any]:
         try:
-            return self._ensure_pool().submit(entrypoint.execute, job)
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): start a fresh pool for what follows.
-            self.recover()
-            return self._ensure_pool().submit(entrypoint.execute, job)
+            return self._worker_for(runtime).request(kind, payload)
+        except WorkerDied as exc:  # the runtime's Python would not even start
+            failed: Future[Any] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for health reports and fault-injection tests)."""
-        if self._pool is None:
-            return []
-        processes = getattr(self._pool, "_processes", None) or {}
-        return sorted(pid for pid, process in processes.items() if process.is_alive())
+        return sorted(w.pid for w in self._live())
 
     def terminate(self) -> None:
-        for pid in self.worker_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._drop_pool()
+        for worker in self._workers:
+            worker.kill()
+        self._workers = []
 
     def recover(self) -> None:
-        # A dead worker breaks the whole pool (all its futures fail); a healthy pool stays.
-        if self._pool is not None and getattr(self._pool, "_broken", False):
-            self._drop_pool()
-
-    def _drop_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._workers = self._live()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                worker.close()
+
+    def _live(self) -> list[WorkerProcess]:
+        return [w for w in self._workers if w.alive()]
+
+    def _start(self, runtime: RuntimeRef) -> WorkerProcess:
+        worker = WorkerProcess(runtime, self.threads_per_worker)
+        self._workers.append(worker)
+        return worker
+
+    def _worker_for(self, runtime: RuntimeRef) -> WorkerProcess:
+        """An idle warm worker of this runtime; else a new one, retiring the longest-idle other one."""
+        self.recover()
+        idle = [w for w in self._workers if w.in_flight == 0]
+        same = [w for w in idle if w.runtime.key == runtime.key]
+        if same:
+            return max(same, key=lambda w: w.last_used)
+        if len(self._workers) >= 2 * self.capacity:
+            others = sorted((w for w in idle if w.runtime.key != runtime.key), key=lambda w: w.last_used)
+            if others:
+                self._workers.remove(others[0])
+                others[0].close()
+        return self._start(runtime)

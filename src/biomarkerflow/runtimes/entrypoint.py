@@ -7,11 +7,13 @@ Jobs arrive and leave as plain, picklable values.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import socket
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import biomarkerflow
@@ -71,6 +73,15 @@ def warm_up(threads: int | None = None) -> None:
         threadpool_limits(limits=threads)
 
 
+def file_sha256(path: Path) -> str:
+    """The content hash of an input: what an auditor compares, whatever its name or mtime."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _describe(exc: BaseException) -> tuple[str, bool]:
     """A one-line error for the catalog, and whether another attempt may help."""
     if isinstance(exc, JobError):
@@ -97,12 +108,18 @@ def execute(job: JobSpec) -> JobOutcome:
     with Meter() as meter:
         try:
             with store.local_copy(job.input_url) as path:
+                content_sha256 = file_sha256(path)
                 output = skdh_workflow.run(path, job.plan, job.inputs)
             provenance = {
                 **job.provenance,
                 "run_id": job.run_id,
                 "study": job.study_id,
-                "input": {"url": job.input_url, "fingerprint": job.input_fingerprint, "size": job.input_size},
+                "input": {
+                    "url": job.input_url,
+                    "fingerprint": job.input_fingerprint,
+                    "size": job.input_size,
+                    "sha256": content_sha256,
+                },
                 "subject": job.subject,
                 "subject_inputs": job.inputs,
                 "package": {"name": skdh_checks.PACKAGE, "version": version},

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -31,10 +32,11 @@ from biomarkerflow.plugins.skdh import workflow as skdh_workflow
 from biomarkerflow.plugins.skdh.checks import PACKAGE
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
-from biomarkerflow.runtimes.environment import Runtime, runtime_for
+from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, default_cache_root
 from biomarkerflow.storage import store
 from biomarkerflow.workflows import discovery, requirements
 
+DEFAULT_HOME = Path(".biomarkerflow")
 LEASE_SECONDS = 600.0
 HEARTBEAT_SECONDS = 30.0
 
@@ -247,7 +249,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _job_for(study: StudyRecord, config: StudyConfig, file: FileRecord, metadata: dict[str, Any] | None) -> JobSpec:
+def _job_for(
+    study: StudyRecord, config: StudyConfig, file: FileRecord, metadata: dict[str, Any] | None, runtime: RuntimeRef
+) -> JobSpec:
     run_id = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     return JobSpec(
         run_id=run_id,
@@ -265,6 +269,8 @@ def _job_for(study: StudyRecord, config: StudyConfig, file: FileRecord, metadata
         provenance={
             "config": {"source": study.config_source, "sha256": study.config_sha256},
             "package_pin": config.pipeline.package,
+            "constraints": config.pipeline.constraints,
+            "runtime": runtime.provenance(),
         },
     )
 
@@ -304,6 +310,20 @@ def _next_retry_seconds(catalog: Catalog, study_ids: list[str]) -> float | None:
     return None if when is None else max(0.0, (when - utcnow()).total_seconds())
 
 
+def _runtimes_ready(
+    runtimes: Runtimes, study_runtimes: dict[str, RuntimeRef], selected: list[str], info: ProcessInfo
+) -> list[str]:
+    """The studies whose runtime is usable now; a runtime deleted meanwhile is rebuilt first."""
+    usable: list[str] = []
+    for study_id in selected:
+        try:
+            study_runtimes[study_id] = runtimes.ready(study_runtimes[study_id])
+            usable.append(study_id)
+        except BiomarkerflowError as exc:
+            info.gates.append(GateInfo(study_id=study_id, problems=[exc.message]))
+    return usable
+
+
 def process(
     catalog: Catalog,
     executor: Executor,
@@ -311,17 +331,20 @@ def process(
     study_ids: list[str] | None = None,
     progress: Progress | None = None,
     on_gates: Callable[[list[GateInfo]], None] | None = None,
+    runtimes: Runtimes | None = None,
 ) -> ProcessInfo:
-    """Run every READY file of the selected studies; returns what happened."""
+    """Run every READY file of the selected studies, each in its study's runtime; returns what happened."""
     progress = progress or SilentProgress()
+    runtimes = runtimes or Runtimes(default_cache_root(DEFAULT_HOME))
     info = ProcessInfo()
     catalog.expire_leases()
     studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]
     selected: list[str] = []
-    runtimes: dict[str, Runtime] = {}
+    study_runtimes: dict[str, RuntimeRef] = {}
     for study in studies:
         try:
-            runtimes[study.id] = runtime_for(study.config["pipeline"]["package"])
+            pipeline = study.config["pipeline"]
+            study_runtimes[study.id] = runtimes.for_pin(pipeline["package"], pipeline.get("constraints", []))
             info.gates.append(refresh_gates(catalog, study))
             selected.append(study.id)
         except BiomarkerflowError as exc:
@@ -341,20 +364,23 @@ def process(
         while True:
             free = executor.capacity - len(pending)
             if free > 0 and selected:
+                selected = _runtimes_ready(runtimes, study_runtimes, selected, info)
                 for file in catalog.claim(worker, free, LEASE_SECONDS, selected):
                     study = by_id[file.study_id]
-                    job = _job_for(study, configs[study.id], file, metadata[study.id].get(file.subject or ""))
+                    runtime = study_runtimes[study.id]
+                    job = _job_for(study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime)
                     if not catalog.start_run(
                         file.id,
                         run_id=job.run_id,
                         worker=worker,
                         host=host,
                         config_sha256=study.config_sha256,
-                        package_version=runtimes[study.id].version_of(PACKAGE),
+                        package_version=runtime.version_of(PACKAGE),
+                        lock_hash=runtime.lock_hash,
                     ):
                         continue
                     progress.started(file)
-                    pending[executor.submit(job)] = (job, file)
+                    pending[executor.submit(job, runtime)] = (job, file)
             if not pending:
                 delay = _next_retry_seconds(catalog, selected)
                 if delay is None:

@@ -1,4 +1,4 @@
-"""Checks of a study config against the SKDH that is installed here.
+"""Checks of a study config against the SKDH of the study's runtime (its pinned version).
 
 The schema only knows shapes; these checks know SKDH: which package and version,
 which reader, which steps and parameters exist, and the step orders that make SKDH
@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 from biomarkerflow.config.schema import DataConfig, PipelineConfig, StepSpec, StudyConfig
 from biomarkerflow.plugins.skdh import steps
 
-__all__ = ["PACKAGE", "check_data", "check_pipeline", "check_study", "installed_version"]
+__all__ = ["PACKAGE", "check_data", "check_pin", "check_pipeline", "check_study", "installed_version"]
 
 PACKAGE = "scikit-digital-health"
 
@@ -45,7 +45,7 @@ def check_pipeline(pipeline: PipelineConfig) -> list[Problem]:
     Usable when the rest of the study config fails the schema; field paths start
     with `pipeline.` as in the whole config.
     """
-    problems = _check_package(pipeline.package)
+    problems = check_pin(pipeline) or _check_installed(pipeline.package)
     step_problems, valid = _check_steps(pipeline.steps)
     problems += step_problems
     problems += _check_order(pipeline.steps, valid)
@@ -61,34 +61,62 @@ def check_data(data: DataConfig) -> list[Problem]:
     return _check_reader(data)
 
 
-def _check_package(package: str) -> list[Problem]:
+def check_pin(pipeline: PipelineConfig) -> list[Problem]:
+    """Problems of the pin itself (package name, one exact version, constraints).
+
+    Needs no SKDH, so it runs before a runtime for the pin is looked for.
+    """
     field = "pipeline.package"
-    installed = installed_version()
-    example = f"{PACKAGE}=={installed or '0.17.18'}"
+    example = f"{PACKAGE}=={installed_version() or '0.17.18'}"
     try:
-        requirement = Requirement(package)
+        requirement = Requirement(pipeline.package)
     except InvalidRequirement:
-        return [(field, f"'{package}' is not a package requirement; write e.g. {example}")]
+        return [(field, f"'{pipeline.package}' is not a package requirement; write e.g. {example}")]
     if canonicalize_name(requirement.name) != PACKAGE:
         message = f"the skdh workflow runs {PACKAGE}, not '{requirement.name}'; write e.g. {example}"
         return [(field, message)]
-    specifiers = list(requirement.specifier)
-    pinned: Version | None = None
-    if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and "*" not in specifiers[0].version:
+    if pinned_version(pipeline.package) is None:
+        return [(field, f"'{pipeline.package}' does not pin one version; pin an exact version, e.g. {example}")]
+    return _check_constraints(pipeline.constraints)
+
+
+def _check_constraints(constraints: Sequence[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, text in enumerate(constraints):
+        field = f"pipeline.constraints[{i}]"
         try:
-            pinned = Version(specifiers[0].version)
-        except InvalidVersion:
-            pinned = None
-    if pinned is None:
-        return [(field, f"'{package}' does not pin one version; pin an exact version, e.g. {example}")]
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            problems.append((field, f"'{text}' is not a package requirement; write e.g. numpy<2"))
+            continue
+        if canonicalize_name(requirement.name) == PACKAGE:
+            problems.append((field, f"pin {PACKAGE} in pipeline.package, not among the constraints"))
+    return problems
+
+
+def pinned_version(package: str) -> Version | None:
+    """The one exact version a requirement pins, None if it allows several."""
+    try:
+        specifiers = list(Requirement(package).specifier)
+    except InvalidRequirement:
+        return None
+    if len(specifiers) != 1 or specifiers[0].operator not in ("==", "===") or "*" in specifiers[0].version:
+        return None
+    try:
+        return Version(specifiers[0].version)
+    except InvalidVersion:
+        return None
+
+
+def _check_installed(package: str) -> list[Problem]:
+    """Inside the study's runtime the pinned version is the installed one; say so if not."""
+    field = "pipeline.package"
+    installed = installed_version()
+    pinned = pinned_version(package)
     if installed is None:
-        return [(field, f"{PACKAGE} is not installed here, so {pinned} cannot run")]
+        return [(field, f"{PACKAGE} is not installed in this runtime, so {pinned} cannot run")]
     if pinned != Version(installed):
-        message = (
-            f"{PACKAGE} {pinned} is pinned but {installed} is installed; isolated runtimes for "
-            f"other versions are not available yet, so pin {PACKAGE}=={installed}"
-        )
-        return [(field, message)]
+        return [(field, f"{PACKAGE} {pinned} is pinned but this runtime holds {installed}")]
     return []
 
 
