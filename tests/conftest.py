@@ -82,6 +82,7 @@ def write_study(
     metadata: str | None = "subject,height_m\n",
     requirements: str = "metadata: [height_m]",
     extra: str = "",
+    package: str = "scikit-digital-health==0.17.18",
 ) -> Path:
     """A study workspace under `root`: studies/<study>.yaml, data/<study>/..., returns the configs folder."""
     data = root / "data" / study
@@ -106,7 +107,7 @@ def write_study(
         )
         + metadata_block
         + f"requirements:\n  {requirements}\n"
-        + "pipeline:\n  package: scikit-digital-health==0.17.18\n  steps:\n"
+        + f"pipeline:\n  package: {package}\n  steps:\n"
         + textwrap.indent(textwrap.dedent(steps), "    ")
         + f"output:\n  location: ../results/{study}\n"
         + extra
@@ -114,11 +115,16 @@ def write_study(
     return configs
 
 
-def scanned_study(root: Path, **study: Any) -> tuple[Catalog, Path]:
-    """`write_study`, then a catalog under root/home that has scanned it; (catalog, configs folder)."""
+def scanned_study(root: Path, checks: Any = None, **study: Any) -> tuple[Catalog, Path]:
+    """`write_study`, then a catalog under root/home that has scanned it; (catalog, configs folder).
+
+    `checks` runs the config checks (default: in this process, with the installed SKDH).
+    """
+    from biomarkerflow.config.validate import run_workflow_checks, validate_source
     from biomarkerflow.workflows.discovery import scan
 
     configs = write_study(root, **study)
     catalog = Catalog.for_home(root / "home")
-    assert scan(catalog, str(configs)).ok
+    info = scan(catalog, str(configs), lambda url, text: validate_source(url, text, checks or run_workflow_checks))
+    assert info.ok, [(s.problems, s.error) for s in info.studies]
     return catalog, configs

@@ -437,6 +437,170 @@ def query(
         console.print(table)
 
 
+# ---- runtimes / lineage ------------------------------------------------------------------------
+
+runtimes_app = typer.Typer(
+    help="The isolated environments studies run in, one per pinned package version (built with uv, cached).",
+    no_args_is_help=True,
+)
+app.add_typer(runtimes_app, name="runtimes")
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _pinned_specs(catalog: Catalog) -> dict[str, Any]:
+    """The runtime spec of every study in the catalog, by study id."""
+    from biomarkerflow.runtimes.environment import parse_spec
+
+    specs: dict[str, Any] = {}
+    for study in catalog.studies():
+        pipeline = study.config["pipeline"]
+        specs[study.id] = parse_spec(pipeline["package"], pipeline.get("constraints", []))
+    return specs
+
+
+@runtimes_app.command("list")
+@handled
+def runtimes_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Cached runtimes: requirement, lock hash, size, last use, and the studies pinning each."""
+    runtimes = open_runtimes()
+    users: dict[str, list[str]] = {}
+    for study_id, spec in _pinned_specs(open_catalog()).items():
+        users.setdefault(spec.key, []).append(study_id)
+    entries = runtimes.cache.entries()
+    if as_json:
+        rows = [
+            {
+                "key": e.key,
+                "requirement": e.requirement,
+                "lock_hash": e.lock_hash,
+                "size_bytes": e.size_bytes,
+                "built_at": e.built_at,
+                "last_used": e.last_used,
+                "path": str(e.path),
+                "studies": users.get(e.key, []),
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    if not entries:
+        console.print(f"no runtimes built in {runtimes.cache.root} (studies that pin the installed version need none)")
+        return
+    table = Table()
+    for column in ("requirement", "lock hash", "size", "last used", "studies"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            e.requirement,
+            e.lock_hash[:12],
+            _human_bytes(e.size_bytes),
+            e.last_used or "never",
+            ", ".join(users.get(e.key, [])),
+        )
+    console.print(table)
+
+
+@runtimes_app.command("build")
+@handled
+def runtimes_build(
+    configs: Annotated[
+        list[str] | None, typer.Argument(help="Study configs or folders: build what each one pins.")
+    ] = None,
+    package: Annotated[str | None, typer.Option(help="Or one pin, e.g. scikit-digital-health==0.16.15.")] = None,
+    constraint: Annotated[
+        list[str] | None, typer.Option(help="Extra requirement for --package, e.g. 'numpy<2' (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if it is cached.")] = False,
+) -> None:
+    """Build runtimes ahead of time, e.g. before copying the home to an air-gapped cluster.
+
+    Example: biomarkerflow runtimes build studies/
+             biomarkerflow runtimes build --package scikit-digital-health==0.16.15 --constraint 'numpy<2'
+    """
+    from biomarkerflow.config.loader import load_study_config
+    from biomarkerflow.config.validate import CONFIG_SUFFIXES
+    from biomarkerflow.runtimes.environment import current_environment, parse_spec, satisfies
+
+    specs = []
+    if package:
+        specs.append(parse_spec(package, constraint or []))
+    for path in configs or []:
+        files = (
+            sorted(p for p in Path(path).iterdir() if p.suffix in CONFIG_SUFFIXES) if Path(path).is_dir() else [path]
+        )
+        for file in files:
+            pipeline = load_study_config(file).config.pipeline
+            specs.append(parse_spec(pipeline.package, pipeline.constraints))
+    if not specs:
+        raise typer.BadParameter("name study configs or --package", param_hint="CONFIGS")
+    runtimes = open_runtimes()
+    failed = 0
+    for spec in {s.key: s for s in specs}.values():
+        if satisfies(current_environment(), spec) and not force:
+            console.print(f"current   {spec.describe()}: the installed environment satisfies it", highlight=False)
+            continue
+        try:
+            built = runtimes.cache.build(spec, force=force) if force else runtimes.cache.ensure(spec)
+        except BiomarkerflowError as exc:
+            failed += 1
+            errors.print(f"[bold red]failed[/]    {exc.message}", highlight=False)
+            continue
+        console.print(f"ready     {spec.describe()}: lock {built.lock_hash[:12]} at {built.path}", highlight=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+@runtimes_app.command("prune")
+@handled
+def runtimes_prune(
+    unused_days: Annotated[
+        float, typer.Option(help="Keep runtimes used within this many days even if no study pins them.")
+    ] = 0.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+) -> None:
+    """Remove runtimes no study in the catalog pins, and half-made builds.
+
+    Example: biomarkerflow runtimes prune --unused-days 30
+    """
+    runtimes = open_runtimes()
+    keep = {spec.key for spec in _pinned_specs(open_catalog()).values()}
+    removed = runtimes.cache.prune(keep, unused_days=unused_days, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for e in removed:
+        console.print(f"{verb}  {e.requirement}  ({_human_bytes(e.size_bytes)}, {e.path})", highlight=False)
+    freed = _human_bytes(sum(e.size_bytes for e in removed))
+    console.print(f"{len(removed)} runtime(s) {verb}, {freed}", highlight=False)
+
+
+@app.command()
+@handled
+def lineage(
+    target: Annotated[str, typer.Argument(help="A result file or run folder, a consolidated table, or an input file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Trace a result back to its input file, config, pipeline, package versions and run.
+
+    Example: biomarkerflow lineage results/demo-wrist/tables/sleep.parquet
+    """
+    from biomarkerflow.results.lineage import lineage as trace
+    from biomarkerflow.results.lineage import render
+
+    found = trace(target, open_catalog())
+    if as_json:
+        print(json.dumps(found, indent=2, default=str))
+        return
+    for line in render(found):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 # ---- demo --------------------------------------------------------------------------------------
 
 

@@ -316,7 +316,7 @@ def run_status(run: RunRecord, file: FileRecord | None, file_runs: list[RunRecor
     if run.id == current:
         return {"status": "current", "superseded_by": None, "why": None}
     if current is not None:
-        return {"status": "superseded", "superseded_by": current, "why": None}
+        return {"status": "current", "superseded_by": current, "why": None}
     later = [r for r in file_runs if r.outcome == "succeeded" and r.started_at > run.started_at]
     if later:
         return {"status": "superseded", "superseded_by": later[-1].id, "why": None}
@@ -337,6 +337,7 @@ def _run_entry(run: RunRecord) -> dict[str, Any]:
         "cpu_seconds": run.cpu_seconds,
         "peak_rss_bytes": run.peak_rss_bytes,
         "package_version": run.package_version,
+        "lock_hash": run.lock_hash,
         "config_sha256": run.config_sha256,
         "result_location": run.result_location,
     }
@@ -414,17 +415,19 @@ def _search_run_folders(output: str) -> dict[str, str]:
     return {_name(_parent(entry.url)): _parent(entry.url) for entry in entries}
 
 
-def _run_folders(catalog: Catalog | None, study: StudyRecord | None, output: str, run_ids: list[str]) -> dict[str, str]:
-    folders: dict[str, str] = {}
-    if catalog is not None and study is not None:
-        folders = {r.id: r.result_location for r in catalog.runs(study.id) if r.id in run_ids and r.result_location}
+def _run_folders(records: dict[str, RunRecord], output: str, run_ids: list[str]) -> dict[str, str]:
+    """Run id -> run folder: where the catalog says, else found by searching (no catalog, or it lost track)."""
+    folders = {run_id: records[run_id].result_location or "" for run_id in run_ids if run_id in records}
+    folders = {run_id: folder for run_id, folder in folders.items() if folder}
     if any(run_id not in folders for run_id in run_ids):
         found = _search_run_folders(output)
         folders.update({run_id: found[run_id] for run_id in run_ids if run_id not in folders and run_id in found})
     return folders
 
 
-def _table_run(run_id: str, rows: dict[str, Any], folder: str | None, current: set[str] | None) -> dict[str, Any]:
+def _table_run(
+    run_id: str, rows: dict[str, Any], folder: str | None, record: RunRecord | None, current: set[str] | None
+) -> dict[str, Any]:
     provenance: dict[str, Any] = {}
     if folder is not None:
         try:
@@ -438,8 +441,9 @@ def _table_run(run_id: str, rows: dict[str, Any], folder: str | None, current: s
         "subject": provenance.get("subject", rows.get("subject")),
         "file": rows.get("file"),
         "input_url": (provenance.get("input") or {}).get("url"),
-        "package_version": runtime["package"]["version"],
-        "lock_hash": runtime["lock_hash"],
+        # Provenance first (what the run itself wrote), the catalog's record when it is missing.
+        "package_version": runtime["package"]["version"] or (record.package_version if record else None),
+        "lock_hash": runtime["lock_hash"] or (record.lock_hash if record else None),
         "config_sha256": (provenance.get("config") or {}).get("sha256"),
         "folder": folder,
         "provenance_found": bool(provenance),
@@ -455,7 +459,8 @@ def _table_lineage(location: str, tables_folder: str, catalog: Catalog | None) -
     run_ids = sorted(set(rows) | set(manifest or []))
     study = _study_for_output(catalog, output) if catalog is not None else None
     current = {r.id for _, r in catalog.current_results(study.id)} if catalog and study else None
-    folders = _run_folders(catalog, study, output, run_ids)
+    records = {r.id: r for r in catalog.runs(study.id)} if catalog and study else {}
+    folders = _run_folders(records, output, run_ids)
     return {
         "kind": "table",
         "table": location if is_table else None,
@@ -467,7 +472,10 @@ def _table_lineage(location: str, tables_folder: str, catalog: Catalog | None) -
         "manifest": manifest,
         # Whether the tables hold exactly the catalog's current runs (None: no catalog to ask).
         "up_to_date": is_current(catalog, study) if catalog and study else None,
-        "runs": [_table_run(run_id, rows.get(run_id, {}), folders.get(run_id), current) for run_id in run_ids],
+        "runs": [
+            _table_run(run_id, rows.get(run_id, {}), folders.get(run_id), records.get(run_id), current)
+            for run_id in run_ids
+        ],
     }
 
 
@@ -568,6 +576,10 @@ def _size(value: Any) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _short(value: Any, keep: int = 12) -> str:
@@ -684,7 +696,9 @@ def _render_table(data: dict[str, Any]) -> list[str]:
     runs = data["runs"]
     where = data["table"] or data["tables_folder"]
     freshness = {True: "; up to date with the catalog", False: "; OUT OF DATE with the catalog", None: ""}
-    summary = f"{data['rows']} rows from {len(runs)} run(s)" if data["table"] else f"{len(runs)} run(s)"
+    summary = _count(len(runs), "run")
+    if data["table"]:
+        summary = f"{_count(data['rows'], 'row')} from {summary}"
     lines = [_line("table", f"{where}  ({summary}{freshness[data['up_to_date']]})")]
     for run in runs:
         current = {True: ", current", False: ", NOT current", None: ""}[run["current"]]
@@ -694,7 +708,7 @@ def _render_table(data: dict[str, Any]) -> list[str]:
         )
         if not run["provenance_found"]:
             details += "  (run folder or provenance.json not found)"
-        lines.append(_line("run", f"{run['id']}  {details}  ({run['rows']} rows{current})"))
+        lines.append(_line("run", f"{run['id']}  {details}  ({_count(run['rows'], 'row')}{current})"))
     return lines
 
 

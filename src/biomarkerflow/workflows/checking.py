@@ -54,7 +54,10 @@ class RuntimeChecks:
         if pipeline_section is not None:
             pin_problems = checks.check_pin(pipeline_section)
             if pin_problems:
-                return pin_problems
+                # No runtime for a malformed pin: the steps are still worth checking,
+                # against the installed version, so every problem shows at once.
+                found = self._run(runtime, workflow, pipeline, data)
+                return list(dict.fromkeys(pin_problems + found))
             try:
                 runtime = self.runtimes.for_pin(pipeline_section.package, pipeline_section.constraints)
             except RuntimeUnavailableError as exc:

@@ -64,7 +64,8 @@ def results_identity(config: dict[str, Any]) -> str:
     relevant = {
         "workflow": config.get("workflow"),
         "reader": config["data"].get("reader"),
-        "pipeline": config["pipeline"],
+        # Constraints were added later: no constraints must hash as before they existed.
+        "pipeline": {k: v for k, v in config["pipeline"].items() if not (k == "constraints" and not v)},
         "metadata_columns": [source.get("columns", {}) for source in config.get("metadata", [])],
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()

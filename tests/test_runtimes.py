@@ -1,0 +1,178 @@
+"""Pinned runtimes end to end: two SKDH versions side by side, checks in the pinned version, rebuilds.
+
+The 0.16.15 runtime is a real environment built by uv (session fixture `skdh_0_16_runtime`);
+0.17.18 is the installed one. Nothing here replaces a runtime with a fake.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from biomarkerflow.config.validate import validate_source
+from biomarkerflow.engine.executor import LocalExecutor
+from biomarkerflow.runtimes.builder import BuiltRuntime
+from biomarkerflow.runtimes.environment import Runtimes, current_environment
+from biomarkerflow.workflows.checking import RuntimeChecks
+from biomarkerflow.workflows.processing import process
+from tests.conftest import WRIST_STEPS, write_study
+from tests.test_exactness import assert_same
+
+OLD, NEW = "0.16.15", "0.17.18"
+
+# What a scientist would run by hand in each version's own environment.
+PLAIN_SKDH = textwrap.dedent(
+    """\
+    import json, sys
+    import numpy as np
+    import skdh
+    pipeline = skdh.Pipeline()
+    pipeline.add(skdh.io.ReadBin())
+    pipeline.add(skdh.preprocessing.CalibrateAccelerometer(min_hours=24))
+    pipeline.add(skdh.preprocessing.GetDayWindowIndices(bases=(0, 12), periods=(24, 24)))
+    pipeline.add(skdh.preprocessing.AccelThresholdWearDetection())
+    pipeline.add(skdh.sleep.Sleep(day_window=(12, 24)))
+    result = pipeline.run(file=sys.argv[1], height=1.7)
+    sleep = {k: [None if v is None else (v.item() if hasattr(v, "item") else v) for v in np.asarray(vals, dtype=object)]
+             for k, vals in result["Sleep"].items()}
+    print(json.dumps({"version": skdh.__version__, "sleep": sleep}, default=str))
+    """
+)
+STEPS_WITHOUT_ACTIVITY = "\n".join(WRIST_STEPS.splitlines()[:4]) + "\n"
+
+
+def plain_skdh_in(python: str, recording: Path) -> dict[str, Any]:
+    done = subprocess.run([python, "-c", PLAIN_SKDH, str(recording)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def two_versions(
+    tmp_path_factory: pytest.TempPathFactory,
+    wrist_recording: Path,
+    executor: LocalExecutor,
+    skdh_0_16_runtime: BuiltRuntime,
+    runtime_root: Path,
+) -> dict[str, Any]:
+    """One home, two studies over the same recording, one pinned to each version, one process call."""
+    root = tmp_path_factory.mktemp("two-versions")
+    from biomarkerflow.catalog.manager import Catalog
+    from biomarkerflow.workflows.discovery import scan
+
+    for study, version in (("old", OLD), ("new", NEW)):
+        write_study(
+            root,
+            study=study,
+            files={wrist_recording.name: wrist_recording},
+            steps=STEPS_WITHOUT_ACTIVITY,
+            metadata="subject,height_m\nP01,1.7\n",
+            package=f"scikit-digital-health=={version}",
+        )
+    catalog = Catalog.for_home(root / "home")
+    runtimes = Runtimes(runtime_root)
+    with RuntimeChecks(runtimes, executor) as checks:
+        info = scan(catalog, str(root / "studies"), lambda url, text: validate_source(url, text, checks))
+    assert info.ok, [s.problems for s in info.studies]
+    processed = process(catalog, executor, runtimes=runtimes)
+    assert processed.failed == 0, [o.error for _, o, _ in processed.outcomes]
+    assert len(processed.outcomes) == 2
+    return {"catalog": catalog, "root": root}
+
+
+def _run_folder(catalog: Any, study: str) -> Path:
+    runs = [r for r in catalog.runs(study) if r.outcome == "succeeded"]
+    assert len(runs) == 1
+    return Path(runs[0].result_location)
+
+
+def test_each_study_ran_in_its_own_runtime(two_versions: dict[str, Any], skdh_0_16_runtime: BuiltRuntime) -> None:
+    catalog = two_versions["catalog"]
+    old = json.loads((_run_folder(catalog, "old") / "provenance.json").read_text())
+    new = json.loads((_run_folder(catalog, "new") / "provenance.json").read_text())
+    assert old["package"]["version"] == OLD
+    assert new["package"]["version"] == NEW
+    assert old["runtime"]["isolated"] is True
+    assert old["runtime"]["lock_hash"] == skdh_0_16_runtime.lock_hash
+    assert old["runtime"]["packages"]["scikit-digital-health"] == OLD
+    assert new["runtime"]["isolated"] is False
+    assert new["runtime"]["lock_hash"] == current_environment().lock_hash
+    # The catalog's run rows say the same.
+    (old_run,) = [r for r in catalog.runs("old") if r.outcome == "succeeded"]
+    assert (old_run.package_version, old_run.lock_hash) == (OLD, skdh_0_16_runtime.lock_hash)
+
+
+def test_each_version_gives_its_own_numbers_exactly(
+    two_versions: dict[str, Any], wrist_recording: Path, skdh_0_16_runtime: BuiltRuntime
+) -> None:
+    catalog = two_versions["catalog"]
+    ours = {study: pd.read_parquet(_run_folder(catalog, study) / "sleep.parquet") for study in ("old", "new")}
+    theirs = {
+        "old": plain_skdh_in(skdh_0_16_runtime.python, wrist_recording),
+        "new": plain_skdh_in(current_environment().python, wrist_recording),
+    }
+    assert (theirs["old"]["version"], theirs["new"]["version"]) == (OLD, NEW)
+    for study in ("old", "new"):
+        for key, values in theirs[study]["sleep"].items():
+            assert_same(ours[study][key], values, f"{study}.sleep.{key}")
+    # The versions disagree on this recording, and so do the two studies.
+    differing = [k for k in theirs["old"]["sleep"] if theirs["old"]["sleep"][k] != theirs["new"]["sleep"][k]]
+    assert differing, "SKDH 0.16.15 and 0.17.18 should disagree on this recording"
+    for key in differing:
+        assert ours["old"][key].tolist() != ours["new"][key].tolist(), key
+
+
+def test_a_parameter_the_pinned_version_lacks_is_a_config_error(
+    tmp_path: Path, samples: Path, executor: LocalExecutor, runtime_root: Path
+) -> None:
+    """GaitLumbar(provide_leg_length=...) exists in 0.16.15 and was removed in 0.17."""
+    runtimes = Runtimes(runtime_root)
+    found: dict[str, list[Any]] = {}
+    with RuntimeChecks(runtimes, executor) as checks:
+        for version in (OLD, NEW):
+            configs = write_study(
+                tmp_path / version,
+                study="gait",
+                files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
+                steps="- GaitLumbar: {provide_leg_length: true}\n",
+                package=f"scikit-digital-health=={version}",
+            )
+            found[version] = validate_source(configs / "gait.yaml", checks=checks)[1]
+            text = (configs / "gait.yaml").read_text().splitlines()
+            line = next(i for i, row in enumerate(text, 1) if "provide_leg_length" in row)
+    assert found[OLD] == []
+    (problem,) = found[NEW]
+    assert problem.field == "pipeline.steps[0].GaitLumbar.provide_leg_length"
+    assert problem.line == line and "no parameter 'provide_leg_length'" in problem.message
+
+
+def test_a_version_that_does_not_exist_is_a_config_error_at_the_pin(tmp_path: Path, runtime_root: Path) -> None:
+    configs = write_study(
+        tmp_path, study="nope", files={}, package="scikit-digital-health==9.9.9", metadata=None
+    )
+    with RuntimeChecks(Runtimes(runtime_root)) as checks:
+        _, problems = validate_source(configs / "nope.yaml", checks=checks)
+    (problem,) = problems
+    assert problem.field == "pipeline.package"
+    assert "scikit-digital-health==9.9.9" in problem.message
+    assert not [p for p in runtime_root.iterdir() if p.name.startswith(".build-")]
+
+
+def test_a_deleted_runtime_is_rebuilt_not_fatal(
+    tmp_path: Path, wrist_recording: Path, skdh_0_16_runtime: BuiltRuntime, runtime_root: Path
+) -> None:
+    """Delete the runtime between finding it and running a job: process rebuilds it and succeeds."""
+    private_root = tmp_path / "runtimes"
+    shutil.copytree(skdh_0_16_runtime.path, private_root / skdh_0_16_runtime.path.name, symlinks=True)
+    runtimes = Runtimes(private_root)
+    runtime = runtimes.for_pin(f"scikit-digital-health=={OLD}")
+    assert runtime.isolated and Path(runtime.python).exists()
+    shutil.rmtree(private_root / skdh_0_16_runtime.path.name)
+    assert runtimes.ready(runtime).python == runtime.python
+    assert Path(runtime.python).exists()
