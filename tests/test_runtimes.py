@@ -23,6 +23,7 @@ from biomarkerflow.runtimes.environment import Runtimes, current_environment
 from biomarkerflow.workflows.checking import RuntimeChecks
 from biomarkerflow.workflows.processing import process
 from tests.conftest import WRIST_STEPS, write_study
+from tests.test_cli import cli
 from tests.test_exactness import assert_same
 
 OLD, NEW = "0.16.15", "0.17.18"
@@ -55,17 +56,12 @@ def plain_skdh_in(python: str, recording: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def two_versions(
-    tmp_path_factory: pytest.TempPathFactory,
-    wrist_recording: Path,
-    executor: LocalExecutor,
-    skdh_0_16_runtime: BuiltRuntime,
-    runtime_root: Path,
+    tmp_path_factory: pytest.TempPathFactory, wrist_recording: Path, skdh_0_16_runtime: BuiltRuntime
 ) -> dict[str, Any]:
-    """One home, two studies over the same recording, one pinned to each version, one process call."""
-    root = tmp_path_factory.mktemp("two-versions")
+    """One home, two studies over the same recording, one pinned to each version, one `process` command."""
     from biomarkerflow.catalog.manager import Catalog
-    from biomarkerflow.workflows.discovery import scan
 
+    root = tmp_path_factory.mktemp("two-versions")
     for study, version in (("old", OLD), ("new", NEW)):
         write_study(
             root,
@@ -75,15 +71,13 @@ def two_versions(
             metadata="subject,height_m\nP01,1.7\n",
             package=f"scikit-digital-health=={version}",
         )
-    catalog = Catalog.for_home(root / "home")
-    runtimes = Runtimes(runtime_root)
-    with RuntimeChecks(runtimes, executor) as checks:
-        info = scan(catalog, str(root / "studies"), lambda url, text: validate_source(url, text, checks))
-    assert info.ok, [s.problems for s in info.studies]
-    processed = process(catalog, executor, runtimes=runtimes)
-    assert processed.failed == 0, [o.error for _, o, _ in processed.outcomes]
-    assert len(processed.outcomes) == 2
-    return {"catalog": catalog, "root": root}
+    home = root / "home"
+    scanned = cli(home, "scan", "--configs", str(root / "studies"))
+    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
+    processed = cli(home, "process", "--workers", "2")
+    assert processed.returncode == 0, processed.stdout + processed.stderr
+    assert "done: 2 succeeded, 0 failed" in processed.stdout
+    return {"catalog": Catalog.for_home(home), "root": root, "home": home}
 
 
 def _run_folder(catalog: Any, study: str) -> Path:
@@ -176,3 +170,74 @@ def test_a_deleted_runtime_is_rebuilt_not_fatal(
     shutil.rmtree(private_root / skdh_0_16_runtime.path.name)
     assert runtimes.ready(runtime).python == runtime.python
     assert Path(runtime.python).exists()
+
+
+def test_unreachable_index_fails_only_that_study(
+    tmp_path: Path, wrist_recording: Path, samples: Path, executor: LocalExecutor, skdh_0_16_runtime: BuiltRuntime
+) -> None:
+    """The old study's runtime is gone and the package index is down: it waits with a clear
+    problem, its file is untouched, and the other study runs."""
+    import os
+
+    from biomarkerflow.catalog.manager import Catalog
+    from biomarkerflow.workflows.discovery import scan
+
+    private_root = tmp_path / "runtimes"
+    shutil.copytree(skdh_0_16_runtime.path, private_root / skdh_0_16_runtime.path.name, symlinks=True)
+    write_study(
+        tmp_path,
+        study="old",
+        files={wrist_recording.name: wrist_recording},
+        package=f"scikit-digital-health=={OLD}",
+        metadata="subject,height_m\nP01,1.7\n",
+    )
+    write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\n",
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    with RuntimeChecks(Runtimes(private_root), executor) as checks:
+        assert scan(catalog, str(tmp_path / "studies"), lambda url, text: validate_source(url, text, checks)).ok
+    shutil.rmtree(private_root / skdh_0_16_runtime.path.name)
+    dead_index = {"UV_INDEX_URL": "http://127.0.0.1:9/simple", "UV_NO_CACHE": "1", "UV_OFFLINE": "0"}
+    saved = {k: os.environ.get(k) for k in dead_index}
+    os.environ.update(dead_index)
+    try:
+        info = process(catalog, executor, runtimes=Runtimes(private_root))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert [(f.study_id, state) for f, _, state in info.outcomes] == [("gait", "SUCCEEDED")]
+    (problem,) = [p for g in info.gates if g.study_id == "old" for p in g.problems]
+    assert f"scikit-digital-health=={OLD}" in problem
+    assert [f.state for f in catalog.files("old")] == ["DISCOVERED"]
+    assert not [p for p in private_root.iterdir() if p.name.startswith(".build-")]
+
+
+def test_runtimes_commands(tmp_path: Path, skdh_0_16_runtime: BuiltRuntime, runtime_root: Path) -> None:
+    """list shows the cached runtime; build of the installed pin needs nothing; prune keeps pinned ones."""
+    home = tmp_path / "home"
+    listed = cli(home, "runtimes", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["key"]: row for row in json.loads(listed.stdout)}
+    row = rows[skdh_0_16_runtime.spec.key]
+    assert row["lock_hash"] == skdh_0_16_runtime.lock_hash
+    assert row["requirement"] == f"scikit-digital-health=={OLD}"
+    assert row["size_bytes"] > 50_000_000
+    built = cli(home, "runtimes", "build", "--package", f"scikit-digital-health=={NEW}")
+    assert built.returncode == 0 and "installed environment satisfies it" in built.stdout
+    # Nothing in this home pins 0.16.15, so a dry-run prune would remove it, and only dry.
+    pruned = cli(home, "runtimes", "prune", "--dry-run")
+    assert pruned.returncode == 0 and "would remove" in pruned.stdout and OLD in pruned.stdout
+    assert Path(skdh_0_16_runtime.python).exists()
+    # A study in the catalog pinning it keeps it.
+    configs = write_study(tmp_path, study="old", files={}, package=f"scikit-digital-health=={OLD}", metadata=None)
+    assert cli(home, "scan", "--configs", str(configs)).returncode == 0
+    pruned = cli(home, "runtimes", "prune", "--dry-run")
+    assert OLD not in pruned.stdout, pruned.stdout

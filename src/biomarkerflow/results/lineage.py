@@ -316,7 +316,7 @@ def run_status(run: RunRecord, file: FileRecord | None, file_runs: list[RunRecor
     if run.id == current:
         return {"status": "current", "superseded_by": None, "why": None}
     if current is not None:
-        return {"status": "current", "superseded_by": current, "why": None}
+        return {"status": "superseded", "superseded_by": current, "why": None}
     later = [r for r in file_runs if r.outcome == "succeeded" and r.started_at > run.started_at]
     if later:
         return {"status": "superseded", "superseded_by": later[-1].id, "why": None}
