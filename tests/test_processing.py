@@ -96,6 +96,44 @@ def test_worker_killed_mid_job_is_retried_and_leaves_one_result_set(tmp_path: Pa
     assert (run_folders[0] / "_SUCCESS").exists()
 
 
+def test_a_killed_worker_fails_only_its_own_job(tmp_path: Path, wrist_recording: Path) -> None:
+    """Two jobs run at once on two workers; killing one worker leaves the other job alone."""
+    catalog, _ = scanned_study(
+        tmp_path,
+        study="wrist",
+        files={"P01_wrist.bin": wrist_recording, "P02_wrist.bin": wrist_recording},
+        metadata="subject,height_m\nP01,1.7\nP02,1.7\n",
+        extra="max_attempts: 1\n",
+    )
+    executor = LocalExecutor(2)
+    executor.prestart()
+    victim: list[int] = []
+
+    def kill_one_when_both_run() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if sum(f.state == "RUNNING" for f in catalog.files("wrist")) == 2:
+                time.sleep(2.0)
+                pid = executor.worker_pids()[0]
+                psutil.Process(pid).kill()
+                victim.append(pid)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_one_when_both_run)
+    killer.start()
+    try:
+        info = process(catalog, executor)
+    finally:
+        killer.join()
+        executor.close()
+    assert victim, "the two jobs were never seen running together"
+    outcomes = sorted(state for _, _, state in info.outcomes)
+    assert outcomes == ["FAILED", "SUCCEEDED"], [(f.relative_path, o.error) for f, o, _ in info.outcomes]
+    (failed,) = [o for _, o, state in info.outcomes if state == "FAILED"]
+    assert f"worker process {victim[0]}" in (failed.error or "") and "SIGKILL" in (failed.error or "")
+
+
 def test_metadata_csv_problems_name_file_and_line(tmp_path: Path) -> None:
     import pytest
 
