@@ -6,6 +6,7 @@ The 0.16.15 runtime is a real environment built by uv (session fixture `skdh_0_1
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -241,3 +242,20 @@ def test_runtimes_commands(tmp_path: Path, skdh_0_16_runtime: BuiltRuntime, runt
     assert cli(home, "scan", "--configs", str(configs)).returncode == 0
     pruned = cli(home, "runtimes", "prune", "--dry-run")
     assert OLD not in pruned.stdout, pruned.stdout
+
+
+def test_lineage_command_traces_a_result_to_its_runtime(
+    two_versions: dict[str, Any], skdh_0_16_runtime: BuiltRuntime, wrist_recording: Path
+) -> None:
+    catalog, home = two_versions["catalog"], two_versions["home"]
+    result = _run_folder(catalog, "old") / "sleep.parquet"
+    traced = cli(home, "lineage", str(result), "--json")
+    assert traced.returncode == 0, traced.stderr
+    chain = json.loads(traced.stdout)
+    assert chain["kind"] == "result"
+    assert chain["runtime"]["lock_hash"] == skdh_0_16_runtime.lock_hash
+    assert chain["input"]["sha256"] == hashlib.sha256(wrist_recording.read_bytes()).hexdigest()
+    (study,) = [s for s in catalog.studies() if s.id == "old"]
+    assert chain["config"]["sha256"] == study.config_sha256
+    text = cli(home, "lineage", str(result))
+    assert OLD in text.stdout and "current" in text.stdout, text.stdout
