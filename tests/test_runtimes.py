@@ -259,3 +259,38 @@ def test_lineage_command_traces_a_result_to_its_runtime(
     assert chain["config"]["sha256"] == study.config_sha256
     text = cli(home, "lineage", str(result))
     assert OLD in text.stdout and "current" in text.stdout, text.stdout
+
+
+def test_changing_the_pin_recomputes_in_the_new_runtime_and_keeps_the_old_run(
+    tmp_path: Path, samples: Path, executor: LocalExecutor, runtime_root: Path, skdh_0_16_runtime: BuiltRuntime
+) -> None:
+    from biomarkerflow.catalog.manager import Catalog
+    from biomarkerflow.workflows.discovery import scan
+    from biomarkerflow.workflows.processing import plan
+
+    def scan_with_runtime_checks() -> Any:
+        with RuntimeChecks(Runtimes(runtime_root), executor) as checks:
+            return scan(catalog, str(configs), lambda url, text: validate_source(url, text, checks))
+
+    study = {"study": "gait", "files": {"ax6_a.cwa": samples / "ax6_sample.cwa"}, "steps": "- GaitLumbar: {}\n"}
+    configs = write_study(tmp_path, metadata="subject,height_m\nax6,1.7\n", **study)
+    catalog = Catalog.for_home(tmp_path / "home")
+    assert scan_with_runtime_checks().ok
+    first = process(catalog, executor, runtimes=Runtimes(runtime_root))
+    assert [state for _, _, state in first.outcomes] == ["SUCCEEDED"]
+    (old_run,) = catalog.runs("gait")
+    config = configs / "gait.yaml"
+    config.write_text(config.read_text().replace(f"=={NEW}", f"=={OLD}"))
+    assert scan_with_runtime_checks().studies[0].stale == 1
+    (planned,) = plan(catalog)
+    assert planned.will_run and "STALE" in planned.why
+    second = process(catalog, executor, runtimes=Runtimes(runtime_root))
+    assert [state for _, _, state in second.outcomes] == ["SUCCEEDED"]
+    runs = {r.id: r for r in catalog.runs("gait")}
+    assert set(runs) > {old_run.id} and len(runs) == 2
+    (new_run,) = [r for r in runs.values() if r.id != old_run.id]
+    assert (old_run.package_version, new_run.package_version) == (NEW, OLD)
+    assert new_run.lock_hash == skdh_0_16_runtime.lock_hash
+    assert (Path(old_run.result_location or "") / "_SUCCESS").exists()  # the earlier run is kept
+    table = pd.read_parquet(tmp_path / "results" / "gait" / "tables" / "gait.parquet")
+    assert set(table["run_id"]) == {new_run.id}
