@@ -33,7 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,27 @@ class LoadProbe:
 
     def __init__(self) -> None:
         self.phases: dict[str, dict[str, float]] = {}
+        self.waits: dict[str, dict[str, float | bool]] = {}
+
+    def other_cores(self, window: float = 2.0) -> float:
+        """Cores used by other processes over the next `window` seconds."""
+        busy0, own0 = self._machine_busy(), self._own()
+        time.sleep(window)
+        return max(0.0, (self._machine_busy() - busy0) - (self._own() - own0)) / window
+
+    def wait_quiet(self, name: str, limit: float, threshold: float = 0.3) -> None:
+        """Wait (at most `limit` s) until other processes use less than `threshold` cores."""
+        start = time.perf_counter()
+        cores = self.other_cores()
+        while cores >= threshold and time.perf_counter() - start < limit:
+            cores = self.other_cores()
+        waited = time.perf_counter() - start
+        self.waits[name] = {
+            "waited_seconds": round(waited, 1),
+            "other_cores": round(cores, 2),
+            "quiet": cores < threshold,
+        }
+        print(f"[{name}] waited {waited:.0f} s for quiet: other processes at {cores:.2f} cores", file=sys.stderr)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -144,12 +165,9 @@ def summary(values: list[float], scale: float = 1.0, digits: int = 3) -> dict[st
 
 
 @contextmanager
-def environment_variable(name: str, value: str | None) -> Iterator[None]:
+def environment_variable(name: str, value: str) -> Iterator[None]:
     previous = os.environ.get(name)
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+    os.environ[name] = value
     try:
         yield
     finally:
@@ -191,7 +209,10 @@ def versions(packages: dict[str, str]) -> dict[str, str | None]:
 def timed_build(spec: RuntimeSpec, root: Path, uv_cache: Path | None) -> dict[str, Any]:
     """Build `spec` on a fresh `root` (first use: ensure); uv's cache in `uv_cache` if given."""
     received = rx_bytes()
-    with environment_variable("UV_CACHE_DIR", str(uv_cache) if uv_cache is not None else os.environ.get("UV_CACHE_DIR")):
+    cache_setting: AbstractContextManager[None] = (
+        environment_variable("UV_CACHE_DIR", str(uv_cache)) if uv_cache is not None else nullcontext()
+    )
+    with cache_setting:
         start = time.perf_counter()
         built = RuntimeCache(root).ensure(spec)
         seconds = time.perf_counter() - start
@@ -303,9 +324,7 @@ def in_process(path: str) -> float:
     return time.perf_counter() - start
 
 
-def per_job(
-    root: Path, isolated: RuntimeRef, rounds: int, probe: LoadProbe
-) -> dict[str, Any]:
+def per_job(root: Path, isolated: RuntimeRef, rounds: int, probe: LoadProbe, quiet_limit: float) -> dict[str, Any]:
     config, entries = make_jobs(root)
     current = current_environment()
     executors = {"b_current_runtime": LocalExecutor(1), "c_isolated_runtime": LocalExecutor(1)}
@@ -336,10 +355,13 @@ def per_job(
 
             for name, executor in executors.items():
                 executor.prestart([refs[name]])
+            for name, executor in executors.items():  # wait for each worker's hello before timing jobs
+                executor.call(refs[name], "biomarkerflow.runtimes.worker:installed_packages").result()
             # First job of each warm worker (and first in-process run): lazy imports, caches.
             for entry in entries:
                 for name in CONTENDERS:
                     first_job[name][entry.relative_path] = round(run(name, entry)[0], 3)
+        probe.wait_quiet("per_job_rounds", quiet_limit)
         with probe.phase("per_job_rounds"):
             for round_index in range(rounds):
                 shift = round_index % len(CONTENDERS)
@@ -407,8 +429,13 @@ def main() -> None:
     parser.add_argument("--reuse-reps", type=int, default=300, help="repetitions of each warm-reuse call")
     parser.add_argument("--startup-reps", type=int, default=3, help="worker starts per runtime (after the first)")
     parser.add_argument("--rounds", type=int, default=10, help="per-job rounds (every file, every contender)")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=30.0, help="before each timed phase, wait at most this long for other load"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "runtimes.json")
     args = parser.parse_args()
+    if args.warm_reps < 1:
+        parser.error("--warm-reps must be at least 1 (warm reuse is measured on the last warm build)")
 
     began = time.perf_counter()
     probe = LoadProbe()
@@ -422,15 +449,18 @@ def main() -> None:
 
         # 1. Cold builds: empty uv cache, everything downloaded.
         cold: list[dict[str, Any]] = []
-        with probe.phase("cold_build"):
-            for rep in range(args.cold_reps):
-                root, uv_cache = scratch / f"cold-{rep}", scratch / f"uv-cache-{rep}"
-                uv_cache.mkdir()
-                cold.append(timed_build(old_spec, root, uv_cache))
-                shutil.rmtree(root)
-                shutil.rmtree(uv_cache)
+        if args.cold_reps > 0:
+            probe.wait_quiet("cold_build", args.wait_quiet)
+            with probe.phase("cold_build"):
+                for rep in range(args.cold_reps):
+                    root, uv_cache = scratch / f"cold-{rep}", scratch / f"uv-cache-{rep}"
+                    uv_cache.mkdir()
+                    cold.append(timed_build(old_spec, root, uv_cache))
+                    shutil.rmtree(root)
+                    shutil.rmtree(uv_cache)
         # 2. Builds with uv's normal cache (warm: the test suite and earlier runs filled it).
         warm: list[dict[str, Any]] = []
+        probe.wait_quiet("warm_cache_build", args.wait_quiet)
         with probe.phase("warm_cache_build"):
             for rep in range(args.warm_reps):
                 root = scratch / f"warm-{rep}"
@@ -447,7 +477,9 @@ def main() -> None:
 
         # 3. Warm reuse of the runtime that now exists.
         with probe.phase("warm_reuse"):
-            figures["warm_reuse_ms"] = reuse_times(scratch / f"warm-{args.warm_reps - 1}", old_spec, OLD_PIN, args.reuse_reps)
+            figures["warm_reuse_ms"] = reuse_times(
+                scratch / f"warm-{args.warm_reps - 1}", old_spec, OLD_PIN, args.reuse_reps
+            )
         shutil.rmtree(scratch / f"warm-{args.warm_reps - 1}")
 
         # 4. The isolated 0.17.18 runtime for the per-job comparison (built like any other).
@@ -459,6 +491,7 @@ def main() -> None:
         figures["isolated_0_17_18_versions"] = versions(isolated.packages)
 
         # 5. Worker start-up: process start -> hello (SKDH imported).
+        probe.wait_quiet("worker_startup", args.wait_quiet)
         with probe.phase("worker_startup"):
             first_isolated = start_worker(isolated, threads)  # compiles the fresh venv's .pyc files
             startups: dict[str, list[float]] = {"current": [], "isolated": []}
@@ -471,9 +504,10 @@ def main() -> None:
         }
 
         # 6. Per-job wall time with warm workers.
-        figures["per_job"] = per_job(scratch / "jobs", isolated, args.rounds, probe)
+        figures["per_job"] = per_job(scratch / "jobs", isolated, args.rounds, probe, args.wait_quiet)
 
     figures["load"] = probe.phases
+    figures["quiet_waits"] = probe.waits
     figures["total_seconds"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -238,10 +238,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = result.stdout
     assert "WAITING demo-wrist/S02_wrist.bin: metadata missing for subject 'S02': height_m" in out
     assert "SUCCEEDED demo-wrist/S02_wrist.bin" in out.split("One subject waits")[1]
-    summary = [line for line in out.splitlines() if line.strip().startswith("│") and ("S01" in line or "S02" in line)]
+    first_table, versions_table = out.split("two pinned SKDH versions")
+    summary = [line for line in first_table.splitlines() if line.strip().startswith("│") and ("S0" in line)]
     assert len(summary) == 2
+    nights = [line.split("│")[3:5] for line in versions_table.splitlines() if line.strip().startswith("│ S01")]
+    assert nights, versions_table
     catalog = Catalog.for_home(workspace / ".biomarkerflow")
     states = {s.study_id: s.counts for s in catalog.status()}
     assert states["demo-wrist"]["SUCCEEDED"] == 2
     assert states["demo-lab-gait"]["SUCCEEDED"] == 3
+    assert states["demo-wrist-skdh-0.16.15"]["SUCCEEDED"] == 1
     assert (workspace / "results" / "demo-wrist" / "tables" / "sleep.parquet").exists()

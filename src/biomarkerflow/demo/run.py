@@ -16,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.catalog.manager import Catalog, StudyRecord
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "skdh"
 REAL_SAMPLES = ("ax3_sample.cwa", "ax6_sample.cwa", "gnactv_sample.bin")
@@ -46,6 +46,29 @@ pipeline:
     - ActivityLevelClassification: {cutpoints: migueles_wrist_adult}
 output:
   location: ../results/demo-wrist
+"""
+
+# The first subject again, pinned to an older SKDH: it runs in its own uv-built runtime,
+# side by side with the other studies, and its numbers differ as the versions do.
+OLD_VERSION = "0.16.15"
+OLD_VERSION_CONFIG = f"""\
+study: demo-wrist-skdh-{OLD_VERSION}
+description: The first demo subject again, with the sleep pipeline of SKDH {OLD_VERSION}
+data:
+  location: ../data/wrist
+  include: ["S01_*.bin"]
+  subject: '(?P<subject>[A-Za-z0-9]+)_'
+metadata:
+  - location: ../data/subjects.csv
+pipeline:
+  package: scikit-digital-health=={OLD_VERSION}
+  steps:
+    - CalibrateAccelerometer: {{min_hours: 24}}
+    - GetDayWindowIndices: {{bases: [0, 12], periods: [24, 24]}}
+    - AccelThresholdWearDetection: {{}}
+    - Sleep: {{day_window: [12, 24]}}
+output:
+  location: ../results/demo-wrist-skdh-{OLD_VERSION}
 """
 
 LAB_CONFIG = """\
@@ -96,6 +119,7 @@ def build_workspace(workspace: Path, *, subjects: int, days: float, seed: int) -
     rows[WAITING_SUBJECT_INDEX]["height_m"] = None
     pd.DataFrame(rows).to_csv(workspace / "data" / "subjects.csv", index=False)
     (workspace / "studies" / "demo-wrist.yaml").write_text(WRIST_CONFIG)
+    (workspace / "studies" / f"demo-wrist-skdh-{OLD_VERSION}.yaml").write_text(OLD_VERSION_CONFIG)
 
     samples = find_samples()
     if samples is not None:
@@ -155,6 +179,42 @@ def _summary(output_location: str, truths: dict[str, pd.DataFrame]) -> Table:
     return table
 
 
+VERSIONS_SQL = 'SELECT subject, Date, "total sleep time", "Wear Minutes" FROM sleep ORDER BY subject, Date'
+
+
+def _versions(catalog: Catalog, new_study: StudyRecord, old_study: StudyRecord) -> Table:
+    """The same recording's nights under two pinned SKDH versions, each from its own runtime."""
+    from biomarkerflow.results.query import run_query
+
+    new = run_query(new_study.output_location, VERSIONS_SQL)
+    old = run_query(old_study.output_location, VERSIONS_SQL)
+    merged = old.merge(new, on=["subject", "Date"], suffixes=("_old", "_new"))
+    versions = {}
+    for study in (old_study, new_study):
+        done = [r for r in catalog.runs(study.id) if r.outcome == "succeeded"]
+        versions[study.id] = (done[-1].package_version, (done[-1].lock_hash or "")[:12]) if done else ("?", "")
+    (old_version, old_lock), (new_version, new_lock) = versions[old_study.id], versions[new_study.id]
+    table = Table(
+        title="The same recording under two pinned SKDH versions, each run in its own runtime",
+        caption=f"runtime lock hashes: {old_version} {old_lock}…, {new_version} {new_lock}…",
+    )
+    table.add_column("subject")
+    table.add_column("night")
+    for label in ("sleep min", "wear min"):
+        for version in (old_version, new_version):
+            table.add_column(f"{label} {version}", justify="right")
+    for _, row in merged.iterrows():
+        table.add_row(
+            str(row["subject"]),
+            str(row["Date"])[:10],
+            f"{row['total sleep time_old']:.0f}",
+            f"{row['total sleep time_new']:.0f}",
+            f"{row['Wear Minutes_old']:.1f}",
+            f"{row['Wear Minutes_new']:.1f}",
+        )
+    return table
+
+
 def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, seed: int, workers: int) -> int:
     from biomarkerflow.engine.executor import LocalExecutor
 
@@ -208,6 +268,14 @@ def _run_demo(
         "windows and finds each gap about that much short (a known SKDH behaviour, not a platform error).",
         highlight=False,
     )
+    old_study = catalog.get_study(f"demo-wrist-skdh-{OLD_VERSION}")
+    if old_study is not None:
+        console.print(_versions(catalog, wrist, old_study))
+        console.print(
+            f"SKDH {OLD_VERSION} and the installed version compute wear and sleep differently; each study gets the "
+            "numbers of the version it pins. `biomarkerflow lineage` shows the runtime behind any result.",
+            highlight=False,
+        )
     sleep_sql = 'SELECT subject, Date, "total sleep time" FROM sleep'
     gait_sql = "SELECT subject, COUNT(*) AS strides FROM gait GROUP BY 1"
     console.print(
@@ -219,6 +287,8 @@ def _run_demo(
               biomarkerflow --home {home} status
               biomarkerflow --home {home} query --study demo-wrist '{sleep_sql}'
               biomarkerflow --home {home} query --study demo-lab-gait '{gait_sql}'
+              biomarkerflow --home {home} lineage {wrist.output_location}/tables/sleep.parquet
+              biomarkerflow --home {home} runtimes list
             """
         ),
         highlight=False,
