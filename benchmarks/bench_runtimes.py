@@ -2,21 +2,24 @@
 
     python benchmarks/bench_runtimes.py [--rounds 10] [--cold-reps 2] [--out benchmarks/results/runtimes.json]
 
-Measured, in this order (about 5-8 minutes on a 2-core VM, most of it downloading and building):
-  cold build      RuntimeCache(fresh root).ensure(scikit-digital-health==0.16.15) with UV_CACHE_DIR set
-                  to a fresh, empty folder, so uv downloads everything (bytes received are counted)
+Measured, in this order (about 4-6 minutes on a 2-core VM):
+  cold build       RuntimeCache(fresh root).ensure(scikit-digital-health==0.16.15) with UV_CACHE_DIR set
+                   to a fresh, empty folder, so uv downloads everything (bytes received are counted)
   warm-cache build the same on a fresh root with uv's normal (warm) cache
-  warm reuse      RuntimeCache.ensure / Runtimes.for_pin on the existing runtime (what every run pays)
-  worker start-up process start -> hello, current environment vs an isolated 0.17.18 runtime
-                  (the isolated runtime's first start after its build is reported separately)
-  per-job         SKDH's three real short device samples through GaitLumbar, with warm workers:
-                    a  in-process: skdh.Pipeline(reader, GaitLumbar).run(file=...) in this process
-                    b  LocalExecutor(1).submit(job, current_environment())
-                    c  LocalExecutor(1).submit(job, isolated 0.17.18 runtime), built by uv
-                  contenders rotate their order every round; overheads are medians of paired differences
+  warm reuse       RuntimeCache.find / .ensure and Runtimes.for_pin on the existing runtime (every run pays it)
+  bytecode         compileall of that runtime's site-packages (what compiling .pyc at build time would cost)
+  worker start-up  process start -> hello (SKDH imported), current environment vs an isolated 0.17.18
+                   runtime; the isolated one also without .pyc files (PYTHONDONTWRITEBYTECODE=1) and on
+                   its first start (which writes them)
+  per-job          SKDH's three real short device samples through GaitLumbar, with warm workers:
+                     a  in-process: skdh.Pipeline(reader, GaitLumbar).run(file=...) in this process
+                     b  LocalExecutor(1).submit(job, current_environment())
+                     c  LocalExecutor(1).submit(job, isolated 0.17.18 runtime built by uv)
+                   contenders rotate their order every round; overheads are medians of paired differences
 
-CPU time used by other processes is recorded per phase (machine busy CPU minus this process tree),
-so a reader can tell whether a concurrent test suite disturbed the figures. Never asserted in tests.
+Other load: before each timed phase the script waits (at most --wait-quiet s) until other processes use
+< 0.3 cores, and it records the cores they used during every phase, start-up and round, so a reader can
+tell whether a concurrent test suite disturbed the figures. Writes JSON; never asserted in tests.
 """
 
 from __future__ import annotations
@@ -97,6 +100,17 @@ class LoadProbe:
         time.sleep(window)
         return max(0.0, (self._machine_busy() - busy0) - (self._own() - own0)) / window
 
+    @contextmanager
+    def sample(self, into: list[float]) -> Iterator[None]:
+        """Append the cores other processes used during the block to `into`."""
+        wall0, busy0, own0 = time.perf_counter(), self._machine_busy(), self._own()
+        try:
+            yield
+        finally:
+            wall = time.perf_counter() - wall0
+            other = max(0.0, (self._machine_busy() - busy0) - (self._own() - own0))
+            into.append(round(other / wall, 2) if wall > 0 else 0.0)
+
     def wait_quiet(self, name: str, limit: float, threshold: float = 0.3) -> None:
         """Wait (at most `limit` s) until other processes use less than `threshold` cores."""
         start = time.perf_counter()
@@ -165,9 +179,13 @@ def summary(values: list[float], scale: float = 1.0, digits: int = 3) -> dict[st
 
 
 @contextmanager
-def environment_variable(name: str, value: str) -> Iterator[None]:
+def environment_variable(name: str, value: str | None) -> Iterator[None]:
+    """Set (or with None: remove) an environment variable for the block; child processes inherit it."""
     previous = os.environ.get(name)
-    os.environ[name] = value
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
     try:
         yield
     finally:
@@ -260,6 +278,23 @@ def start_worker(runtime: RuntimeRef, threads: int) -> float:
         worker.close()
 
 
+def site_packages(python: str) -> Path:
+    return next((Path(python).parents[1] / "lib").glob("python*/site-packages"))
+
+
+def bytecode_files(python: str) -> int:
+    """.pyc files under a runtime's site-packages (uv installs none; Python writes them on import)."""
+    return sum(1 for _ in site_packages(python).rglob("*.pyc"))
+
+
+def compile_bytecode(python: str) -> float:
+    """Seconds to compile a runtime's site-packages to .pyc on all cores (what a build could add)."""
+    start = time.perf_counter()
+    command = [python, "-m", "compileall", "-q", "-j", "0", str(site_packages(python))]
+    subprocess.run(command, capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
 # ---------------------------------------------------------------------- per-job comparison
 
 
@@ -346,6 +381,7 @@ def per_job(root: Path, isolated: RuntimeRef, rounds: int, probe: LoadProbe, qui
             raise SystemExit(f"{contender} ran SKDH {outcome.package_version}, not 0.17.18")
         return elapsed, outcome.wall_seconds
 
+    round_load: list[float] = []
     first_job: dict[str, dict[str, float]] = {name: {} for name in CONTENDERS}
     wall: dict[str, dict[str, list[float]]] = {name: {e.relative_path: [] for e in entries} for name in CONTENDERS}
     inside: dict[str, dict[str, list[float]]] = {name: {e.relative_path: [] for e in entries} for name in CONTENDERS}
@@ -366,13 +402,17 @@ def per_job(root: Path, isolated: RuntimeRef, rounds: int, probe: LoadProbe, qui
             for round_index in range(rounds):
                 shift = round_index % len(CONTENDERS)
                 order = CONTENDERS[shift:] + CONTENDERS[:shift]
-                for entry in entries:
-                    for name in order:
-                        elapsed, metered = run(name, entry)
-                        wall[name][entry.relative_path].append(elapsed)
-                        if metered is not None:
-                            inside[name][entry.relative_path].append(metered)
-                print(f"  round {round_index + 1}/{rounds} done", file=sys.stderr)
+                with probe.sample(round_load):
+                    for entry in entries:
+                        for name in order:
+                            elapsed, metered = run(name, entry)
+                            wall[name][entry.relative_path].append(elapsed)
+                            if metered is not None:
+                                inside[name][entry.relative_path].append(metered)
+                print(
+                    f"  round {round_index + 1}/{rounds}: other processes at {round_load[-1]:.2f} cores",
+                    file=sys.stderr,
+                )
     finally:
         for executor in executors.values():
             executor.close()
@@ -413,6 +453,7 @@ def per_job(root: Path, isolated: RuntimeRef, rounds: int, probe: LoadProbe, qui
         "files": files,
         "overhead_seconds_all_files": {name: summary(values) for name, values in pooled.items()},
         "caller_minus_metered_seconds_all_files": {name: summary(v) for name, v in pooled_transport.items()},
+        "other_cores_per_round": round_load,
         "goal_c_minus_a_below_seconds": 0.2,
     }
     result["goal_met"] = result["overhead_seconds_all_files"]["c_minus_a"]["median"] < 0.2
@@ -480,6 +521,13 @@ def main() -> None:
             figures["warm_reuse_ms"] = reuse_times(
                 scratch / f"warm-{args.warm_reps - 1}", old_spec, OLD_PIN, args.reuse_reps
             )
+        # What compiling the bytecode at build time would cost (compileall on all cores, as a proxy
+        # for `uv pip sync --compile-bytecode`), measured on that same runtime.
+        last_warm = RuntimeCache(scratch / f"warm-{args.warm_reps - 1}").find(old_spec)
+        assert last_warm is not None
+        with probe.phase("bytecode_compile"):
+            figures["build"]["bytecode_compile_seconds"] = round(compile_bytecode(last_warm.python), 2)
+        figures["build"]["bytecode_files"] = bytecode_files(last_warm.python)
         shutil.rmtree(scratch / f"warm-{args.warm_reps - 1}")
 
         # 4. The isolated 0.17.18 runtime for the per-job comparison (built like any other).
@@ -490,17 +538,34 @@ def main() -> None:
             figures["isolated_0_17_18_build_seconds"] = round(time.perf_counter() - start, 2)
         figures["isolated_0_17_18_versions"] = versions(isolated.packages)
 
-        # 5. Worker start-up: process start -> hello (SKDH imported).
+        # 5. Worker start-up: process start -> hello (SKDH imported). uv installs no .pyc files, so a
+        # fresh runtime compiles its packages' bytecode on import: first with Python not allowed to
+        # write it (PYTHONDONTWRITEBYTECODE=1, as in many containers: every start pays), then allowed
+        # (the first start writes it, later ones read it).
+        startups: dict[str, list[float]] = {"isolated_no_bytecode": [], "current": [], "isolated": []}
+        startup_load: dict[str, list[float]] = {name: [] for name in (*startups, "isolated_first_start")}
+        pyc: dict[str, int] = {"isolated_after_build": bytecode_files(isolated.python)}
         probe.wait_quiet("worker_startup", args.wait_quiet)
         with probe.phase("worker_startup"):
-            first_isolated = start_worker(isolated, threads)  # compiles the fresh venv's .pyc files
-            startups: dict[str, list[float]] = {"current": [], "isolated": []}
-            for _ in range(args.startup_reps):
-                for name, ref in (("current", current_environment()), ("isolated", isolated)):
-                    startups[name].append(start_worker(ref, threads))
+            with environment_variable("PYTHONDONTWRITEBYTECODE", "1"):
+                for _ in range(args.startup_reps):
+                    with probe.sample(startup_load["isolated_no_bytecode"]):
+                        startups["isolated_no_bytecode"].append(start_worker(isolated, threads))
+            with environment_variable("PYTHONDONTWRITEBYTECODE", None):
+                with probe.sample(startup_load["isolated_first_start"]):
+                    first_isolated = start_worker(isolated, threads)  # writes the .pyc files it imports
+                pyc["isolated_after_first_start"] = bytecode_files(isolated.python)
+                for _ in range(args.startup_reps):
+                    for name, ref in (("current", current_environment()), ("isolated", isolated)):
+                        with probe.sample(startup_load[name]):
+                            startups[name].append(start_worker(ref, threads))
+        pyc["current_environment"] = bytecode_files(current_environment().python)
         figures["worker_startup_seconds"] = {
-            "isolated_first_start_after_build": round(first_isolated, 2),
+            "PYTHONDONTWRITEBYTECODE_in_caller": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+            "isolated_first_start_writing_bytecode": round(first_isolated, 2),
             **{name: summary(values, digits=2) for name, values in startups.items()},
+            "other_cores_per_start": startup_load,
+            "pyc_files": pyc,
         }
 
         # 6. Per-job wall time with warm workers.

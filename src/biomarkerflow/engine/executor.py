@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Protocol
 
 from biomarkerflow.runtimes import worker as protocol
@@ -61,8 +62,12 @@ class LocalExecutor:
         wanted = list(runtimes) or [current_environment()]
         for i in range(self.capacity):
             runtime = wanted[i % len(wanted)]
-            if sum(w.runtime.key == runtime.key for w in self._live()) <= i // len(wanted):
-                self._start(runtime)
+            live = self._live()
+            if len(live) >= 2 * self.capacity:
+                return
+            if sum(w.runtime.key == runtime.key for w in live) <= i // len(wanted):
+                with contextlib.suppress(WorkerDied):  # reported when a job needs that runtime
+                    self._start(runtime)
 
     def submit(self, job: JobSpec, runtime: RuntimeRef) -> Future[JobOutcome]:
         return self._request(runtime, protocol.EXECUTE, job)
@@ -108,10 +113,15 @@ class LocalExecutor:
         """An idle warm worker of this runtime; else a new one, retiring the longest-idle other one."""
         self.recover()
         idle = [w for w in self._workers if w.in_flight == 0]
-        same = [w for w in idle if w.runtime.key == runtime.key]
+        for worker in [w for w in idle if not Path(w.runtime.python).exists()]:
+            # Its runtime folder was deleted (and maybe rebuilt): it cannot be trusted to import.
+            self._workers.remove(worker)
+            idle.remove(worker)
+            worker.close()
+        same = [w for w in idle if (w.runtime.key, w.runtime.python) == (runtime.key, runtime.python)]
         if same:
             return max(same, key=lambda w: w.last_used)
-        if len(self._workers) >= 2 * self.capacity:
+        if len(self._workers) >= 2 * self.capacity:  # keep idle workers of other runtimes within bounds
             others = sorted((w for w in idle if w.runtime.key != runtime.key), key=lambda w: w.last_used)
             if others:
                 self._workers.remove(others[0])

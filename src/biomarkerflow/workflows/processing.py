@@ -350,6 +350,8 @@ def process(
         except BiomarkerflowError as exc:
             # One study's problem (no runtime, unreadable metadata) never stops the others.
             info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
+    # Workers of each runtime start importing SKDH now, while the gates are reported.
+    executor.prestart(list({ref.key: ref for ref in study_runtimes.values()}.values()))
     if on_gates:
         on_gates(info.gates)
     by_id = {s.id: s for s in studies}
