@@ -16,10 +16,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from biomarkerflow.config.schema import DataConfig, PipelineConfig, StepSpec, StudyConfig
+from biomarkerflow.config.schema import DataConfig, PipelineConfig, StepSpec
 from biomarkerflow.plugins.skdh import steps
 
-__all__ = ["PACKAGE", "check_data", "check_pin", "check_pipeline", "check_study", "installed_version"]
+__all__ = ["PACKAGE", "check_data", "check_pin", "check_pipeline", "installed_version"]
 
 PACKAGE = "scikit-digital-health"
 
@@ -32,11 +32,6 @@ def installed_version() -> str | None:
         return importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def check_study(config: StudyConfig) -> list[Problem]:
-    """Every SKDH-specific problem of a (schema-valid) study config, as (field, message)."""
-    return check_pipeline(config.pipeline) + check_data(config.data)
 
 
 def check_pipeline(pipeline: PipelineConfig) -> list[Problem]:
