@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import textwrap
@@ -83,6 +84,7 @@ def write_study(
     requirements: str = "metadata: [height_m]",
     extra: str = "",
     package: str = "scikit-digital-health==0.17.18",
+    constraints: list[str] | None = None,
 ) -> Path:
     """A study workspace under `root`: studies/<study>.yaml, data/<study>/..., returns the configs folder."""
     data = root / "data" / study
@@ -107,7 +109,9 @@ def write_study(
         )
         + metadata_block
         + f"requirements:\n  {requirements}\n"
-        + f"pipeline:\n  package: {package}\n  steps:\n"
+        + f"pipeline:\n  package: {package}\n"
+        + (f"  constraints: {json.dumps(constraints)}\n" if constraints else "")
+        + "  steps:\n"
         + textwrap.indent(textwrap.dedent(steps), "    ")
         + f"output:\n  location: ../results/{study}\n"
         + extra

@@ -294,3 +294,38 @@ def test_changing_the_pin_recomputes_in_the_new_runtime_and_keeps_the_old_run(
     assert (Path(old_run.result_location or "") / "_SUCCESS").exists()  # the earlier run is kept
     table = pd.read_parquet(tmp_path / "results" / "gait" / "tables" / "gait.parquet")
     assert set(table["run_id"]) == {new_run.id}
+
+
+def test_constraints_build_a_runtime_with_numpy_1_and_jobs_run_there(
+    tmp_path: Path, samples: Path, executor: LocalExecutor, runtime_root: Path
+) -> None:
+    """`constraints: ["numpy<2"]` (what SKDH 0.15.x needs): the job runs on NumPy 1.x while
+    the platform itself runs NumPy 2, and its results come back intact."""
+    import numpy as np
+
+    from biomarkerflow.catalog.manager import Catalog
+    from biomarkerflow.workflows.discovery import scan
+
+    write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\n",
+        package=f"scikit-digital-health=={OLD}",
+        constraints=["numpy<2"],
+    )
+    catalog = Catalog.for_home(tmp_path / "home")
+    runtimes = Runtimes(runtime_root)
+    with RuntimeChecks(runtimes, executor) as checks:
+        assert scan(catalog, str(tmp_path / "studies"), lambda url, text: validate_source(url, text, checks)).ok
+    info = process(catalog, executor, runtimes=runtimes)
+    assert [state for _, _, state in info.outcomes] == ["SUCCEEDED"], [o.error for _, o, _ in info.outcomes]
+    assert np.__version__.startswith("2.")
+    (run,) = catalog.runs("gait")
+    provenance = json.loads((Path(run.result_location or "") / "provenance.json").read_text())
+    assert provenance["runtime"]["packages"]["numpy"].startswith("1.")
+    assert provenance["package"]["version"] == OLD
+    assert provenance["constraints"] == ["numpy<2"]
+    strides = pd.read_parquet(Path(run.result_location or "") / "gait.parquet")
+    assert len(strides) > 0 and strides["stride time"].notna().any()

@@ -326,3 +326,11 @@ def test_prune(tmp_path: Path) -> None:
     (gone,) = cache.prune(keep=set(), unused_days=1)
     assert gone.key == keep_spec.key and gone.requirement == SKDH
     assert [p.name for p in root.iterdir()] == [".locks"]
+
+
+def test_ruling_out_numpy_2_rules_out_pyarrow_26() -> None:
+    """pyarrow 26 needs NumPy 2 without declaring it; a runtime pinned below NumPy 2 must not get it."""
+    assert "pyarrow<26" in RuntimeSpec(SKDH, ("numpy<2",)).requirements()
+    assert "pyarrow<26" not in RuntimeSpec(SKDH, ("numpy<2", "pyarrow==20")).requirements()
+    assert "pyarrow<26" not in RuntimeSpec(SKDH, ("numpy>=1.26",)).requirements()
+    assert "pyarrow<26" not in RuntimeSpec(SKDH).requirements()

@@ -70,8 +70,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _STDERR_TAIL_LINES = 12
 _STDERR_TAIL_CHARS = 1500
 
-# Run inside the new environment: proves its interpreter starts and lists what is really installed.
+# Import names of JOB_REQUIREMENTS: a library that installs but does not import with the
+# resolved versions (e.g. pyarrow 26 with NumPy 1.x) must fail the build, not every job.
+_JOB_IMPORTS = ("pydantic", "yaml", "packaging", "pyarrow", "fsspec", "pandas", "psutil", "threadpoolctl")
+
+# Companion constraints for combinations pip metadata does not express: when a study's
+# constraints rule out NumPy 2, pyarrow 26+ (which needs NumPy 2 but does not declare it)
+# must be ruled out too.
+_COMPANIONS: tuple[tuple[str, str, str], ...] = (("numpy", "2.0", "pyarrow<26"),)
+
+# Run inside the new environment: proves its interpreter starts, the job's libraries import,
+# and lists what is really installed.
 _SMOKE_TEST = (
+    f"import {', '.join(_JOB_IMPORTS)}; "
     "import importlib.metadata as m, json, platform; "
     "print(json.dumps({'python': platform.python_version(), "
     "'packages': {d.metadata['Name']: d.version for d in m.distributions()}}))"
@@ -126,8 +137,19 @@ class RuntimeSpec:
         """Package, then constraints (sorted: their order carries no meaning), then the job's libraries."""
         ordered = [_normalise(self.package)]
         ordered += sorted({_normalise(c) for c in self.constraints})
+        ordered += self._companions()
         ordered += [_normalise(r) for r in JOB_REQUIREMENTS]
         return list(dict.fromkeys(ordered))
+
+    def _companions(self) -> list[str]:
+        constrained = {Requirement(c).name.lower(): Requirement(c) for c in (self.package, *self.constraints)}
+        extra = []
+        for name, excluded_version, companion in _COMPANIONS:
+            rule = constrained.get(name)
+            companion_name = Requirement(companion).name.lower()
+            if rule is not None and not rule.specifier.contains(excluded_version) and companion_name not in constrained:
+                extra.append(_normalise(companion))
+        return extra
 
     @property
     def key(self) -> str:
