@@ -211,8 +211,10 @@ def test_two_processes_build_once(tmp_path: Path, call: str) -> None:
     [
         (RuntimeSpec("scikit-digital-health==9.9.9"), "scikit-digital-health==9.9.9"),
         (RuntimeSpec(SKDH, ("numpy<1.0",)), "scikit-digital-health==0.16.15 (with numpy<1.0)"),
+        # Only macOS wheels and a source archive (needing Fortran): no wheel for this Python.
+        (RuntimeSpec("scikit-digital-health==0.11.0"), "scikit-digital-health==0.11.0"),
     ],
-    ids=["no-such-version", "unsatisfiable-constraint"],
+    ids=["no-such-version", "unsatisfiable-constraint", "no-wheel-for-this-python"],
 )
 def test_unbuildable_runtime_fails_cleanly(tmp_path: Path, spec: RuntimeSpec, named: str) -> None:
     root = tmp_path / "runtimes"

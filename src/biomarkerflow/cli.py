@@ -552,6 +552,8 @@ def runtimes_build(
         except BiomarkerflowError as exc:
             failed += 1
             errors.print(f"[bold red]failed[/]    {exc.message}", highlight=False)
+            if exc.hint:
+                errors.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
             continue
         console.print(f"ready     {spec.describe()}: lock {built.lock_hash[:12]} at {built.path}", highlight=False)
     if failed:

@@ -133,6 +133,11 @@ class RuntimeSpec:
     def _pinned(self) -> Requirement:
         return Requirement(_normalise(self.package))
 
+    @property
+    def pinned_name(self) -> str:
+        """The pinned package's canonical name, e.g. scikit-digital-health."""
+        return self._pinned.name
+
     def requirements(self) -> list[str]:
         """Package, then constraints (sorted: their order carries no meaning), then the job's libraries."""
         ordered = [_normalise(self.package)]
@@ -339,6 +344,11 @@ class RuntimeCache:
                 "--quiet",
                 "--no-header",
                 "--generate-hashes",
+                # The pinned package comes as a published wheel or not at all: a source build
+                # needs compilers (SKDH: Fortran), takes minutes and may compute differently
+                # per machine. uv then says plainly "has no usable wheels".
+                "--only-binary",
+                spec.pinned_name,
                 "--python",
                 str(venv_python),
                 REQUIREMENTS_FILE,
