@@ -678,6 +678,25 @@ class Catalog:
                 query = query.where(Run.file_id == file_id)
             return [_run_record(r) for r in session.scalars(query)]
 
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._session() as session:
+            row = session.get(Run, run_id)
+            return None if row is None else _run_record(row)
+
+    def get_file(self, file_id: int) -> FileRecord | None:
+        with self._session() as session:
+            row = session.get(DataFile, file_id)
+            return None if row is None else _file_record(row)
+
+    def files_named(self, urls: Iterable[str] = (), relative_path: str | None = None) -> list[FileRecord]:
+        """Files whose URL is one of `urls`, or else whose path relative to its data location matches."""
+        with self._session() as session:
+            wanted = list(urls)
+            rows = list(session.scalars(select(DataFile).where(DataFile.url.in_(wanted)))) if wanted else []
+            if not rows and relative_path is not None:
+                rows = list(session.scalars(select(DataFile).where(DataFile.relative_path == relative_path)))
+            return [_file_record(r) for r in rows]
+
     def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
         """Each SUCCEEDED file with the run whose results are current."""
         with self._session() as session:

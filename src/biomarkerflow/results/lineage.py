@@ -283,19 +283,6 @@ def _result_lineage(folder: str, target: str, catalog: Catalog | None) -> dict[s
 # ---- the catalog's view of a run ------------------------------------------------------------
 
 
-def _find_run(catalog: Catalog, run_id: str, study_id: str | None) -> RunRecord | None:
-    # The catalog has no get_run(run_id); filter the study's runs (all runs when the study is unknown).
-    for run in catalog.runs(study_id) if study_id else catalog.runs():
-        if run.id == run_id:
-            return run
-    return None if study_id is None else _find_run(catalog, run_id, None)
-
-
-def _find_file(catalog: Catalog, study_id: str, file_id: int) -> FileRecord | None:
-    # The catalog has no get_file(file_id) either.
-    return next((file for file in catalog.files(study_id) if file.id == file_id), None)
-
-
 def _current_run_id(file: FileRecord | None) -> str | None:
     """The file's current result, as `Catalog.current_results` defines it: SUCCEEDED and its current run."""
     if file is None or file.state != FileState.SUCCEEDED.value:
@@ -344,10 +331,10 @@ def _run_entry(run: RunRecord) -> dict[str, Any]:
 
 
 def _catalog_view(catalog: Catalog, run_id: str, study_id: str | None) -> dict[str, Any]:
-    run = _find_run(catalog, run_id, study_id)
+    run = catalog.get_run(run_id)
     if run is None:
         return {"known": False, "catalog": catalog.url}
-    file = _find_file(catalog, run.study_id, run.file_id)
+    file = catalog.get_file(run.file_id)
     file_runs = catalog.runs(run.study_id, file_id=run.file_id)
     return {
         "known": True,
@@ -484,12 +471,9 @@ def _table_lineage(location: str, tables_folder: str, catalog: Catalog | None) -
 
 def _find_input(catalog: Catalog, target: str, location: str) -> FileRecord | None:
     """The catalogued file `target` names: by URL or local path, else by path relative to its data location."""
-    # The catalog has no lookup by URL: scan its files (one query).
-    files = catalog.files()
-    names = {target, location, target.removeprefix("file://")}
-    by_url = [f for f in files if f.url in names or (store.is_local(f.url) and _normalize(f.url) == location)]
+    names = {target, location, target.removeprefix("file://"), f"file://{location}"}
     relative = os.path.normpath(target).replace(os.sep, "/")
-    matches = by_url or [f for f in files if f.relative_path == relative]
+    matches = catalog.files_named(sorted(names), relative_path=relative)
     if len(matches) > 1:
         where = ", ".join(f"{f.study_id}: {f.url}" for f in matches)
         raise LineageError(f"{target} matches several catalogued files ({where})", hint="Pass the full path or URL.")
