@@ -119,7 +119,7 @@ def write_study(
     return configs
 
 
-def scanned_study(root: Path, checks: Any = None, **study: Any) -> tuple[Catalog, Path]:
+def scanned_study(root: Path, checks: Any = None, catalog_url: str | None = None, **study: Any) -> tuple[Catalog, Path]:
     """`write_study`, then a catalog under root/home that has scanned it; (catalog, configs folder).
 
     `checks` runs the config checks (default: in this process, with the installed SKDH).
@@ -128,7 +128,7 @@ def scanned_study(root: Path, checks: Any = None, **study: Any) -> tuple[Catalog
     from biomarkerflow.workflows.discovery import scan
 
     configs = write_study(root, **study)
-    catalog = Catalog.for_home(root / "home")
+    catalog = Catalog(catalog_url) if catalog_url else Catalog.for_home(root / "home")
     info = scan(catalog, str(configs), lambda url, text: validate_source(url, text, checks or run_workflow_checks))
     assert info.ok, [(s.problems, s.error) for s in info.studies]
     return catalog, configs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,11 +13,19 @@ from sqlalchemy import update
 from biomarkerflow.catalog.manager import Catalog, RunMetrics, utcnow
 from biomarkerflow.catalog.models import DataFile, FileState
 from biomarkerflow.errors import CatalogError
+from tests.databases import BACKENDS, catalog_url
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog.for_home(tmp_path / "home")
+@pytest.fixture(params=BACKENDS)
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    with catalog_url(request.param, tmp_path / "home") as url:
+        catalog = Catalog(url)
+        _add_study(catalog, tmp_path)
+        yield catalog
+        catalog.close()
+
+
+def _add_study(catalog: Catalog, tmp_path: Path) -> None:
     catalog.upsert_study(
         "s1",
         config_source="/configs/s1.yaml",
@@ -26,7 +35,6 @@ def catalog(tmp_path: Path) -> Catalog:
         data_location=str(tmp_path / "data"),
         priority=0,
     )
-    return catalog
 
 
 def register(catalog: Catalog, *names: str, fingerprint: str = "f1") -> None:
@@ -90,7 +98,7 @@ def test_concurrent_claimers_never_take_the_same_file(tmp_path: Path, catalog: C
     lock = threading.Lock()
 
     def claimer(name: str) -> None:
-        own = Catalog.for_home(tmp_path / "home")  # separate engine, like a separate process
+        own = Catalog(catalog.url)  # separate engine, like a separate process
         got: list[int] = []
         while batch := own.claim(name, 3, 60):
             got += [f.id for f in batch]

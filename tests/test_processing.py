@@ -9,21 +9,34 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.workflows.discovery import scan
 from biomarkerflow.workflows.processing import plan, process
 from tests.conftest import scanned_study
+from tests.databases import BACKENDS, catalog_url
 
 
 def states(catalog: Catalog, study: str) -> dict[str, str]:
     return {f.relative_path: f.state for f in catalog.files(study)}
 
 
-def test_subject_waits_until_all_its_files_arrived(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_subject_waits_until_all_its_files_arrived(
+    tmp_path: Path, samples: Path, executor: LocalExecutor, backend: str
+) -> None:
+    with catalog_url(backend, tmp_path / "home") as url:
+        _subject_waits_until_all_its_files_arrived(tmp_path, samples, executor, url)
+
+
+def _subject_waits_until_all_its_files_arrived(
+    tmp_path: Path, samples: Path, executor: LocalExecutor, url: str
+) -> None:
     catalog, configs = scanned_study(
         tmp_path,
+        catalog_url=url,
         study="gait",
         files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_a.cwa": samples / "ax3_sample.cwa"},
         steps="- GaitLumbar: {}\n",

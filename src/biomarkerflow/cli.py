@@ -46,6 +46,7 @@ errors = Console(stderr=True)
 
 class _State:
     home: Path = Path(".biomarkerflow")
+    catalog_url: str | None = None
     debug: bool = False
 
 
@@ -89,16 +90,33 @@ def main_options(
         Path,
         typer.Option(envvar="BIOMARKERFLOW_HOME", help="Folder holding the catalog (created if missing)."),
     ] = Path(".biomarkerflow"),
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BIOMARKERFLOW_CATALOG",
+            help="Catalog database URL, e.g. postgresql://user@host:5432/biomarkerflow (default: SQLite in the home).",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     state.home = home
+    state.catalog_url = catalog
     state.debug = debug
+
+
+def catalog_name() -> str:
+    """Where the catalog is, for messages (a database URL without its password, or the home)."""
+    if not state.catalog_url:
+        return str(state.home)
+    from sqlalchemy import make_url
+
+    return make_url(state.catalog_url).render_as_string(hide_password=True)
 
 
 def open_catalog() -> Catalog:
     from biomarkerflow.catalog.manager import Catalog
 
-    return Catalog.for_home(state.home)
+    return Catalog(state.catalog_url) if state.catalog_url else Catalog.for_home(state.home)
 
 
 def open_runtimes() -> Runtimes:
@@ -116,7 +134,7 @@ def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
     unknown = [s for s in studies or [] if s not in known]
     if unknown:
         raise CatalogError(
-            f"no study {', '.join(repr(s) for s in unknown)} in the catalog at {state.home}",
+            f"no study {', '.join(repr(s) for s in unknown)} in the catalog at {catalog_name()}",
             hint=f"Known studies: {', '.join(sorted(known)) or 'none (run `biomarkerflow scan --configs DIR`)'}.",
         )
 
@@ -421,7 +439,7 @@ def query(
         from biomarkerflow.errors import CatalogError
 
         raise CatalogError(
-            f"no study '{study}' in the catalog at {state.home}", hint="Run `biomarkerflow status` to list studies."
+            f"no study '{study}' in the catalog at {catalog_name()}", hint="Run `biomarkerflow status` to list studies."
         )
     frame = run_query(record.output_location, sql)
     if output_format == "csv":

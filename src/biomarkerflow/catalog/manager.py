@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, make_url, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from biomarkerflow.catalog.models import Base, DataFile, FileEvent, FileState, Run, Study, SubjectMetadata
+from biomarkerflow.catalog import schema
+from biomarkerflow.catalog.models import DataFile, FileEvent, FileState, Run, Study, SubjectMetadata
 from biomarkerflow.errors import CatalogError
 
 ACTIVE_STATES = (FileState.CLAIMED.value, FileState.RUNNING.value)
@@ -175,21 +176,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://... means the psycopg (v3) driver, the one biomarkerflow installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 class Catalog:
     """Open with `Catalog(url)` or `Catalog.for_home(path)`; the schema is created if missing."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self._engine: Engine = create_engine(url, future=True)
+            self._engine: Engine = create_engine(sqlalchemy_url(url), future=True, pool_pre_ping=True)
             if url.startswith("sqlite"):
                 event.listen(self._engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self._engine)
+            schema.upgrade(self._engine)
         except SQLAlchemyError as exc:
-            raise CatalogError(
-                f"cannot open the catalog at {url}: {exc}",
-                hint="Check --home / BIOMARKERFLOW_HOME points at a writable folder.",
-            ) from exc
+            shown = make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+            hint = (
+                "Check --home / BIOMARKERFLOW_HOME points at a writable folder."
+                if url.startswith("sqlite")
+                else "Check the server is running and the URL is right, e.g. postgresql://user@host:5432/database."
+            )
+            raise CatalogError(f"cannot open the catalog at {shown}: {exc}", hint=hint) from exc
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @classmethod
@@ -465,6 +477,9 @@ class Catalog:
                 # workers finish together (longest-processing-time-first scheduling).
                 .order_by(Study.priority.desc(), DataFile.size.desc(), DataFile.id)
                 .limit(limit * 2)
+                # PostgreSQL: rows another claimer holds are skipped, not waited for (SQLite
+                # has one writer at a time and ignores this; the CAS below decides there).
+                .with_for_update(skip_locked=True, of=DataFile)
             )
             if study_ids:
                 query = query.where(DataFile.study_id.in_(study_ids))

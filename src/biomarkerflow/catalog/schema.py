@@ -1,0 +1,91 @@
+"""Bring a catalog database to the current schema with the Alembic migrations in `migrations/`.
+
+The same migrations serve SQLite and PostgreSQL. A catalog made before migrations existed
+(tables but no `alembic_version`) is adopted: stamped at the revision its tables match,
+then upgraded, so no home has to be thrown away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any fixed number: PostgreSQL's advisory lock that serialises concurrent upgrades.
+_ADVISORY_LOCK_ID = zlib.crc32(b"biomarkerflow.catalog.schema")
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config(None)).get_current_head()  # type: ignore[arg-type]
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _unversioned_revision(connection: Connection) -> str | None:
+    """The revision a pre-migration catalog's tables match, None for an empty database."""
+    inspector = inspect(connection)
+    tables = set(inspector.get_table_names())
+    if "alembic_version" in tables or "files" not in tables:
+        return None
+    run_columns = {column["name"] for column in inspector.get_columns("runs")}
+    return "0002" if "lock_hash" in run_columns else "0001"
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """One SQLite upgrader at a time, held until its transaction has committed."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _postgres_lock(connection: Connection) -> None:
+    """One PostgreSQL upgrader at a time; released when the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+
+
+def upgrade(engine: Engine) -> None:
+    """Create or migrate the catalog's tables to the newest schema (a no-op when current)."""
+    head = head_revision()
+    with engine.connect() as connection:
+        if current_revision(connection) == head:
+            return  # the common case: one cheap query
+    # Two processes opening a new catalog must not both create it: the lock is taken
+    # before the transaction and released only after it committed.
+    with _sqlite_file_lock(engine), engine.begin() as connection:
+        _postgres_lock(connection)
+        if current_revision(connection) == head:
+            return
+        config = _config(connection)
+        adopted = _unversioned_revision(connection)
+        if adopted is not None:
+            command.stamp(config, adopted)
+        command.upgrade(config, "head")
