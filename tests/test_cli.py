@@ -249,3 +249,29 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert states["demo-lab-gait"]["SUCCEEDED"] == 3
     assert states["demo-wrist-skdh-0.16.15"]["SUCCEEDED"] == 1
     assert (workspace / "results" / "demo-wrist" / "tables" / "sleep.parquet").exists()
+
+
+def test_postgresql_catalog_end_to_end(tmp_path: Path, samples: Path) -> None:
+    """The everyday commands against a real PostgreSQL catalog (--catalog / BIOMARKERFLOW_CATALOG)."""
+    from tests.conftest import write_study
+    from tests.databases import postgres_database
+
+    configs = write_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_a.cwa": samples / "ax3_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\n",
+    )
+    home = tmp_path / "home"
+    with postgres_database() as url:
+        ran = cli(home, "--catalog", url, "run", "--configs", str(configs), "--workers", "1")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "done: 1 succeeded, 0 failed" in ran.stdout
+        status = json.loads(cli(home, "--catalog", url, "status", "--json").stdout)
+        assert status[0]["counts"]["SUCCEEDED"] == 1
+        assert status[0]["waiting"] == [{"file": "ax3_a.cwa", "reason": "no metadata row for subject 'ax3'"}]
+        result = next((tmp_path / "results" / "gait" / "runs").rglob("gait.parquet"))
+        traced = json.loads(cli(home, "--catalog", url, "lineage", str(result), "--json").stdout)
+        assert traced["catalog"]["status"] == "current"
+        assert not (home / "catalog.db").exists()  # nothing went to the SQLite default
