@@ -276,13 +276,14 @@ def do_process(
     executor: Executor | None = None,
     *,
     keep_executor: bool = False,
+    executor_spec: str = "local",
 ) -> int:
     """Process with a progress bar; returns the exit code (1 if any file FAILED)."""
-    from biomarkerflow.engine.executor import LocalExecutor
+    from biomarkerflow.engine.executor import make_executor
     from biomarkerflow.workflows.processing import process
 
     if executor is None:
-        executor = LocalExecutor(workers)
+        executor = make_executor(executor_spec, workers)
         executor.prestart()
     try:
         with Progress(
@@ -315,6 +316,13 @@ def do_process(
 
 
 StudyOption = Annotated[list[str] | None, typer.Option("--study", help="Only this study (repeatable).")]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        envvar="BIOMARKERFLOW_EXECUTOR",
+        help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
+    ),
+]
 WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes running files in parallel.")]
 
 
@@ -336,6 +344,7 @@ def process(
     study: StudyOption = None,
     workers: WorkersOption = DEFAULT_WORKERS,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run and why.")] = False,
+    executor: ExecutorOption = "local",
 ) -> None:
     """Check requirements and run every READY file until none is left (workflow 2).
 
@@ -356,7 +365,7 @@ def process(
             f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait"
         )
         raise typer.Exit(0)
-    raise typer.Exit(do_process(catalog, study, workers, open_runtimes()))
+    raise typer.Exit(do_process(catalog, study, workers, open_runtimes(), executor_spec=executor))
 
 
 @app.command()
@@ -365,15 +374,23 @@ def run(
     configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
     study: StudyOption = None,
     workers: WorkersOption = DEFAULT_WORKERS,
+    executor_spec: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            envvar="BIOMARKERFLOW_EXECUTOR",
+            help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
+        ),
+    ] = "local",
 ) -> None:
     """Scan, then process: the one everyday command.
 
     Example: biomarkerflow run --configs studies/
     """
-    from biomarkerflow.engine.executor import LocalExecutor
+    from biomarkerflow.engine.executor import make_executor
 
     catalog = open_catalog()
-    executor = LocalExecutor(workers)
+    executor = make_executor(executor_spec, workers)
     executor.prestart()  # workers import SKDH while the configs are listed
     runtimes = open_runtimes()
     scan_code = do_scan(catalog, configs, runtimes, executor)

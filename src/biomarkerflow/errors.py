@@ -83,3 +83,9 @@ class JobError(BiomarkerflowError):
     def __init__(self, message: str, *, hint: str | None = None, retryable: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.retryable = retryable
+
+
+class ExecutorError(BiomarkerflowError):
+    """The executor asked for cannot be used (unknown kind, scheduler unreachable)."""
+
+    exit_code = 3

@@ -245,12 +245,18 @@ def _normalise_source(source: str | Path) -> str:
 
 
 def _read_bytes(source: str) -> bytes:
-    try:
-        if is_url(source):
-            import fsspec
+    if is_url(source):
+        # Through the storage layer: the same S3 endpoint, region and credentials as the data.
+        from biomarkerflow.errors import StorageError
+        from biomarkerflow.storage import store
 
-            with fsspec.open(source, "rb") as handle:
-                return typing.cast(bytes, handle.read())
+        try:
+            return store.read_bytes(source)
+        except StorageError as exc:
+            missing = isinstance(exc.__cause__, FileNotFoundError)
+            message = "file not found" if missing else f"cannot read the file: {exc.message}"
+            raise ConfigError([ConfigProblem(source, None, None, "", message)]) from exc
+    try:
         return Path(source).read_bytes()
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(source, None, None, "", "file not found")]) from None

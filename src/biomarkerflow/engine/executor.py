@@ -127,3 +127,27 @@ class LocalExecutor:
                 self._workers.remove(others[0])
                 others[0].close()
         return self._start(runtime)
+
+
+def make_executor(spec: str, workers: int) -> Executor:
+    """The executor named on the command line: local, local-dask:N or dask://HOST:PORT."""
+    from biomarkerflow.errors import ExecutorError
+
+    if spec == "local":
+        return LocalExecutor(workers)
+    if spec.startswith("local-dask"):
+        _, _, count = spec.partition(":")
+        if count and not count.isdigit():
+            raise ExecutorError(f"'{spec}' is not local-dask:N", hint="e.g. --executor local-dask:2")
+        from biomarkerflow.engine.dask_executor import DaskExecutor
+
+        return DaskExecutor(local_workers=int(count) if count else workers)
+    if spec.startswith(("dask://", "tcp://", "tls://")):
+        from biomarkerflow.engine.dask_executor import DaskExecutor
+
+        return DaskExecutor(address="tcp://" + spec.removeprefix("dask://") if spec.startswith("dask://") else spec)
+    raise ExecutorError(
+        f"unknown executor '{spec}'",
+        hint="Use local (worker processes here), local-dask:N (a Dask cluster of N processes here) "
+        "or dask://HOST:PORT (an existing Dask scheduler).",
+    )

@@ -80,6 +80,18 @@ def combine(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(aligned)
 
 
+def published_tables(run_folder: str) -> list[store.FileEntry]:
+    """The Parquet tables of a run folder, or none when it lacks its `_SUCCESS` marker.
+
+    On object stores a run folder is uploaded file by file with the marker last, so a
+    folder without it may be half written: it is not trusted.
+    """
+    entries = store.list_files(run_folder, ["*.parquet", store.SUCCESS_MARKER])
+    if not any(entry.relative_path == store.SUCCESS_MARKER for entry in entries):
+        return []
+    return [entry for entry in entries if entry.relative_path != store.SUCCESS_MARKER]
+
+
 def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
     """Write tables/<name>.parquet for every result table; returns rows per table."""
     parts: dict[str, list[pa.Table]] = defaultdict(list)
@@ -87,7 +99,7 @@ def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
     for _file, run in current:
         if not run.result_location:
             continue
-        for table_path in store.list_files(run.result_location, ["*.parquet"]):
+        for table_path in published_tables(run.result_location):
             with store.local_copy(table_path.url) as local:
                 parts[Path(table_path.relative_path).stem].append(pq.read_table(local))
     with tempfile.TemporaryDirectory(prefix="biomarkerflow-tables-") as tmp:

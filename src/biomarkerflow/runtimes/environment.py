@@ -43,6 +43,9 @@ class RuntimeRef:
     # Isolated runtimes see biomarkerflow's own code through this folder (PYTHONPATH),
     # so their job entrypoint always matches the platform that sends the jobs.
     pythonpath: str | None = None
+    # The pin it was built for: lets another machine (a Dask worker) build the same runtime.
+    package: str | None = None
+    constraints: tuple[str, ...] = ()
 
     def version_of(self, package: str) -> str | None:
         wanted = canonicalize_name(package)
@@ -162,7 +165,16 @@ class Runtimes:
             packages=built.packages,
             isolated=True,
             pythonpath=str(platform_code_folder(self.cache.root)),
+            package=built.spec.package,
+            constraints=built.spec.constraints,
         )
+
+
+def usable_here(ref: RuntimeRef, home: Path = Path(".biomarkerflow")) -> RuntimeRef:
+    """`ref` as this machine can run it: a runtime missing here is built from its pin first."""
+    if not ref.isolated or Path(ref.python).exists() or ref.package is None:
+        return ref
+    return Runtimes.for_home(home).for_pin(ref.package, ref.constraints)
 
 
 def platform_code_folder(cache_root: Path) -> Path:

@@ -156,7 +156,7 @@ def scan(catalog: Catalog, configs_location: str, validate: Validator = validate
     """
     if store.is_local(configs_location):
         configs_location = str(Path(configs_location.removeprefix("file://")).resolve())
-    if store.is_local(configs_location) and configs_location.endswith((".yaml", ".yml")):
+    if configs_location.endswith((".yaml", ".yml")):  # one config file (local or URL)
         urls = [configs_location]
     else:
         urls = [e.url for e in store.list_files(configs_location, CONFIG_PATTERNS)]
