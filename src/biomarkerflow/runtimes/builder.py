@@ -51,6 +51,7 @@ JOB_REQUIREMENTS: tuple[str, ...] = (
     "packaging>=23",
     "pyarrow>=15",
     "fsspec>=2024.2",
+    "s3fs>=2024.2",  # jobs read inputs from and write results to s3:// locations
     "pandas>=2",
     "psutil>=5.9",
     "threadpoolctl>=3",
