@@ -91,7 +91,9 @@ def test_first_run_reports_failure_in_exit_code_and_output(study: StudyRun) -> N
 def test_status_json_names_waiting_reason_and_failure(study: StudyRun) -> None:
     result = study.status_after_first
     assert result.returncode == 0, result.stderr
-    (wrist,) = json.loads(result.stdout)
+    payload = json.loads(result.stdout)
+    (wrist,) = payload["studies"]
+    assert payload["workers"] == []  # the process command that ran has unregistered
     assert wrist["counts"]["SUCCEEDED"] == 1 and wrist["counts"]["WAITING"] == 1 and wrist["counts"]["FAILED"] == 1
     assert wrist["waiting"] == [{"file": "P02_wrist.bin", "reason": "metadata missing for subject 'P02': height_m"}]
     (failed,) = wrist["failed"]
@@ -268,7 +270,7 @@ def test_postgresql_catalog_end_to_end(tmp_path: Path, samples: Path) -> None:
         ran = cli(home, "--catalog", url, "run", "--configs", str(configs), "--workers", "1")
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "done: 1 succeeded, 0 failed" in ran.stdout
-        status = json.loads(cli(home, "--catalog", url, "status", "--json").stdout)
+        status = json.loads(cli(home, "--catalog", url, "status", "--json").stdout)["studies"]
         assert status[0]["counts"]["SUCCEEDED"] == 1
         assert status[0]["waiting"] == [{"file": "ax3_a.cwa", "reason": "no metadata row for subject 'ax3'"}]
         result = next((tmp_path / "results" / "gait" / "runs").rglob("gait.parquet"))

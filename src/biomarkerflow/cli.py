@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -399,6 +400,102 @@ def run(
     raise typer.Exit(code or scan_code)
 
 
+class _LineProgress:
+    """One line per finished file: for a long-running service whose output goes to a log."""
+
+    def planned(self, total: int) -> None:
+        if total:
+            console.print(f"{total} file(s) ready", highlight=False)
+
+    def started(self, file: FileRecord) -> None:
+        pass
+
+    def finished(self, file: FileRecord, outcome: JobOutcome, new_state: str) -> None:
+        wall = f" {outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        console.print(f"{new_state:9} {file.study_id}/{file.relative_path}{wall}{error}", highlight=False)
+
+    def waiting_for_retry(self, seconds: float) -> None:
+        pass
+
+
+@app.command()
+@handled
+def watch(
+    configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between rescans when idle.")] = 60.0,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    executor_spec: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            envvar="BIOMARKERFLOW_EXECUTOR",
+            help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
+        ),
+    ] = "local",
+    once: Annotated[bool, typer.Option("--once", help="One scan and process round, then exit (for cron).")] = False,
+) -> None:
+    """The long-running service: rescan, process, repeat, until stopped.
+
+    SIGTERM or Ctrl-C stop it cleanly: running jobs finish, nothing new starts, and it
+    exits; a second signal stops at once (running files go back to READY). `status`
+    shows it as a live worker while it runs.
+
+    Example: biomarkerflow watch --configs s3://trial-bucket/studies --interval 300
+    """
+    import signal
+    import threading
+
+    from biomarkerflow.engine.executor import make_executor
+    from biomarkerflow.workflows.processing import HEARTBEAT_SECONDS, process, worker_name
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        errors.print(
+            f"{signal.Signals(signum).name}: stopping after the running jobs (signal again to stop now)",
+            highlight=False,
+        )
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    catalog = open_catalog()
+    runtimes = open_runtimes()
+    executor = make_executor(executor_spec, workers)
+    me = worker_name()
+    catalog.register_worker(me, kind="watch", executor=executor_spec, capacity=executor.capacity)
+    console.print(f"watching {configs} as {me} (every {interval:g} s when idle)", highlight=False)
+    try:
+        executor.prestart()
+        while not stop.is_set():
+            do_scan(catalog, configs, runtimes, executor)
+            if stop.is_set():
+                break
+            process(
+                catalog,
+                executor,
+                runtimes=runtimes,
+                worker=me,
+                stop=stop,
+                progress=_LineProgress(),
+                on_gates=_print_gates,
+            )
+            catalog.beat(me, 0)
+            if once:
+                break
+            deadline = time.monotonic() + interval
+            while not stop.is_set() and time.monotonic() < deadline:
+                stop.wait(min(HEARTBEAT_SECONDS, max(0.0, deadline - time.monotonic())))
+                catalog.beat(me, 0)
+    finally:
+        executor.close()
+        catalog.unregister_worker(me)
+    console.print("stopped cleanly", highlight=False)
+
+
 # ---- status / query ----------------------------------------------------------------------------
 
 
@@ -409,21 +506,47 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Files per state for each study, with why files wait and why they failed."""
+    from biomarkerflow.workflows.processing import HEARTBEAT_SECONDS
+
     catalog = open_catalog()
     require_studies(catalog, [study] if study else None)
     statuses = catalog.status(study)
+    workers = catalog.live_workers(within_seconds=3 * HEARTBEAT_SECONDS)
     if as_json:
-        payload = [
-            {
-                "study": s.study_id,
-                "counts": s.counts,
-                "waiting": [{"file": f, "reason": r} for f, r in s.waiting],
-                "failed": [{"file": f, "error": e} for f, e in s.failed],
-            }
-            for s in statuses
-        ]
+        payload = {
+            "studies": [
+                {
+                    "study": s.study_id,
+                    "counts": s.counts,
+                    "waiting": [{"file": f, "reason": r} for f, r in s.waiting],
+                    "failed": [{"file": f, "error": e} for f, e in s.failed],
+                }
+                for s in statuses
+            ],
+            "workers": [
+                {
+                    "id": w.id,
+                    "host": w.host,
+                    "pid": w.pid,
+                    "kind": w.kind,
+                    "executor": w.executor,
+                    "capacity": w.capacity,
+                    "state": w.state,
+                    "running_jobs": w.running_jobs,
+                    "started_at": w.started_at.isoformat(),
+                    "heartbeat_at": w.heartbeat_at.isoformat(),
+                }
+                for w in workers
+            ],
+        }
         print(json.dumps(payload, indent=2))
         return
+    for w in workers:
+        console.print(
+            f"worker {w.host}:{w.pid} ({w.kind}, {w.executor}, {w.state}): {w.running_jobs} of {w.capacity} jobs "
+            f"running, last heartbeat {w.heartbeat_at:%H:%M:%S} UTC",
+            highlight=False,
+        )
     if not statuses:
         console.print("no studies yet: run `biomarkerflow scan --configs FOLDER` first")
         return

@@ -8,18 +8,20 @@ is underneath. Values handed out are frozen records, never live ORM objects.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, make_url, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from biomarkerflow.catalog import schema
-from biomarkerflow.catalog.models import DataFile, FileEvent, FileState, Run, Study, SubjectMetadata
+from biomarkerflow.catalog.models import DataFile, FileEvent, FileState, Run, Study, SubjectMetadata, Worker
 from biomarkerflow.errors import CatalogError
 
 ACTIVE_STATES = (FileState.CLAIMED.value, FileState.RUNNING.value)
@@ -103,6 +105,20 @@ class RunRecord:
     config_sha256: str
     lock_hash: str | None = None
     host: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    id: str
+    host: str
+    pid: int
+    kind: str
+    executor: str
+    capacity: int
+    state: str
+    running_jobs: int
+    started_at: datetime
+    heartbeat_at: datetime
 
 
 @dataclass(frozen=True)
@@ -555,6 +571,59 @@ class Catalog:
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def register_worker(self, worker: str, *, kind: str, executor: str, capacity: int) -> None:
+        """A `process` or `watch` command announces itself (shown by `status` while it beats)."""
+        now = utcnow()
+        with self._session() as session:
+            session.merge(
+                Worker(
+                    id=worker,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    kind=kind,
+                    executor=executor,
+                    capacity=capacity,
+                    state="running",
+                    running_jobs=0,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+
+    def beat(self, worker: str, running_jobs: int, state: str = "running") -> None:
+        with self._session() as session:
+            session.execute(
+                update(Worker)
+                .where(Worker.id == worker)
+                .values(heartbeat_at=utcnow(), running_jobs=running_jobs, state=state)
+                .execution_options(synchronize_session=False)
+            )
+
+    def unregister_worker(self, worker: str) -> None:
+        with self._session() as session:
+            session.execute(delete(Worker).where(Worker.id == worker))
+
+    def live_workers(self, within_seconds: float) -> list[WorkerRecord]:
+        """Workers whose last heartbeat is recent; older rows belong to commands that died."""
+        since = utcnow() - timedelta(seconds=within_seconds)
+        with self._session() as session:
+            rows = session.scalars(select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.started_at))
+            return [
+                WorkerRecord(
+                    id=r.id,
+                    host=r.host,
+                    pid=r.pid,
+                    kind=r.kind,
+                    executor=r.executor,
+                    capacity=r.capacity,
+                    state=r.state,
+                    running_jobs=r.running_jobs,
+                    started_at=r.started_at,
+                    heartbeat_at=r.heartbeat_at,
+                )
+                for r in rows
+            ]
 
     def finish_run(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
         """Record a run's outcome and move its file on; returns the file's new state.

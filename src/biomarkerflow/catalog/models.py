@@ -121,3 +121,20 @@ class FileEvent(Base):
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Worker(Base):
+    """A live `process` or `watch` command: who holds claims, and whether it is still beating."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the lease owner name
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # process | watch
+    executor: Mapped[str] = mapped_column(String(200))
+    capacity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # running | stopping
+    running_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]

@@ -47,6 +47,8 @@ def _unversioned_revision(connection: Connection) -> str | None:
     tables = set(inspector.get_table_names())
     if "alembic_version" in tables or "files" not in tables:
         return None
+    if "workers" in tables:
+        return "0003"
     run_columns = {column["name"] for column in inspector.get_columns("runs")}
     return "0002" if "lock_hash" in run_columns else "0001"
 

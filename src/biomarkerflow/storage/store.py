@@ -90,9 +90,7 @@ def _s3_filesystem() -> fsspec.AbstractFileSystem:
         try:
             import s3fs
         except ImportError as exc:
-            raise StorageError(
-                "s3:// locations need the s3fs package", hint="Install it: pip install s3fs"
-            ) from exc
+            raise StorageError("s3:// locations need the s3fs package", hint="Install it: pip install s3fs") from exc
         _s3_filesystems.clear()  # the environment changed (or we were forked): old clients are no use
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options())
         _s3_filesystems[state] = fs
@@ -161,11 +159,12 @@ def _explain(exc: BaseException, location: str) -> tuple[str, str | None]:
 @contextlib.contextmanager
 def failures(action: str, location: str) -> Iterator[None]:
     """Turn any storage failure (OS, s3fs, botocore) into a StorageError naming the location."""
+    caught: tuple[type[BaseException], ...] = (OSError, *_botocore_errors())
     try:
         yield
     except StorageError:
         raise
-    except (OSError, *_botocore_errors()) as exc:
+    except caught as exc:
         message, hint = _explain(exc, location)
         raise StorageError(f"cannot {action} {location}: {message}", hint=hint) from exc
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -332,9 +333,17 @@ def process(
     progress: Progress | None = None,
     on_gates: Callable[[list[GateInfo]], None] | None = None,
     runtimes: Runtimes | None = None,
+    worker: str | None = None,
+    stop: threading.Event | None = None,
 ) -> ProcessInfo:
-    """Run every READY file of the selected studies, each in its study's runtime; returns what happened."""
+    """Run every READY file of the selected studies, each in its study's runtime; returns what happened.
+
+    `worker` names the lease owner when a long-running caller (`watch`) registered itself;
+    otherwise this call registers (and finally unregisters) a worker of its own. When `stop`
+    is set, no new file is claimed and the call returns once the running jobs finished.
+    """
     progress = progress or SilentProgress()
+    stop = stop or threading.Event()
     runtimes = runtimes or Runtimes(default_cache_root(DEFAULT_HOME))
     info = ProcessInfo()
     catalog.expire_leases()
@@ -358,14 +367,17 @@ def process(
     configs = {s.id: StudyConfig.model_validate(s.config) for s in studies}
     metadata = {s.id: catalog.metadata(s.id) for s in studies}
     progress.planned(sum(len(catalog.files(s, [FileState.READY.value])) for s in selected))
-    worker = worker_name()
+    owns_worker = worker is None
+    worker = worker or worker_name()
+    if owns_worker:
+        catalog.register_worker(worker, kind="process", executor=type(executor).__name__, capacity=executor.capacity)
     host = socket.gethostname()
     pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]] = {}
     last_beat = time.monotonic()
     try:
         while True:
             free = executor.capacity - len(pending)
-            if free > 0 and selected:
+            if free > 0 and selected and not stop.is_set():
                 selected = _runtimes_ready(runtimes, study_runtimes, selected, info)
                 for file in catalog.claim(worker, free, LEASE_SECONDS, selected):
                     study = by_id[file.study_id]
@@ -384,15 +396,16 @@ def process(
                     progress.started(file)
                     pending[executor.submit(job, runtime)] = (job, file)
             if not pending:
-                delay = _next_retry_seconds(catalog, selected)
+                delay = None if stop.is_set() else _next_retry_seconds(catalog, selected)
                 if delay is None:
                     break
                 progress.waiting_for_retry(delay)
-                time.sleep(min(delay + 0.1, HEARTBEAT_SECONDS))
+                stop.wait(min(delay + 0.1, HEARTBEAT_SECONDS))
                 continue
             done, _ = wait(list(pending), timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
             if time.monotonic() - last_beat >= HEARTBEAT_SECONDS / 2:
                 catalog.renew_leases(worker, LEASE_SECONDS)
+                catalog.beat(worker, len(pending), "stopping" if stop.is_set() else "running")
                 last_beat = time.monotonic()
             for future in done:
                 job, file = pending.pop(future)
@@ -422,6 +435,8 @@ def process(
         raise
     finally:
         catalog.release(worker)
+        if owns_worker:
+            catalog.unregister_worker(worker)
     for study in studies:
         if not consolidate.is_current(catalog, study):
             info.consolidated[study.id] = consolidate.consolidate_study(catalog, study)
