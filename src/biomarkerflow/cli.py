@@ -4,7 +4,7 @@ Exit codes (also in the README):
   0  everything asked for succeeded
   1  at least one file FAILED in this invocation (process, run, demo)
   2  a study config, SQL query or the command line is invalid (validate, scan, query)
-  3  a data, metadata or output location cannot be read or written
+  3  a data, metadata or output location cannot be read or written, or the Dask scheduler is unreachable
   4  the catalog cannot be opened, or the study asked for is not in it
   5  unexpected internal error (a bug: run with --debug and report it)
   130 interrupted (Ctrl-C); files being processed go back to READY, nothing is lost
