@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ from biomarkerflow.catalog.models import DataFile, FileEvent, FileState, Run, St
 from biomarkerflow.errors import CatalogError
 
 ACTIVE_STATES = (FileState.CLAIMED.value, FileState.RUNNING.value)
+_CLAIM_LOCK_ID = zlib.crc32(b"biomarkerflow.catalog.claim")
 
 
 def utcnow() -> datetime:
@@ -478,14 +480,28 @@ class Catalog:
     # ---- claims and runs -----------------------------------------------------------------
 
     def claim(
-        self, worker: str, limit: int, lease_seconds: float, study_ids: list[str] | None = None
+        self,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        study_ids: list[str] | None = None,
+        group_limits: dict[str, tuple[str, int]] | None = None,
     ) -> list[FileRecord]:
-        """Take up to `limit` READY files for `worker`, highest study priority first."""
+        """Take up to `limit` READY files for `worker`, highest study priority first.
+
+        `group_limits` maps a study to its run group and the most jobs that group may
+        have claimed or running at once, counted over every worker sharing the catalog.
+        """
         now = utcnow()
         claimed: list[FileRecord] = []
+        group_limits = group_limits or {}
         with self._session() as session:
+            if group_limits and session.get_bind().dialect.name == "postgresql":
+                # Group counts must not be read by two claimers at once, or both fill the last slot.
+                session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CLAIM_LOCK_ID})
+            active = self._active_per_group(session, group_limits)
             query = (
-                select(DataFile.id)
+                select(DataFile.id, DataFile.study_id)
                 .join(Study, Study.id == DataFile.study_id)
                 .where(DataFile.state == FileState.READY.value)
                 .where((DataFile.not_before.is_(None)) | (DataFile.not_before <= now))
@@ -499,9 +515,12 @@ class Catalog:
             )
             if study_ids:
                 query = query.where(DataFile.study_id.in_(study_ids))
-            for file_id in session.scalars(query).all():
+            for file_id, study_id in session.execute(query).all():
                 if len(claimed) >= limit:
                     break
+                group = group_limits.get(study_id)
+                if group is not None and active.get(group[0], 0) >= group[1]:
+                    continue  # the study's run group is at its limit
                 if self._cas(
                     session,
                     file_id,
@@ -514,7 +533,25 @@ class Catalog:
                     row = session.get(DataFile, file_id)
                     assert row is not None
                     claimed.append(_file_record(row))
+                    if group is not None:
+                        active[group[0]] = active.get(group[0], 0) + 1
         return claimed
+
+    @staticmethod
+    def _active_per_group(session: Session, group_limits: dict[str, tuple[str, int]]) -> dict[str, int]:
+        """Claimed or running files per run group, over all workers."""
+        if not group_limits:
+            return {}
+        rows = session.execute(
+            select(DataFile.study_id, func.count())
+            .where(DataFile.state.in_(ACTIVE_STATES), DataFile.study_id.in_(list(group_limits)))
+            .group_by(DataFile.study_id)
+        ).all()
+        active: dict[str, int] = {}
+        for study_id, count in rows:
+            group = group_limits[study_id][0]
+            active[group] = active.get(group, 0) + int(count)
+        return active
 
     def start_run(
         self,

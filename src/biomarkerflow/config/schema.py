@@ -150,6 +150,17 @@ class OutputConfig(_Strict):
         return value
 
 
+class RunGroupConfig(_Strict):
+    """Studies sharing a name share these limits, so one large study cannot starve the others."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Group name shared by its studies.")
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, description="Jobs of the group running at once.")
+    max_cpu: float | None = Field(default=None, gt=0, description="Cores the group's running jobs may use.")
+    max_job_seconds: float | None = Field(
+        default=None, gt=0, description="A job running longer is stopped and its file marked FAILED."
+    )
+
+
 class StudyConfig(_Strict):
     study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study id: letters, digits, - _ .")
     description: str = ""
@@ -165,6 +176,7 @@ class StudyConfig(_Strict):
         default=30.0, ge=0, description="Wait before the first retry; doubles with each further attempt (max 1 h)."
     )
     cost_tags: dict[str, str] = Field(default_factory=dict, description="Free labels for cost reports.")
+    run_group: RunGroupConfig | None = Field(default=None, description="Shared limits with other studies.")
 
     @field_validator("workflow")
     @classmethod

@@ -57,9 +57,24 @@ def _runtime_worker(runtime: RuntimeRef) -> Any:
         return process
 
 
+_running: dict[str, Any] = {}  # run id -> the runtime process running it, on this Dask worker
+
+
 def run_job(job: JobSpec, runtime: RuntimeRef) -> JobOutcome:
-    outcome: JobOutcome = _runtime_worker(runtime).request(protocol.EXECUTE, job).result()
+    process = _runtime_worker(runtime)
+    _running[job.run_id] = process
+    try:
+        outcome: JobOutcome = process.request(protocol.EXECUTE, job).result()
+    finally:
+        _running.pop(job.run_id, None)
     return outcome
+
+
+def kill_job(run_id: str) -> bool:
+    process = _running.pop(run_id, None)
+    if process is not None:
+        process.kill()
+    return process is not None
 
 
 def run_call(runtime: RuntimeRef, function: str, args: tuple[Any, ...]) -> Any:
@@ -122,6 +137,7 @@ class DaskExecutor:
                 hint="Start one with `dask scheduler` and workers with `dask worker ADDRESS --resources MEMORY=8e9`.",
             ) from exc
         self.capacity = max(1, sum(self._client.nthreads().values()))
+        self.cores_per_job = 1  # one thread per Dask worker process (see the README)
         self._futures: dict[str, Any] = {}
 
     # The memory resource of the largest worker, None when workers declare none.
@@ -169,6 +185,10 @@ class DaskExecutor:
     def worker_pids(self) -> list[int]:
         """Process ids of the runtime processes on every Dask worker (for fault tests)."""
         return sorted(pid for pids in self._client.run(runtime_worker_pids).values() for pid in pids)
+
+    def cancel(self, run_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self._client.run(kill_job, run_id)
 
     def recover(self) -> None:
         """Dask replaces dead workers itself; dead runtime processes restart with the next job."""

@@ -21,7 +21,8 @@ from biomarkerflow.runtimes.environment import RuntimeRef, current_environment
 
 
 class Executor(Protocol):
-    capacity: int
+    capacity: int  # jobs at once
+    cores_per_job: int  # what a run group's max_cpu counts per running job
 
     def prestart(self, runtimes: Sequence[RuntimeRef] = ()) -> None:
         """Start workers ahead of the first job, so their start-up overlaps other work."""
@@ -31,6 +32,9 @@ class Executor(Protocol):
     def call(self, runtime: RuntimeRef, function: str, *args: Any) -> Future[Any]:
         """Run a biomarkerflow function ("module:function") in a runtime, e.g. config checks."""
         ...
+
+    def cancel(self, run_id: str) -> None:
+        """Stop one running job now (its future then fails); e.g. over its time limit."""
 
     def recover(self) -> None:
         """After a worker died: forget it (its replacement starts with the next job)."""
@@ -55,7 +59,9 @@ class LocalExecutor:
         self.capacity = workers
         # Share the cores between workers instead of oversubscribing them.
         self.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        self.cores_per_job = self.threads_per_worker
         self._workers: list[WorkerProcess] = []
+        self._running: dict[str, WorkerProcess] = {}  # run id -> the worker holding it
 
     def prestart(self, runtimes: Sequence[RuntimeRef] = ()) -> None:
         """Start workers now (each imports SKDH, ~4 s) so that cost overlaps other work."""
@@ -70,7 +76,19 @@ class LocalExecutor:
                     self._start(runtime)
 
     def submit(self, job: JobSpec, runtime: RuntimeRef) -> Future[JobOutcome]:
-        return self._request(runtime, protocol.EXECUTE, job)
+        try:
+            worker = self._worker_for(runtime)
+        except WorkerDied as exc:  # the runtime's Python would not even start
+            return _failed(exc)
+        self._running[job.run_id] = worker
+        future: Future[JobOutcome] = worker.request(protocol.EXECUTE, job)
+        future.add_done_callback(lambda _: self._running.pop(job.run_id, None))
+        return future
+
+    def cancel(self, run_id: str) -> None:
+        worker = self._running.pop(run_id, None)
+        if worker is not None:
+            worker.kill()
 
     def call(self, runtime: RuntimeRef, function: str, *args: Any) -> Future[Any]:
         return self._request(runtime, protocol.CALL, (function, args))
@@ -79,9 +97,7 @@ class LocalExecutor:
         try:
             return self._worker_for(runtime).request(kind, payload)
         except WorkerDied as exc:  # the runtime's Python would not even start
-            failed: Future[Any] = Future()
-            failed.set_exception(exc)
-            return failed
+            return _failed(exc)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for health reports and fault-injection tests)."""
@@ -127,6 +143,12 @@ class LocalExecutor:
                 self._workers.remove(others[0])
                 others[0].close()
         return self._start(runtime)
+
+
+def _failed(exc: BaseException) -> Future[Any]:
+    failed: Future[Any] = Future()
+    failed.set_exception(exc)
+    return failed
 
 
 def make_executor(spec: str, workers: int) -> Executor:

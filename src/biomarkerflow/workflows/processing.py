@@ -311,6 +311,63 @@ def _next_retry_seconds(catalog: Catalog, study_ids: list[str]) -> float | None:
     return None if when is None else max(0.0, (when - utcnow()).total_seconds())
 
 
+def _group_limits(configs: dict[str, StudyConfig], cores_per_job: int) -> dict[str, tuple[str, int]]:
+    """Study -> (run group, most jobs the group may run at once), from every member's limits."""
+    most: dict[str, int] = {}
+    for config in configs.values():
+        group = config.run_group
+        if group is None:
+            continue
+        caps = [group.max_concurrent_jobs] if group.max_concurrent_jobs else []
+        if group.max_cpu:
+            caps.append(max(1, int(group.max_cpu // max(1, cores_per_job))))
+        if caps:
+            most[group.name] = min([most.get(group.name, min(caps)), *caps])
+    return {
+        study: (config.run_group.name, most[config.run_group.name])
+        for study, config in configs.items()
+        if config.run_group is not None and config.run_group.name in most
+    }
+
+
+def _time_limit(config: StudyConfig) -> float | None:
+    return config.run_group.max_job_seconds if config.run_group else None
+
+
+def _wait_seconds(deadlines: dict[str, tuple[float, float]]) -> float:
+    """Until the next heartbeat, or sooner when a job reaches its time limit."""
+    if not deadlines:
+        return HEARTBEAT_SECONDS
+    soonest = min(deadline for deadline, _ in deadlines.values())
+    return max(0.05, min(HEARTBEAT_SECONDS, soonest - time.monotonic()))
+
+
+def _stop_overdue(
+    executor: Executor,
+    pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]],
+    deadlines: dict[str, tuple[float, float]],
+    timed_out: set[str],
+) -> None:
+    now = time.monotonic()
+    for future, (job, _) in pending.items():
+        deadline = deadlines.get(job.run_id)
+        if deadline is not None and now >= deadline[0] and job.run_id not in timed_out and not future.done():
+            timed_out.add(job.run_id)
+            executor.cancel(job.run_id)
+
+
+def _over_time(job: JobSpec, limit: float) -> JobOutcome:
+    """Stopped at its run group's time limit: the same file would take as long again, so final."""
+    return JobOutcome(
+        run_id=job.run_id,
+        file_id=job.file_id,
+        succeeded=False,
+        error=f"stopped after {limit:g} s: the run group's max_job_seconds",
+        retryable=False,
+        wall_seconds=limit,
+    )
+
+
 def _runtimes_ready(
     runtimes: Runtimes, study_runtimes: dict[str, RuntimeRef], selected: list[str], info: ProcessInfo
 ) -> list[str]:
@@ -372,6 +429,9 @@ def process(
     if owns_worker:
         catalog.register_worker(worker, kind="process", executor=type(executor).__name__, capacity=executor.capacity)
     host = socket.gethostname()
+    group_limits = _group_limits(configs, executor.cores_per_job)
+    deadlines: dict[str, tuple[float, float]] = {}  # run id -> (monotonic deadline, limit in seconds)
+    timed_out: set[str] = set()
     pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]] = {}
     last_beat = time.monotonic()
     try:
@@ -379,7 +439,7 @@ def process(
             free = executor.capacity - len(pending)
             if free > 0 and selected and not stop.is_set():
                 selected = _runtimes_ready(runtimes, study_runtimes, selected, info)
-                for file in catalog.claim(worker, free, LEASE_SECONDS, selected):
+                for file in catalog.claim(worker, free, LEASE_SECONDS, selected, group_limits):
                     study = by_id[file.study_id]
                     runtime = study_runtimes[study.id]
                     job = _job_for(study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime)
@@ -394,7 +454,11 @@ def process(
                     ):
                         continue
                     progress.started(file)
-                    pending[executor.submit(job, runtime)] = (job, file)
+                    future = executor.submit(job, runtime)
+                    pending[future] = (job, file)
+                    limit = _time_limit(configs[study.id])
+                    if limit is not None:
+                        deadlines[job.run_id] = (time.monotonic() + limit, limit)
             if not pending:
                 delay = None if stop.is_set() else _next_retry_seconds(catalog, selected)
                 if delay is None:
@@ -402,17 +466,20 @@ def process(
                 progress.waiting_for_retry(delay)
                 stop.wait(min(delay + 0.1, HEARTBEAT_SECONDS))
                 continue
-            done, _ = wait(list(pending), timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
+            done, _ = wait(list(pending), timeout=_wait_seconds(deadlines), return_when=FIRST_COMPLETED)
+            _stop_overdue(executor, pending, deadlines, timed_out)
             if time.monotonic() - last_beat >= HEARTBEAT_SECONDS / 2:
                 catalog.renew_leases(worker, LEASE_SECONDS)
                 catalog.beat(worker, len(pending), "stopping" if stop.is_set() else "running")
                 last_beat = time.monotonic()
             for future in done:
                 job, file = pending.pop(future)
+                deadline = deadlines.pop(job.run_id, None)
                 try:
                     outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and friends
-                    outcome = _lost(job, exc)
+                except Exception as exc:  # noqa: BLE001 - a dead worker, or one we stopped
+                    overdue = job.run_id in timed_out and deadline is not None
+                    outcome = _over_time(job, deadline[1]) if overdue and deadline else _lost(job, exc)
                     executor.recover()
                 when = retry.retry_at(
                     file.attempts + 1,
