@@ -17,6 +17,7 @@ from biomarkerflow.demo.run import SHARED_SAMPLES as SAMPLES  # noqa: E402  (../
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.runtimes.environment import RUNTIMES_ENV
 from tests.runtime_fixtures import runtime_root, skdh_0_16_runtime  # noqa: F401  (session fixtures)
+from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401  (S3 fixtures: moto server on loopback)
 
 WRIST_STEPS = """\
     - CalibrateAccelerometer: {min_hours: 24}

@@ -27,6 +27,7 @@ from biomarkerflow.errors import CatalogError
 
 ACTIVE_STATES = (FileState.CLAIMED.value, FileState.RUNNING.value)
 _CLAIM_LOCK_ID = zlib.crc32(b"biomarkerflow.catalog.claim")
+CLAIM_ROUNDS = 5
 
 
 def utcnow() -> datetime:
@@ -515,26 +516,36 @@ class Catalog:
             )
             if study_ids:
                 query = query.where(DataFile.study_id.in_(study_ids))
-            for file_id, study_id in session.execute(query).all():
+            tried: set[int] = set()
+            # A claimer that lost every candidate to a concurrent one (SQLite, where all
+            # see the same rows) looks again rather than reporting no work.
+            for _ in range(CLAIM_ROUNDS):
+                candidates = session.execute(query.where(DataFile.id.not_in(tried)) if tried else query).all()
+                if not candidates:
+                    break
+                for file_id, study_id in candidates:
+                    tried.add(file_id)
+                    if len(claimed) >= limit:
+                        break
+                    group = group_limits.get(study_id)
+                    if group is not None and active.get(group[0], 0) >= group[1]:
+                        continue  # the study's run group is at its limit
+                    if self._cas(
+                        session,
+                        file_id,
+                        [FileState.READY.value],
+                        FileState.CLAIMED.value,
+                        f"claimed by {worker}",
+                        lease_owner=worker,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    ):
+                        row = session.get(DataFile, file_id)
+                        assert row is not None
+                        claimed.append(_file_record(row))
+                        if group is not None:
+                            active[group[0]] = active.get(group[0], 0) + 1
                 if len(claimed) >= limit:
                     break
-                group = group_limits.get(study_id)
-                if group is not None and active.get(group[0], 0) >= group[1]:
-                    continue  # the study's run group is at its limit
-                if self._cas(
-                    session,
-                    file_id,
-                    [FileState.READY.value],
-                    FileState.CLAIMED.value,
-                    f"claimed by {worker}",
-                    lease_owner=worker,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                ):
-                    row = session.get(DataFile, file_id)
-                    assert row is not None
-                    claimed.append(_file_record(row))
-                    if group is not None:
-                        active[group[0]] = active.get(group[0], 0) + 1
         return claimed
 
     @staticmethod

@@ -110,9 +110,6 @@ def filesystem(location: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
-_split = filesystem
-
-
 def _join(location: str, relative: str) -> str:
     return location.rstrip("/") + "/" + relative.lstrip("/")
 
