@@ -309,10 +309,10 @@ def test_scan_with_unreachable_endpoint_reports_the_study_and_keeps_the_catalog(
 
 
 def test_rescan_of_unchanged_objects_only_lists(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
-    """2,000 objects: a rescan is listing only (2 LIST requests, no GET or HEAD of any data)."""
+    """1,200 objects: a rescan is listing only (2 LIST requests, no GET or HEAD of any data)."""
     import s3fs
 
-    count = 2000
+    count = 1200  # two pages of ListObjectsV2 (1000 keys each)
     data = f"{s3_bucket}/raw"
     fs = s3fs.S3FileSystem(skip_instance_cache=True)  # our own client, to fill the bucket fast
     fs.pipe({f"{data}/P{i:05d}_rec.cwa".removeprefix("s3://"): f"recording {i}".encode() for i in range(count)})

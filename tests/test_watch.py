@@ -16,10 +16,15 @@ from tests.test_cli import cli
 
 
 def test_sigterm_finishes_the_running_job_and_a_restart_resumes(tmp_path: Path, wrist_recording: Path) -> None:
+    from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin
+
+    short = tmp_path / "short.bin"  # the second file: quick, for the restart
+    write_geneactiv_bin(short, RecordingSpec(subject="P02", days=0.3, fs=25.0, seed=12))
     configs = write_study(
         tmp_path,
         study="wrist",
-        files={"P01_wrist.bin": wrist_recording, "P02_wrist.bin": wrist_recording},
+        # Largest first: the long recording runs when SIGTERM arrives, the short one waits.
+        files={"P01_wrist.bin": wrist_recording, "P02_wrist.bin": short},
         metadata="subject,height_m\nP01,1.7\nP02,1.7\n",
     )
     home = tmp_path / "home"

@@ -364,6 +364,7 @@ class Catalog:
         """
         now = utcnow()
         new = changed = unchanged = 0
+        added: list[DataFile] = []
         with self._session() as session:
             known = {row.url: row for row in session.scalars(select(DataFile).where(DataFile.study_id == study_id))}
             for url, relative_path, subject, size, mtime, fingerprint in entries:
@@ -384,9 +385,7 @@ class Catalog:
                         discovered_at=now,
                         updated_at=now,
                     )
-                    session.add(file)
-                    session.flush()
-                    self._log(session, file.id, None, FileState.DISCOVERED.value, "new file")
+                    added.append(file)
                     new += 1
                 elif row.fingerprint != fingerprint:
                     row.size, row.mtime, row.fingerprint, row.fingerprint_seen_at = size, mtime, fingerprint, now
@@ -401,6 +400,11 @@ class Catalog:
                     if row.subject != subject:
                         row.subject = subject
                     unchanged += 1
+            # One batched INSERT for all new files (a first scan of 100k objects), then their events.
+            session.add_all(added)
+            session.flush()
+            for file in added:
+                self._log(session, file.id, None, FileState.DISCOVERED.value, "new file")
         return RegisterInfo(new=new, changed=changed, unchanged=unchanged)
 
     def files(self, study_id: str | None = None, states: Iterable[str] | None = None) -> list[FileRecord]:
