@@ -108,6 +108,7 @@ class RunRecord:
     config_sha256: str
     lock_hash: str | None = None
     host: str | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def _run_record(row: Run) -> RunRecord:
         package_version=row.package_version,
         lock_hash=row.lock_hash,
         host=row.host,
+        worker=row.worker,
         config_sha256=row.config_sha256,
     )
 

@@ -1,0 +1,88 @@
+"""Faults and concurrency with real processes: two `watch` services sharing one PostgreSQL
+catalog and one S3 store take every file exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import s3fs
+
+from biomarkerflow.catalog.manager import Catalog
+from tests.databases import postgres_database
+
+FILES = 50
+
+
+def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samples: Path, tmp_path: Path) -> None:
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    recording = (samples / "gnactv_sample.bin").read_bytes()  # a short real file: gait runs in ~0.1 s
+    bucket = s3_bucket.removeprefix("s3://")
+    fs.pipe({f"{bucket}/data/S{i:02d}_lab.bin": recording for i in range(FILES)})
+    fs.pipe(
+        {
+            f"{bucket}/studies/lab.yaml": textwrap.dedent(
+                """\
+                study: lab
+                data:
+                  location: ../data
+                  include: ["*.bin"]
+                  subject: '(?P<subject>[A-Za-z0-9]+)_'
+                pipeline:
+                  package: scikit-digital-health==0.17.18
+                  steps:
+                    - GaitLumbar: {}
+                output:
+                  location: ../results
+                """
+            ).encode()
+        }
+    )
+    with postgres_database() as url:
+        env = {**os.environ, "BIOMARKERFLOW_CATALOG": url, "BIOMARKERFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+        command = [
+            sys.executable, "-m", "biomarkerflow.cli", "watch",
+            "--configs", f"{s3_bucket}/studies", "--workers", "1", "--interval", "1",
+        ]  # fmt: skip
+        services = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)
+        ]
+        try:
+            catalog = Catalog(url)
+            deadline = time.monotonic() + 300
+            while True:
+                done = [f for f in catalog.files("lab") if f.state == "SUCCEEDED"] if catalog.get_study("lab") else []
+                if len(done) == FILES:
+                    break
+                assert all(s.poll() is None for s in services), [s.communicate() for s in services]
+                assert time.monotonic() < deadline, f"only {len(done)} of {FILES} done"
+                time.sleep(0.5)
+            for service in services:
+                service.send_signal(signal.SIGTERM)
+            outputs = [service.communicate(timeout=120)[0] for service in services]
+        finally:
+            for service in services:
+                if service.poll() is None:
+                    service.kill()
+        assert [s.returncode for s in services] == [0, 0], outputs
+        runs = catalog.runs("lab")
+        assert len(runs) == FILES, [(r.file_id, r.worker) for r in runs]  # no file ran twice
+        assert {r.worker for r in runs} <= {w for w in _registered_names(outputs)}
+        assert sorted(r.file_id for r in runs) == sorted(f.id for f in catalog.files("lab"))
+        assert all(r.outcome == "succeeded" for r in runs)
+        workers = {r.worker for r in runs}
+        published = fs.glob(f"{bucket}/results/runs/*/*/*/_SUCCESS")
+        assert len(published) == FILES
+        catalog.close()
+    print(f"\n{FILES} files, runs per service: {[sum(r.worker == w for r in runs) for w in sorted(workers)]}")
+
+
+def _registered_names(outputs: list[str]) -> set[str]:
+    """The worker names the services announced ("watching URL as NAME ...")."""
+    return {line.split(" as ", 1)[1].split(" ", 1)[0] for out in outputs for line in out.splitlines() if " as " in line}
