@@ -44,7 +44,8 @@ def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samp
         }
     )
     with postgres_database() as url:
-        env = {**os.environ, "BIOMARKERFLOW_CATALOG": url, "BIOMARKERFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+        home = str(tmp_path / "home")
+        env = {**os.environ, "BIOMARKERFLOW_CATALOG": url, "BIOMARKERFLOW_HOME": home, "COLUMNS": "200"}
         command = [
             sys.executable, "-m", "biomarkerflow.cli", "watch",
             "--configs", f"{s3_bucket}/studies", "--workers", "1", "--interval", "1",
