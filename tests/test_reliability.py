@@ -87,3 +87,50 @@ def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samp
 def _registered_names(outputs: list[str]) -> set[str]:
     """The worker names the services announced ("watching URL as NAME ...")."""
     return {line.split(" as ", 1)[1].split(" ", 1)[0] for out in outputs for line in out.splitlines() if " as " in line}
+
+
+def test_processing_survives_the_catalog_connections_being_killed(
+    tmp_path: Path, samples: Path, executor: object
+) -> None:
+    """Several times a second, PostgreSQL drops every connection of the catalog's database (as a
+    restarted server or a broken network would); processing reconnects and finishes."""
+    import threading
+
+    import psycopg
+
+    from biomarkerflow.workflows.processing import process
+    from tests.conftest import scanned_study
+    from tests.databases import SERVER
+
+    files = {f"S{i}_a.cwa": samples / "ax3_sample.cwa" for i in range(6)}  # ~1 s each
+    with postgres_database() as url:
+        heights = "subject,height_m\n" + "".join(f"S{i},1.7\n" for i in range(len(files)))
+        catalog, _ = scanned_study(
+            tmp_path, catalog_url=url, study="gait", files=files, steps="- GaitLumbar: {}\n", metadata=heights
+        )
+        database = url.rsplit("/", 1)[1]
+        stop = threading.Event()
+        killed: list[int] = []
+
+        def kill_connections() -> None:
+            with psycopg.connect(SERVER, autocommit=True) as admin:
+                while not stop.wait(0.25):
+                    rows = admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (database,),
+                    ).fetchall()
+                    killed.append(len(rows))
+
+        killer = threading.Thread(target=kill_connections)
+        killer.start()
+        try:
+            info = process(catalog, executor)  # type: ignore[arg-type]
+        finally:
+            stop.set()
+            killer.join()
+        assert sum(killed) > 0, "no connection was ever dropped"
+        assert sorted(state for _, _, state in info.outcomes) == ["SUCCEEDED"] * len(files)
+        assert [f.state for f in catalog.files("gait")] == ["SUCCEEDED"] * len(files)
+        assert len(catalog.runs("gait")) == len(files)
+        catalog.close()

@@ -8,22 +8,28 @@ is underneath. Values handed out are frozen records, never live ORM objects.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import socket
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from biomarkerflow.catalog import schema
 from biomarkerflow.catalog.models import DataFile, FileEvent, FileState, Run, Study, SubjectMetadata, Worker
 from biomarkerflow.errors import CatalogError
+
+T = TypeVar("T")
+C = TypeVar("C")
 
 ACTIVE_STATES = (FileState.CLAIMED.value, FileState.RUNNING.value)
 _CLAIM_LOCK_ID = zlib.crc32(b"biomarkerflow.catalog.claim")
@@ -197,6 +203,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _ConnectionLost(Exception):
+    """The database connection broke during a transaction (which was therefore not committed)."""
+
+
+def _connection_lost(exc: SQLAlchemyError) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError) or bool(getattr(exc, "connection_invalidated", False))
+
+
+# Waits between attempts when the catalog's connection is lost: about a minute in all.
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
+    """Re-run a catalog method whose transaction broke on a lost connection.
+
+    Each public method is one transaction, so one that did not commit can run again; a
+    database that stays away past RECONNECT_DELAYS is a CatalogError like any other.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        for delay in RECONNECT_DELAYS:
+            try:
+                return method(*args, **kwargs)
+            except _ConnectionLost:
+                time.sleep(delay)
+        try:
+            return method(*args, **kwargs)
+        except _ConnectionLost as exc:
+            raise CatalogError(
+                f"lost the connection to the catalog and could not reconnect: {exc}",
+                hint="Check the database server is up and reachable; nothing was lost, run the command again.",
+            ) from exc
+
+    return wrapper
+
+
+def _reconnect_on_lost_connections(cls: type[C]) -> type[C]:
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(member) and name != "close":
+            setattr(cls, name, _reconnecting(member))
+    return cls
+
+
 def sqlalchemy_url(url: str) -> str:
     """postgresql://... means the psycopg (v3) driver, the one biomarkerflow installs."""
     for prefix in ("postgresql://", "postgres://"):
@@ -205,6 +255,7 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+@_reconnect_on_lost_connections
 class Catalog:
     """Open with `Catalog(url)` or `Catalog.for_home(path)`; the schema is created if missing."""
 
@@ -240,10 +291,14 @@ class Catalog:
             yield session
             session.commit()
         except SQLAlchemyError as exc:
-            session.rollback()
+            with contextlib.suppress(SQLAlchemyError):
+                session.rollback()
+            if _connection_lost(exc):
+                raise _ConnectionLost(str(exc)) from exc
             raise CatalogError(f"catalog operation failed: {exc}") from exc
         except BaseException:
-            session.rollback()
+            with contextlib.suppress(SQLAlchemyError):
+                session.rollback()
             raise
         finally:
             session.close()
