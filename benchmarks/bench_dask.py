@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_platform import build, timed  # noqa: E402
+from bench_platform import build, machine, timed  # noqa: E402
 
 from biomarkerflow.catalog.manager import Catalog  # noqa: E402
 
@@ -78,12 +75,7 @@ def main() -> None:
         "median_sum_of_job_seconds": {name: round(statistics.median(v), 2) for name, v in job_seconds.items()},
         "speedup_dask_2_over_1": round(median["dask_1"] / median["dask_2"], 3),
         "dask_2_over_local_2": round(median["dask_2"] / median["local_2"], 3),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")

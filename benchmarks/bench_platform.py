@@ -117,6 +117,16 @@ def build(root: Path, days: float) -> list[dict[str, object]]:
     return jobs
 
 
+def machine() -> dict[str, object]:
+    """The machine the figures come from, written next to them."""
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
 def timed(command: list[str], **kwargs: object) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
@@ -175,12 +185,7 @@ def main() -> None:
         "platform_1_worker_sum_of_job_seconds": round(statistics.median(job_seconds), 2),
         "platform_over_plain_1_worker": round(median["platform_1_worker"] / median["plain"], 3),
         "speedup_2_over_1_workers": round(median["platform_1_worker"] / median["platform_2_workers"], 3),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")

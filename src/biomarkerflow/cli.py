@@ -320,6 +320,7 @@ StudyOption = Annotated[list[str] | None, typer.Option("--study", help="Only thi
 ExecutorOption = Annotated[
     str,
     typer.Option(
+        "--executor",
         envvar="BIOMARKERFLOW_EXECUTOR",
         help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
     ),
@@ -345,7 +346,7 @@ def process(
     study: StudyOption = None,
     workers: WorkersOption = DEFAULT_WORKERS,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run and why.")] = False,
-    executor: ExecutorOption = "local",
+    executor_spec: ExecutorOption = "local",
 ) -> None:
     """Check requirements and run every READY file until none is left (workflow 2).
 
@@ -366,7 +367,7 @@ def process(
             f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait"
         )
         raise typer.Exit(0)
-    raise typer.Exit(do_process(catalog, study, workers, open_runtimes(), executor_spec=executor))
+    raise typer.Exit(do_process(catalog, study, workers, open_runtimes(), executor_spec=executor_spec))
 
 
 @app.command()
@@ -375,14 +376,7 @@ def run(
     configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
     study: StudyOption = None,
     workers: WorkersOption = DEFAULT_WORKERS,
-    executor_spec: Annotated[
-        str,
-        typer.Option(
-            "--executor",
-            envvar="BIOMARKERFLOW_EXECUTOR",
-            help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
-        ),
-    ] = "local",
+    executor_spec: ExecutorOption = "local",
 ) -> None:
     """Scan, then process: the one everyday command.
 
@@ -425,14 +419,7 @@ def watch(
     configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
     interval: Annotated[float, typer.Option(min=1, help="Seconds between rescans when idle.")] = 60.0,
     workers: WorkersOption = DEFAULT_WORKERS,
-    executor_spec: Annotated[
-        str,
-        typer.Option(
-            "--executor",
-            envvar="BIOMARKERFLOW_EXECUTOR",
-            help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
-        ),
-    ] = "local",
+    executor_spec: ExecutorOption = "local",
     once: Annotated[bool, typer.Option("--once", help="One scan and process round, then exit (for cron).")] = False,
 ) -> None:
     """The long-running service: rescan, process, repeat, until stopped.
