@@ -274,7 +274,7 @@ def _result_lineage(folder: str, target: str, catalog: Catalog | None) -> dict[s
         "notes": [],
     }
     if catalog is not None:
-        view = _catalog_view(catalog, out["run"]["id"], out["run"]["study"])
+        view = _catalog_view(catalog, out["run"]["id"])
         out["catalog"] = view
         out["notes"] = _notes(catalog, provenance, view)
     return out
@@ -330,7 +330,7 @@ def _run_entry(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def _catalog_view(catalog: Catalog, run_id: str, study_id: str | None) -> dict[str, Any]:
+def _catalog_view(catalog: Catalog, run_id: str) -> dict[str, Any]:
     run = catalog.get_run(run_id)
     if run is None:
         return {"known": False, "catalog": catalog.url}
