@@ -12,8 +12,10 @@ Listings are never cached between calls, so a rescan always sees the store as it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +28,8 @@ from typing import Any
 import fsspec
 
 from biomarkerflow.errors import StorageError
+
+logger = logging.getLogger(__name__)
 
 SUCCESS_MARKER = "_SUCCESS"
 """Written last into a published run folder; readers trust only folders that have it."""
@@ -93,8 +97,26 @@ def _s3_filesystem() -> fsspec.AbstractFileSystem:
             raise StorageError("s3:// locations need the s3fs package", hint="Install it: pip install s3fs") from exc
         _s3_filesystems.clear()  # the environment changed (or we were forked): old clients are no use
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options())
+        _quiet_abandoned_resets(fs.loop)
         _s3_filesystems[state] = fs
     return fs
+
+
+def _quiet_abandoned_resets(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep aiohttp's leftovers of a reset connection out of the user's terminal.
+
+    When an endpoint resets a connection mid-request, aiohttp leaves behind a task whose
+    ConnectionResetError nobody collects; asyncio then prints its traceback. The request
+    itself has already failed and been retried (or reported), so this is only noise.
+    """
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), ConnectionResetError):
+            logger.debug("storage connection reset: %s", context.get("message"))
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def filesystem(location: str) -> tuple[fsspec.AbstractFileSystem, str]:
