@@ -52,14 +52,16 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeou
     raise RuntimeError(f"moto server did not answer at {url} within {timeout:.0f} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start moto's S3 server on a free loopback port; the URL, with AWS_* set to use it."""
-    log = tmp_path_factory.mktemp("moto") / "server.log"
+@contextlib.contextmanager
+def moto_server(folder: Path) -> Iterator[str]:
+    """moto's S3 server in its own process on a free loopback port; yields its URL.
+
+    Its log (and the request recording, see `recorded_requests`) go to `folder`.
+    """
+    log = folder / "server.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # The recorder (off until a test starts it, see `recorded_requests`) writes here.
-    environment = {**os.environ, "MOTO_RECORDER_FILEPATH": str(log.with_name("recording.jsonl"))}
+    environment = {**os.environ, "MOTO_RECORDER_FILEPATH": str(folder / "recording.jsonl")}
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -69,19 +71,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         _wait_until_up(url, process, log)
-        names = (*SETTINGS, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", *CLEARED)
-        previous = {name: os.environ.get(name) for name in names}
-        for name in CLEARED:
-            os.environ.pop(name, None)
-        os.environ.update(SETTINGS, AWS_ENDPOINT_URL=url, AWS_ENDPOINT_URL_S3=url)
-        try:
-            yield url
-        finally:
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        yield url
     finally:
         process.terminate()
         try:
@@ -89,6 +79,31 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def aws_environment(endpoint: str) -> Iterator[None]:
+    """Point the usual AWS_* variables at `endpoint` (test credentials) inside the block."""
+    names = (*SETTINGS, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", *CLEARED)
+    previous = {name: os.environ.get(name) for name in names}
+    for name in CLEARED:
+        os.environ.pop(name, None)
+    os.environ.update(SETTINGS, AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_S3=endpoint)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start moto's S3 server on a free loopback port; the URL, with AWS_* set to use it."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as url, aws_environment(url):
+        yield url
 
 
 def _moto_api(endpoint: str, action: str) -> str:

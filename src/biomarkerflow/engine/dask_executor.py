@@ -10,6 +10,7 @@ MEMORY=<bytes>` never take more jobs than fit. The processing loop sees the same
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -57,24 +58,51 @@ def _runtime_worker(runtime: RuntimeRef) -> Any:
         return process
 
 
+_jobs_lock = threading.Lock()
 _running: dict[str, Any] = {}  # run id -> the runtime process running it, on this Dask worker
+# Runs stopped before they reached a runtime process (still waiting for it to start):
+# they must not start afterwards. Bounded: every worker hears of every stopped run.
+_stopped: collections.OrderedDict[str, None] = collections.OrderedDict()
+_STOPPED_KEPT = 10_000
+
+
+class JobStopped(Exception):
+    """The platform stopped this run (e.g. over its time limit) before it started."""
 
 
 def run_job(job: JobSpec, runtime: RuntimeRef) -> JobOutcome:
     process = _runtime_worker(runtime)
-    _running[job.run_id] = process
+    with _jobs_lock:
+        if job.run_id in _stopped:
+            del _stopped[job.run_id]
+            raise JobStopped(f"run {job.run_id} was stopped before it started")
+        _running[job.run_id] = process
     try:
         outcome: JobOutcome = process.request(protocol.EXECUTE, job).result()
     finally:
-        _running.pop(job.run_id, None)
+        with _jobs_lock:
+            _running.pop(job.run_id, None)
     return outcome
 
 
 def kill_job(run_id: str) -> bool:
-    process = _running.pop(run_id, None)
+    """Stop `run_id` on this Dask worker: kill its runtime process, or keep it from starting."""
+    with _jobs_lock:
+        process = _running.pop(run_id, None)
+        if process is None:
+            _stopped[run_id] = None
+            while len(_stopped) > _STOPPED_KEPT:
+                _stopped.popitem(last=False)
     if process is not None:
         process.kill()
     return process is not None
+
+
+def start_runtime_workers(runtimes: list[RuntimeRef]) -> int:
+    """Start this Dask worker's runtime processes now, so its first jobs do not wait for them."""
+    for runtime in runtimes:
+        _runtime_worker(runtime)
+    return len(runtimes)
 
 
 def run_call(runtime: RuntimeRef, function: str, args: tuple[Any, ...]) -> Any:
@@ -155,7 +183,13 @@ class DaskExecutor:
         return {MEMORY: float(min(memory_needed(job.input_size), largest))}
 
     def prestart(self, runtimes: Any = ()) -> None:
-        """Dask workers start their runtime processes with their first job."""
+        """Every Dask worker starts its runtime processes now, in the background.
+
+        Workers that join later start them with their first job.
+        """
+        if runtimes:
+            with contextlib.suppress(Exception):
+                self._client.run(start_runtime_workers, list(runtimes), wait=False)
 
     def submit(self, job: JobSpec, runtime: RuntimeRef) -> Future[JobOutcome]:
         dask_future = self._client.submit(
@@ -187,8 +221,13 @@ class DaskExecutor:
         return sorted(pid for pids in self._client.run(runtime_worker_pids).values() for pid in pids)
 
     def cancel(self, run_id: str) -> None:
+        """Stop a job wherever it is: running (its runtime process is killed), starting or queued."""
         with contextlib.suppress(Exception):
             self._client.run(kill_job, run_id)
+        future = self._futures.get(run_id)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                self._client.cancel([future], force=True)
 
     def recover(self) -> None:
         """Dask replaces dead workers itself; dead runtime processes restart with the next job."""
