@@ -59,7 +59,10 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
     Base.metadata.create_all(engine, tables=[Base.metadata.tables[name] for name in issue_2_tables])
     engine.dispose()
     with sqlite3.connect(database) as raw:
-        raw.execute("ALTER TABLE runs DROP COLUMN lock_hash")
+        # The runs table as issue 2 made it: without the columns later migrations add.
+        later = ("lock_hash", "workflow", "cost", "currency", "price_table", "capacity", "billed_seconds")
+        for column in (*later, "vcpus", "memory_gb"):
+            raw.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         raw.execute(
             "INSERT INTO studies VALUES ('old', 's.yaml', 'abc', '{}', '/out', '/data', 0, "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a co
     from biomarkerflow.engine.executor import Executor
     from biomarkerflow.runtimes.entrypoint import JobOutcome
     from biomarkerflow.runtimes.environment import Runtimes
+    from biomarkerflow.settings import Settings
 
 app = typer.Typer(
     help="Turn raw wearable-sensor files into digital biomarkers, study by study.\n\n"
@@ -125,6 +126,13 @@ def open_runtimes() -> Runtimes:
     from biomarkerflow.runtimes.environment import Runtimes
 
     return Runtimes.for_home(state.home, progress=lambda message: errors.print(message, highlight=False))
+
+
+def open_settings() -> Settings:
+    """The home's settings.yaml (written with its defaults the first time)."""
+    from biomarkerflow.settings import load_settings
+
+    return load_settings(state.home)
 
 
 def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
@@ -303,6 +311,7 @@ def do_process(
                 progress=_RichProgress(bar),
                 on_gates=_print_gates,
                 runtimes=runtimes,
+                prices=open_settings().prices,
             )
     finally:
         if not keep_executor:
@@ -451,6 +460,7 @@ def watch(
     signal.signal(signal.SIGINT, on_signal)
     catalog = open_catalog()
     runtimes = open_runtimes()
+    settings = open_settings()
     executor = make_executor(executor_spec, workers)
     me = worker_name()
     catalog.register_worker(me, kind="watch", executor=executor_spec, capacity=executor.capacity)
@@ -469,6 +479,7 @@ def watch(
                 stop=stop,
                 progress=_LineProgress(),
                 on_gates=_print_gates,
+                prices=settings.prices,
             )
             catalog.beat(me, 0)
             if once:
@@ -481,6 +492,413 @@ def watch(
         executor.close()
         catalog.unregister_worker(me)
     console.print("stopped cleanly", highlight=False)
+
+
+# ---- costs ----------------------------------------------------------------------------------------
+
+
+def _money(amount: float | None, currency: str) -> str:
+    if amount is None:
+        return "-"
+    return f"{amount:,.4f} {currency}" if amount < 100 else f"{amount:,.2f} {currency}"
+
+
+@app.command()
+@handled
+def costs(
+    study: StudyOption = None,
+    by: Annotated[str, typer.Option(help="Group by study, workflow, subject or month.")] = "study",
+    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """What processing actually cost: totals, per subject-day of recording and per GB of input.
+
+    Every attempt counts in the cost (failed ones were paid for too); subject-days and GB
+    count only runs that produced results. Prices: the table in force in the home's
+    settings.yaml when each run finished.
+
+    Example: biomarkerflow costs --by month --format csv > costs.csv
+    """
+    import csv
+
+    from biomarkerflow.cost.reports import GROUPINGS, Grouping, group_costs
+
+    if by not in GROUPINGS:
+        raise typer.BadParameter(f"'{by}' is not one of: {', '.join(GROUPINGS)}", param_hint="--by")
+    if output_format not in ("table", "csv", "json"):
+        raise typer.BadParameter(f"'{output_format}' is not one of: table, csv, json", param_hint="--format")
+    catalog = open_catalog()
+    require_studies(catalog, study)
+    groups, total = group_costs(catalog.cost_rows(study), cast(Grouping, by))
+    records = [g.as_dict(by) for g in groups]
+    if output_format == "json":
+        print(json.dumps({"by": by, "groups": records, "total": total.as_dict(by)}, indent=2))
+        return
+    if output_format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(total.as_dict(by)))
+        writer.writeheader()
+        writer.writerows([*records, total.as_dict(by)])
+        return
+    if not groups:
+        console.print("no finished runs yet: nothing has cost anything")
+        return
+    table = Table(title=f"costs by {by}")
+    for column in (by, "runs", "failed", "subjects", "subject-days", "input GB", "cost", "per subject-day", "per GB"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for group in [*groups, total]:
+        table.add_row(
+            group.key,
+            str(group.runs),
+            str(group.failed_runs),
+            str(len(group.subjects)),
+            f"{group.subject_days:,.2f}",
+            f"{group.input_gb:,.3f}",
+            _money(group.cost, group.currency),
+            _money(group.per_subject_day, group.currency),
+            _money(group.per_gb, group.currency),
+            end_section=group is groups[-1],
+        )
+    console.print(table)
+    unpriced = total.unpriced_runs
+    if unpriced:
+        console.print(f"{unpriced} run(s) finished before costs were recorded and count as 0.", highlight=False)
+
+
+# ---- estimates and cost models ------------------------------------------------------------------
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_amount(text: str, units: dict[str, int], option: str, example: str) -> float:
+    """`2GB` -> 2e9, `7d` -> 604800: a number and an optional unit."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in units:
+        raise typer.BadParameter(f"'{text}' is not an amount like {example}", param_hint=option)
+    return float(match.group(1)) * units[unit]
+
+
+def _print_estimates(estimates: list[Any], heading: str) -> None:
+    from biomarkerflow.cost.estimate import total
+
+    refused = [e for e in estimates if e.prediction is None]
+    for reason in sorted({e.refusal for e in refused if e.refusal}):
+        console.print(f"[yellow]no estimate:[/] {reason}", highlight=False)
+    known = [e for e in estimates if e.prediction is not None]
+    if not known:
+        return
+    table = Table(title=heading)
+    for column in ("run", "input", "cost (80% interval)", "duration", "peak memory", ""):
+        table.add_column(column, justify="left" if column in ("run", "") else "right")
+    for e in known:
+        v = e.prediction.values
+        table.add_row(
+            e.file or e.workflow,
+            _human_bytes(e.inputs.input_bytes),
+            f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
+            f"{_duration(v['wall_seconds'][1])} ({_duration(v['wall_seconds'][0])}-{_duration(v['wall_seconds'][2])})",
+            f"{_human_bytes(int(v['peak_rss_bytes'][1]))} (up to {_human_bytes(int(v['peak_rss_bytes'][2]))})",
+            "extrapolating" if e.prediction.extrapolating else "",
+        )
+    console.print(table)
+    if len(estimates) > 1:
+        t = total(estimates)
+        cost, wall = t.values["cost"], t.values["wall_seconds"]
+        console.print(
+            f"total for {t.estimated} of {t.runs} file(s): ${cost[1]:.2f} "
+            f"(80% interval ${cost[0]:.2f}-${cost[2]:.2f}), "
+            f"{_duration(wall[1])} of compute ({_duration(wall[0])}-{_duration(wall[2])}), "
+            f"peak memory of one job up to {_human_bytes(int(t.values['peak_rss_bytes'][2]))}",
+            highlight=False,
+        )
+    if any(e.prediction.extrapolating for e in known):
+        console.print(
+            "extrapolating: input sizes or devices outside the runs the model learned from; trust these less",
+            highlight=False,
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _estimates_json(estimates: list[Any]) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    return [
+        {
+            "file": e.file,
+            "workflow": e.workflow,
+            "inputs": asdict(e.inputs),
+            "model_version": e.model_version,
+            "refusal": e.refusal,
+            "extrapolating": e.prediction.extrapolating if e.prediction else None,
+            "estimate": None
+            if e.prediction is None
+            else {q: dict(zip(("low", "point", "high"), v, strict=True)) for q, v in e.prediction.values.items()},
+        }
+        for e in estimates
+    ]
+
+
+@app.command()
+@handled
+def estimate(
+    study: Annotated[str | None, typer.Option(help="Every file of this study not processed yet.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="One run of this workflow (see `models list`).")] = None,
+    input_size: Annotated[str | None, typer.Option(help="Input file size, e.g. 2GB or 350MB.")] = None,
+    output_size: Annotated[str | None, typer.Option(help="Expected output size, e.g. 50MB.")] = None,
+    duration: Annotated[str | None, typer.Option(help="Recording duration, e.g. 7d or 36h.")] = None,
+    sample_rate: Annotated[float | None, typer.Option(help="Sample rate in Hz, e.g. 50.")] = None,
+    device: Annotated[str | None, typer.Option(help="File type, e.g. bin or cwa.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Predicted cost, duration and peak memory before processing, with 80% intervals.
+
+    Examples:
+      biomarkerflow estimate --study trial-a
+      biomarkerflow estimate --workflow skdh-0.17.18-5c1e0a9b --input-size 2GB --duration 7d
+    """
+    from biomarkerflow.cost import estimate as estimating
+    from biomarkerflow.cost.model import RunInputs
+
+    if (study is None) == (workflow is None):
+        raise typer.BadParameter("give either --study or --workflow", param_hint="--study/--workflow")
+    catalog = open_catalog()
+    table = open_settings().prices.table()
+    if study is not None:
+        require_studies(catalog, [study])
+        name, inputs, file_ids, files = catalog_study_inputs(catalog, study)
+        results = estimating.estimate(catalog, name, inputs, table, file_ids=file_ids, files=files)
+        heading = f"{study}: {len(inputs)} file(s) not processed yet, workflow {name}"
+    else:
+        if input_size is None:
+            raise typer.BadParameter("--workflow needs --input-size, e.g. 2GB", param_hint="--input-size")
+        single = RunInputs(
+            input_bytes=int(parse_amount(input_size, _SIZE_UNITS, "--input-size", "2GB")),
+            output_bytes=int(parse_amount(output_size, _SIZE_UNITS, "--output-size", "50MB")) if output_size else None,
+            recording_seconds=parse_amount(duration, _TIME_UNITS, "--duration", "7d") if duration else None,
+            sample_rate_hz=sample_rate,
+            device=device.lower().lstrip(".") if device else None,
+        )
+        assert workflow is not None
+        results = estimating.estimate(catalog, workflow, [single], table)
+        heading = f"one run of {workflow}"
+    if as_json:
+        print(json.dumps({"estimates": _estimates_json(results)}, indent=2))
+    else:
+        _print_estimates(results, heading)
+    if results and all(e.prediction is None for e in results):
+        raise typer.Exit(1)
+
+
+def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
+    """A study's workflow id and the inputs of its files not processed yet."""
+    from pathlib import PurePosixPath
+
+    from biomarkerflow.config.schema import StudyConfig
+    from biomarkerflow.cost.identity import workflow_id
+    from biomarkerflow.cost.model import RunInputs
+    from biomarkerflow.plugins.skdh.checks import installed_version, pinned_version
+
+    record = catalog.get_study(study_id)
+    assert record is not None
+    config = StudyConfig.model_validate(record.config)
+    pinned = pinned_version(config.pipeline.package)
+    name = workflow_id(config, str(pinned) if pinned else installed_version())
+    files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
+    inputs = [
+        RunInputs(input_bytes=f.size, device=PurePosixPath(f.relative_path).suffix.lower().lstrip(".") or None)
+        for f in files
+    ]
+    return name, inputs, [f.id for f in files], [f.relative_path for f in files]
+
+
+models_app = typer.Typer(
+    help="Cost models: train, list, show, report on past estimates, import history.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("train")
+@handled
+def models_train(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow (default: every one with history).")] = None,
+) -> None:
+    """Train a challenger per workflow; promote it only if it beats the champion on the newest runs.
+
+    Example: biomarkerflow models train --workflow skdh-0.17.18-5c1e0a9b
+    """
+    from biomarkerflow.cost.registry import train_all
+
+    catalog = open_catalog()
+    settings = open_settings()
+    results = train_all(
+        catalog, state.home, settings.prices.table(), settings.notifications.webhook_url, workflow=workflow
+    )
+    if not results:
+        console.print("no run history yet: process some files or `models import-history` first")
+    for result in results:
+        colour = {"promoted": "green", "kept": "yellow", "refused": "red"}[result.decision]
+        console.print(f"[{colour}]{result.decision}[/] {result.message}", highlight=False)
+        if result.notification_problem:
+            errors.print(f"[yellow]warning:[/] {result.notification_problem}", highlight=False)
+
+
+def _model_line(model: Any) -> str:
+    challenger = model.metrics.get("challenger", {})
+    cost = challenger.get("model", {}).get("cost", {})
+    error = cost.get("median_relative_error")
+    coverage = cost.get("coverage")
+    figures = f"median cost error {error:.1%}, 80% coverage {coverage:.0%}" if error is not None else ""
+    return (
+        f"{model.workflow} v{model.version} [{model.status}] trained {model.created_at:%Y-%m-%d %H:%M} "
+        f"on {model.train_runs} runs ({model.trained_from:%Y-%m-%d} to {model.trained_to:%Y-%m-%d}), "
+        f"tested on {model.test_runs}: {figures}"
+    )
+
+
+@models_app.command("list")
+@handled
+def models_list(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every trained model version with its training window, held-out metrics and status."""
+    catalog = open_catalog()
+    models = catalog.cost_models(workflow)
+    if as_json:
+        print(json.dumps([_model_dict(m) for m in models], indent=2, default=str))
+        return
+    if not models:
+        console.print("no models yet: `biomarkerflow models train`")
+    for model in models:
+        console.print(_model_line(model), highlight=False)
+
+
+def _model_dict(model: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(model)
+
+
+@models_app.command("show")
+@handled
+def models_show(
+    workflow: Annotated[str, typer.Argument(help="The workflow id, e.g. skdh-0.17.18-5c1e0a9b.")],
+    version: Annotated[int | None, typer.Option(help="This version (default: the champion, else the newest).")] = None,
+) -> None:
+    """One model version in full: window, metrics against both baselines, and why it was (not) promoted."""
+    catalog = open_catalog()
+    models = catalog.cost_models(workflow)
+    if not models:
+        raise typer.BadParameter(f"no models of workflow '{workflow}'; see `biomarkerflow models list`")
+    if version is not None:
+        chosen = [m for m in models if m.version == version]
+        if not chosen:
+            raise typer.BadParameter(f"workflow '{workflow}' has no version {version}", param_hint="--version")
+        model = chosen[0]
+    else:
+        model = next((m for m in models if m.status == "champion"), models[-1])
+    console.print(_model_line(model), highlight=False)
+    console.print(f"decision: {model.note}", highlight=False)
+    table = Table(title="held-out runs")
+    for column in ("", "quantity", "median rel. error", "P90 rel. error", "80% coverage"):
+        table.add_column(column)
+    challenger = model.metrics.get("challenger", {})
+    rows = [("model", challenger.get("model", {})), ("median baseline", challenger.get("median_baseline", {}))]
+    rows += [("size-line baseline", challenger.get("size_line_baseline", {}))]
+    if model.metrics.get("champion"):
+        rows.append(("champion then", model.metrics["champion"]))
+    for label, metrics in rows:
+        for quantity, values in metrics.items():
+            coverage = f"{values['coverage']:.0%}" if label in ("model", "champion then") else "-"
+            table.add_row(
+                label,
+                quantity,
+                f"{values['median_relative_error']:.1%}",
+                f"{values['p90_relative_error']:.1%}",
+                coverage,
+            )
+    console.print(table)
+    console.print(f"file: {model.path}", highlight=False)
+
+
+@models_app.command("report")
+@handled
+def models_report(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """How good past estimates were, once their runs finished: errors and interval coverage."""
+    from biomarkerflow.cost.reports import estimate_accuracy
+
+    catalog = open_catalog()
+    accuracy = estimate_accuracy(catalog.estimates(workflow, with_actual=True))
+    if as_json:
+        print(json.dumps(accuracy, indent=2))
+        return
+    if not accuracy:
+        console.print("no estimate has met its run yet: `estimate --study`, then `process`")
+        return
+    table = Table(title="past estimates against what the runs used")
+    for column in ("workflow", "pairs", "quantity", "median rel. error", "P90 rel. error", "80% coverage"):
+        table.add_column(column)
+    for name, figures in accuracy.items():
+        for quantity, values in figures["quantities"].items():
+            table.add_row(
+                name,
+                str(figures["pairs"]),
+                quantity,
+                f"{values['median_relative_error']:.1%}",
+                f"{values['p90_relative_error']:.1%}",
+                f"{values['coverage']:.0%}",
+            )
+    console.print(table)
+
+
+@models_app.command("import-history")
+@handled
+def models_import_history(
+    csv_file: Annotated[Path, typer.Argument(help="CSV of past runs, one per line.", exists=True, dir_okay=False)],
+) -> None:
+    """Load past runs from other platforms as history for the cost models.
+
+    Columns: workflow, started_at, input_bytes, output_bytes, wall_seconds, cpu_seconds,
+    peak_rss_bytes; optional: cost, machine, duration_seconds_of_data. Bad rows are
+    listed by line number and skipped; the good ones are imported.
+
+    Example: biomarkerflow models import-history old-platform-runs.csv
+    """
+    from biomarkerflow.cost.history import HistoryFormatError, parse_history_csv
+
+    try:
+        parsed = parse_history_csv(csv_file.read_text(encoding="utf-8-sig"))
+    except HistoryFormatError as exc:
+        errors.print(f"[bold red]error:[/] {csv_file}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError as exc:
+        errors.print(f"[bold red]error:[/] {csv_file}: not UTF-8 text (byte {exc.start})", highlight=False)
+        raise typer.Exit(2) from None
+    for problem in parsed.problems:
+        errors.print(f"[yellow]skipped[/] {csv_file}:{problem.line}: {problem.message}", highlight=False)
+    catalog = open_catalog()
+    imported = catalog.add_imported_runs([(f"{csv_file.name}:{line}", row) for line, row in parsed.rows])
+    workflows = sorted({row.workflow for _, row in parsed.rows})
+    console.print(
+        f"imported {imported} run(s) of {len(workflows)} workflow(s); skipped {len(parsed.problems)} bad row(s)",
+        highlight=False,
+    )
+    if parsed.problems:
+        raise typer.Exit(1)
 
 
 # ---- status / query ----------------------------------------------------------------------------

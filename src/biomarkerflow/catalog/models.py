@@ -107,6 +107,74 @@ class Run(Base):
     recording_seconds: Mapped[float | None] = mapped_column(Float)
     sample_rate_hz: Mapped[float | None] = mapped_column(Float)
     result_location: Mapped[str | None] = mapped_column(Text)
+    # The pipeline identity cost models learn per (workflow type + steps + pinned version).
+    workflow: Mapped[str | None] = mapped_column(String(200))
+    # What the run cost, under which price table and capacity type, from which billed figures.
+    cost: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(8))
+    price_table: Mapped[str | None] = mapped_column(String(100))
+    capacity: Mapped[str | None] = mapped_column(String(16))
+    billed_seconds: Mapped[float | None] = mapped_column(Float)
+    vcpus: Mapped[float | None] = mapped_column(Float)
+    memory_gb: Mapped[float | None] = mapped_column(Float)
+
+
+class ImportedRun(Base):
+    """A past run from elsewhere (`models import-history`): history for the cost models."""
+
+    __tablename__ = "imported_runs"
+    __table_args__ = (Index("ix_imported_runs_workflow", "workflow", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    output_bytes: Mapped[int] = mapped_column(BigInteger)
+    wall_seconds: Mapped[float] = mapped_column(Float)
+    cpu_seconds: Mapped[float] = mapped_column(Float)
+    peak_rss_bytes: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[float | None] = mapped_column(Float)
+    machine: Mapped[str | None] = mapped_column(String(200))
+    recording_seconds: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)  # file:line it came from
+    imported_at: Mapped[datetime]
+
+
+class CostModel(Base):
+    """One trained cost model of a workflow: its file, training window, held-out metrics, status."""
+
+    __tablename__ = "cost_models"
+    __table_args__ = (UniqueConstraint("workflow", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # champion | rejected | retired
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    trained_from: Mapped[datetime]
+    trained_to: Mapped[datetime]
+    train_runs: Mapped[int] = mapped_column(Integer)
+    test_runs: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class CostEstimate(Base):
+    """An estimate as given, and once its run finished, what really happened."""
+
+    __tablename__ = "cost_estimates"
+    __table_args__ = (Index("ix_cost_estimates_run", "run_id"), Index("ix_cost_estimates_file", "file_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    workflow: Mapped[str] = mapped_column(String(200))
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    file_id: Mapped[int | None] = mapped_column(Integer)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    predicted: Mapped[dict[str, Any]] = mapped_column(JSON)  # {quantity: [low, point, high]}
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    actual: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class FileEvent(Base):

@@ -35,6 +35,7 @@ __all__ = [
     "ParsedConfig",
     "is_url",
     "load_study_config",
+    "load_yaml_model",
     "parent_path",
     "parse_study_config",
     "sorted_problems",
@@ -44,6 +45,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _LAST_PART = re.compile(r"(\.[^.\[\]]*|\[\d+\])$")
 
 Position = tuple[int, int]
+ModelT = typing.TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
 def is_url(location: str | Path) -> bool:
@@ -218,6 +220,25 @@ def parse_study_config(source: str | Path, text: str | bytes | None = None) -> P
         locations=locations,
         value_locations=values,
     )
+
+
+def load_yaml_model(source: str | Path, model: type[ModelT]) -> ModelT:
+    """Any YAML file of ours (settings, not only study configs) checked against `model`.
+
+    Problems are found and located as for study configs (file, line, column, field,
+    every problem at once) and raised together as one `ConfigError`.
+    """
+    name = _normalise_source(source)
+    decoded = _decode(name, _read_bytes(name)).removeprefix("\ufeff")
+    if not decoded.strip():
+        return model.model_validate({})  # an empty file: every default
+    root, data, problems = _parse(name, decoded)
+    if root is not None and not problems:
+        try:
+            return model.model_validate(data if data is not None else {})
+        except pydantic.ValidationError as exc:
+            problems.extend(_translate(name, root, exc.errors(), model))
+    raise ConfigError(sorted_problems(problems))
 
 
 def _locate(locations: dict[str, Position], path: str) -> Position | None:
@@ -462,7 +483,9 @@ _EXPECTED = {
 }
 
 
-def _translate(source: str, root: Node, errors: list[Any]) -> list[ConfigProblem]:
+def _translate(
+    source: str, root: Node, errors: list[Any], model: type[pydantic.BaseModel] = StudyConfig
+) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     unions: dict[str, list[tuple[Any, _Spot]]] = {}
     for error in errors:
@@ -475,7 +498,7 @@ def _translate(source: str, root: Node, errors: list[Any]) -> list[ConfigProblem
             # 'dict[str,...]'): one YAML value failed several alternatives.
             unions.setdefault(spot.branch, []).append((error, spot))
         else:
-            problems.append(_located(source, error, spot, _message(error, spot)))
+            problems.append(_located(source, error, spot, _message(error, spot, model)))
     for group in unions.values():
         deepest = max(spot.depth for _, spot in group)
         chosen = [(e, s) for e, s in group if s.depth == deepest]
@@ -487,7 +510,7 @@ def _translate(source: str, root: Node, errors: list[Any]) -> list[ConfigProblem
         else:
             seen: set[str] = set()
             for error, spot in chosen:
-                message = _message(error, spot)
+                message = _message(error, spot, model)
                 if message not in seen:
                     seen.add(message)
                     problems.append(_located(source, error, spot, message))
@@ -511,13 +534,13 @@ def _missing(source: str, error: Any, spot: _Spot) -> ConfigProblem:
     return ConfigProblem(source, *_pos(anchor), _join(parent, name), f"missing required field '{name}'")
 
 
-def _message(error: Any, spot: _Spot) -> str:
+def _message(error: Any, spot: _Spot, model: type[pydantic.BaseModel] = StudyConfig) -> str:
     kind = error["type"]
     value = error.get("input")
     ctx = error.get("ctx") or {}
     shown = _show(value)
     if kind == "extra_forbidden":
-        return _unknown_field(error["loc"])
+        return _unknown_field(error["loc"], model)
     if kind == "invalid_key":
         return f"names here must be text, got {shown}; put it in quotes"
     if kind in _EXPECTED:
@@ -559,10 +582,10 @@ def _message(error: Any, spot: _Spot) -> str:
     return message
 
 
-def _unknown_field(loc: Sequence[str | int]) -> str:
+def _unknown_field(loc: Sequence[str | int], model: type[pydantic.BaseModel] = StudyConfig) -> str:
     name = str(loc[-1])
     parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
-    allowed = _fields_at(loc[:-1])
+    allowed = _fields_at(loc[:-1], model)
     message = f"unknown field '{name}'"
     if not allowed:
         return message
@@ -573,9 +596,9 @@ def _unknown_field(loc: Sequence[str | int]) -> str:
     return f"{message}; {where} accepts: {', '.join(allowed)}"
 
 
-def _fields_at(loc: Sequence[str | int]) -> list[str]:
-    """Field names of the model found at a loc, walking StudyConfig's annotations."""
-    annotation: Any = StudyConfig
+def _fields_at(loc: Sequence[str | int], model: type[pydantic.BaseModel] = StudyConfig) -> list[str]:
+    """Field names of the model found at a loc, walking the root model's annotations."""
+    annotation: Any = model
     for element in loc:
         if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
             info = annotation.model_fields.get(str(element))

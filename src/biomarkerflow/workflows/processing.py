@@ -26,6 +26,8 @@ import pandas as pd
 from biomarkerflow.catalog.manager import Catalog, FileRecord, RunMetrics, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.cost.identity import workflow_id
+from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
 from biomarkerflow.engine.executor import Executor
 from biomarkerflow.errors import BiomarkerflowError, StorageError
@@ -34,6 +36,7 @@ from biomarkerflow.plugins.skdh.checks import PACKAGE
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, default_cache_root
+from biomarkerflow.settings import PricesSettings
 from biomarkerflow.storage import store
 from biomarkerflow.workflows import discovery, requirements
 
@@ -276,7 +279,17 @@ def _job_for(
     )
 
 
-def _metrics(outcome: JobOutcome, result_location: str) -> RunMetrics:
+def _charge(outcome: JobOutcome, prices: PricesSettings, cores: int) -> Charge:
+    usage = Usage(
+        wall_seconds=outcome.wall_seconds or 0.0,
+        cpu_seconds=outcome.cpu_seconds,
+        peak_rss_bytes=outcome.peak_rss_bytes,
+        cores=cores,
+    )
+    return charge(usage, prices.table(), table_name=prices.in_force, capacity=prices.capacity)
+
+
+def _metrics(outcome: JobOutcome, result_location: str, run_charge: Charge | None = None) -> RunMetrics:
     return RunMetrics(
         outcome="succeeded" if outcome.succeeded else "failed",
         error=outcome.error,
@@ -291,6 +304,7 @@ def _metrics(outcome: JobOutcome, result_location: str) -> RunMetrics:
         result_location=result_location if outcome.succeeded else None,
         package_version=outcome.package_version,
         host=outcome.host,
+        charge=run_charge,
     )
 
 
@@ -392,16 +406,19 @@ def process(
     runtimes: Runtimes | None = None,
     worker: str | None = None,
     stop: threading.Event | None = None,
+    prices: PricesSettings | None = None,
 ) -> ProcessInfo:
     """Run every READY file of the selected studies, each in its study's runtime; returns what happened.
 
     `worker` names the lease owner when a long-running caller (`watch`) registered itself;
     otherwise this call registers (and finally unregisters) a worker of its own. When `stop`
     is set, no new file is claimed and the call returns once the running jobs finished.
+    Every run is charged under `prices` (default: the built-in AWS Fargate table, on-demand).
     """
     progress = progress or SilentProgress()
     stop = stop or threading.Event()
     runtimes = runtimes or Runtimes(default_cache_root(DEFAULT_HOME))
+    prices = prices or PricesSettings()
     info = ProcessInfo()
     catalog.expire_leases()
     studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]
@@ -451,6 +468,7 @@ def process(
                         config_sha256=study.config_sha256,
                         package_version=runtime.version_of(PACKAGE),
                         lock_hash=runtime.lock_hash,
+                        workflow=workflow_id(configs[study.id], runtime.version_of(PACKAGE)),
                     ):
                         continue
                     progress.started(file)
@@ -490,7 +508,7 @@ def process(
                 )
                 state = catalog.finish_run(
                     job.run_id,
-                    _metrics(outcome, job.result_location),
+                    _metrics(outcome, job.result_location, _charge(outcome, prices, executor.cores_per_job)),
                     max_attempts=configs[file.study_id].max_attempts,
                     retry_at=when,
                 )

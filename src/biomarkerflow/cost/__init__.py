@@ -1,0 +1,1 @@
+"""Metering, price tables, cost prediction models and their registry."""

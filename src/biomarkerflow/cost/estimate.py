@@ -1,0 +1,103 @@
+"""Estimates before processing: per run, and the total of a study's files still to run.
+
+An estimate comes from the workflow's champion model. Without one it says why instead
+of guessing: fewer than 5 past runs, or no model trained (or none beat the baselines).
+Inputs outside what the model was trained on are flagged as extrapolation. Every
+estimate given is logged in the catalog with its inputs, so that `models report` can
+later compare it with what the run really used.
+
+The total's interval adds up the runs' interval ends: errors of one model on one
+study's files tend to go the same way, so the total is at least as uncertain as that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.cost import registry
+from biomarkerflow.cost.model import MIN_RUNS, REPORTED, Prediction, RunInputs
+from biomarkerflow.cost.prices import PriceTable
+
+
+@dataclass(frozen=True)
+class Estimate:
+    workflow: str
+    inputs: RunInputs
+    prediction: Prediction | None
+    refusal: str | None = None
+    model_version: int | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class Total:
+    runs: int
+    estimated: int
+    values: dict[str, tuple[float, float, float]]
+    extrapolating: int
+
+
+def _refusal(catalog: Catalog, workflow: str) -> str:
+    runs = len(catalog.observations(workflow))
+    if runs < MIN_RUNS:
+        return f"only {runs} past run(s) of workflow {workflow}; estimates need at least {MIN_RUNS}"
+    tried = catalog.cost_models(workflow)
+    if tried:
+        return f"no model of workflow {workflow} beat the baselines yet (see `biomarkerflow models show {workflow}`)"
+    return f"no model of workflow {workflow} yet: run `biomarkerflow models train --workflow {workflow}`"
+
+
+def estimate(
+    catalog: Catalog,
+    workflow: str,
+    inputs: Sequence[RunInputs],
+    table: PriceTable,
+    *,
+    file_ids: Sequence[int | None] | None = None,
+    files: Sequence[str | None] | None = None,
+) -> list[Estimate]:
+    """Estimates for runs of `workflow` with these inputs; each one logged in the catalog."""
+    found = registry.champion(catalog, workflow)
+    names = list(files) if files is not None else [None] * len(inputs)
+    if found is None:
+        reason = _refusal(catalog, workflow)
+        return [Estimate(workflow, item, None, reason, file=name) for item, name in zip(inputs, names, strict=True)]
+    record, model = found
+    predictions = model.predict(inputs, table)
+    ids = list(file_ids) if file_ids is not None else [None] * len(inputs)
+    catalog.log_estimates(
+        [
+            {
+                "workflow": workflow,
+                "model_id": record.id,
+                "file_id": file_id,
+                "inputs": asdict(item),
+                "predicted": {q: list(p.values[q]) + [p.extrapolating] for q in REPORTED},
+            }
+            for item, p, file_id in zip(inputs, predictions, ids, strict=True)
+        ]
+    )
+    return [
+        Estimate(workflow, item, p, model_version=record.version, file=name)
+        for item, p, name in zip(inputs, predictions, names, strict=True)
+    ]
+
+
+def total(estimates: Sequence[Estimate]) -> Total:
+    """Sum of the estimated runs (low, point, high) per quantity; peak memory is the largest."""
+    known = [e.prediction for e in estimates if e.prediction is not None]
+    values: dict[str, tuple[float, float, float]] = {}
+    for quantity in REPORTED:
+        parts = [p.values[quantity] for p in known]
+        if quantity == "peak_rss_bytes":
+            values[quantity] = tuple(max((v[i] for v in parts), default=0.0) for i in range(3))  # type: ignore[assignment]
+        else:
+            values[quantity] = tuple(sum(v[i] for v in parts) for i in range(3))  # type: ignore[assignment]
+    return Total(
+        runs=len(estimates),
+        estimated=len(known),
+        values=values,
+        extrapolating=sum(p.extrapolating for p in known),
+    )

@@ -1,0 +1,144 @@
+"""Run history for the cost models: our own finished runs, and past runs imported from CSV.
+
+`parse_history_csv` is pure: it returns the good rows and, for every bad row, its line
+number and what is wrong with it. Nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+REQUIRED_COLUMNS = (
+    "workflow",
+    "started_at",
+    "input_bytes",
+    "output_bytes",
+    "wall_seconds",
+    "cpu_seconds",
+    "peak_rss_bytes",
+)
+OPTIONAL_COLUMNS = ("cost", "machine", "duration_seconds_of_data")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One finished run as the cost models see it: its inputs, and what it used."""
+
+    workflow: str
+    started_at: datetime  # naive UTC
+    input_bytes: int
+    output_bytes: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    recording_seconds: float | None = None
+    sample_rate_hz: float | None = None
+    device: str | None = None
+    cost: float | None = None
+    machine: str | None = None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ParsedHistory:
+    rows: list[tuple[int, Observation]]  # (line, observation)
+    problems: list[RowProblem]
+
+
+class HistoryFormatError(ValueError):
+    """The file as a whole cannot be read (no header, missing columns)."""
+
+
+def _number(row: dict[str, str], column: str, *, integer: bool = False, optional: bool = False) -> float | None:
+    raw = (row.get(column) or "").strip()
+    if not raw:
+        if optional:
+            return None
+        raise ValueError(f"{column} is empty")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{column} is not a number: {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{column} must be a number of 0 or more, got {raw!r}")
+    if integer and value != int(value):
+        raise ValueError(f"{column} must be a whole number, got {raw!r}")
+    return value
+
+
+def _timestamp(raw: str) -> datetime:
+    text = raw.strip()
+    if not text:
+        raise ValueError("started_at is empty")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"started_at is not an ISO date/time (e.g. 2026-03-01T14:05:00Z): {text!r}") from None
+    # Naive times are taken as UTC, like everything in the catalog.
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _observation(row: dict[str, str]) -> Observation:
+    workflow = (row.get("workflow") or "").strip()
+    if not workflow:
+        raise ValueError("workflow is empty")
+    wall = _number(row, "wall_seconds")
+    assert wall is not None
+    if wall <= 0:
+        raise ValueError("wall_seconds must be more than 0")
+    machine = (row.get("machine") or "").strip() or None
+    return Observation(
+        workflow=workflow,
+        started_at=_timestamp(row.get("started_at") or ""),
+        input_bytes=int(_number(row, "input_bytes", integer=True) or 0),
+        output_bytes=int(_number(row, "output_bytes", integer=True) or 0),
+        wall_seconds=wall,
+        cpu_seconds=float(_number(row, "cpu_seconds") or 0.0),
+        peak_rss_bytes=int(_number(row, "peak_rss_bytes", integer=True) or 0),
+        recording_seconds=_number(row, "duration_seconds_of_data", optional=True),
+        cost=_number(row, "cost", optional=True),
+        machine=machine,
+    )
+
+
+def parse_history_csv(text: str) -> ParsedHistory:
+    """Good rows and bad ones (by line number) of a history CSV; raises HistoryFormatError
+    when the header itself is unusable."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    header = [name.strip() for name in reader.fieldnames or []]
+    if not header:
+        raise HistoryFormatError("the file is empty; the first line must name the columns")
+    reader.fieldnames = header
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise HistoryFormatError(
+            f"line 1: missing column(s) {', '.join(missing)}; "
+            f"needed: {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})"
+        )
+    rows: list[tuple[int, Observation]] = []
+    problems: list[RowProblem] = []
+    for row in reader:
+        line = reader.line_num
+        extra = row.get(None)  # DictReader keeps surplus fields under None
+        if extra:
+            problems.append(RowProblem(line, f"{len(header) + len(extra)} fields, the header names {len(header)}"))
+            continue
+        if all(not (value or "").strip() for value in row.values()):
+            continue  # a blank line is not a row
+        try:
+            rows.append((line, _observation(row)))
+        except ValueError as exc:
+            problems.append(RowProblem(line, str(exc)))
+    return ParsedHistory(rows, problems)

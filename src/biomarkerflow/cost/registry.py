@@ -1,0 +1,137 @@
+"""The model registry: train a challenger, test it against the champion, promote or not.
+
+Each training is recorded, promoted or not, with its training window and held-out
+metrics; the model itself is a file under `<home>/models/<workflow>/`. A challenger is
+promoted only if, on the newest runs (held out by time), it beats both baselines and
+has a lower median relative cost error than the champion has on those same runs.
+Otherwise nothing changes, and a notification says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from biomarkerflow.catalog.manager import Catalog, CostModelRecord
+from biomarkerflow.cost.model import MIN_RUNS, CostModel, assess, evaluate, time_split
+from biomarkerflow.cost.notify import notify
+from biomarkerflow.cost.prices import PriceTable
+
+log = logging.getLogger("biomarkerflow.models")
+
+Decision = Literal["promoted", "kept", "refused"]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    workflow: str
+    decision: Decision
+    message: str
+    version: int | None = None
+    metrics: dict[str, Any] | None = None
+    notification_problem: str | None = None
+
+
+def models_folder(home: Path) -> Path:
+    return home / "models"
+
+
+def save_model(model: CostModel, path: Path) -> None:
+    """Write the model file whole or not at all (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(handle.name, path)
+
+
+def load_model(record: CostModelRecord) -> CostModel:
+    # Model files are written by this platform into its own home; nothing else is unpickled.
+    with open(record.path, "rb") as handle:
+        model = pickle.load(handle)  # noqa: S301
+    if not isinstance(model, CostModel):
+        raise TypeError(f"{record.path} does not hold a cost model")
+    return model
+
+
+def champion(catalog: Catalog, workflow: str) -> tuple[CostModelRecord, CostModel] | None:
+    """The workflow's current model, if it has one and its file still loads."""
+    record = catalog.champion_model(workflow)
+    if record is None:
+        return None
+    try:
+        return record, load_model(record)
+    except (OSError, pickle.UnpicklingError, TypeError, AttributeError, EOFError) as exc:
+        log.error("cost model %s v%s cannot be loaded from %s: %s", workflow, record.version, record.path, exc)
+        return None
+
+
+def train(
+    catalog: Catalog, workflow: str, home: Path, table: PriceTable, webhook_url: str | None = None
+) -> TrainingResult:
+    """Train a challenger for `workflow` on its history so far and decide on promotion."""
+    history = catalog.observations(workflow)
+    train_runs, test_runs = time_split(history)
+    if len(train_runs) < MIN_RUNS:
+        return TrainingResult(
+            workflow,
+            "refused",
+            f"{len(history)} past run(s) of {workflow}: training needs at least {MIN_RUNS + 1} "
+            f"({MIN_RUNS} to learn from, the newest to test on)",
+        )
+    challenger = CostModel.fit(workflow, train_runs)
+    assessment = assess(challenger, train_runs, test_runs, table)
+    current = champion(catalog, workflow)
+    champion_metrics = evaluate(current[1], test_runs, table) if current else None
+    challenger_error = assessment.model["cost"]["median_relative_error"]
+    if not assessment.beats_baselines:
+        promote, why = False, "it does not beat both baselines on the held-out runs"
+    elif champion_metrics is not None and challenger_error >= champion_metrics["cost"]["median_relative_error"]:
+        promote = False
+        why = (
+            f"its median cost error {challenger_error:.1%} is not below the champion's "
+            f"{champion_metrics['cost']['median_relative_error']:.1%} on the same held-out runs"
+        )
+    else:
+        promote, why = True, "it beats both baselines" + (" and the champion" if current else "")
+    metrics = {"challenger": assessment.as_dict(), "champion": champion_metrics, "reason": why}
+    version = catalog.next_model_version(workflow)
+    path = models_folder(home) / workflow / f"v{version}.pkl"
+    save_model(challenger, path)
+    catalog.record_cost_model(
+        workflow,
+        version=version,
+        promote=promote,
+        path=str(path.resolve()),
+        trained_from=challenger.trained_from,
+        trained_to=challenger.trained_to,
+        train_runs=len(train_runs),
+        test_runs=len(test_runs),
+        metrics=metrics,
+        note=why,
+    )
+    if promote:
+        message = f"{workflow}: v{version} ({challenger.describe()}) is now the champion: {why}"
+        log.info(message)
+        return TrainingResult(workflow, "promoted", message, version, metrics)
+    kept = f"v{current[0].version} stays the champion" if current else "the workflow still has no model"
+    message = f"{workflow}: challenger v{version} not promoted, {kept}: {why}"
+    problem = notify(
+        "model-not-promoted",
+        message,
+        {"workflow": workflow, "challenger_version": version, "metrics": metrics},
+        webhook_url,
+    )
+    return TrainingResult(workflow, "kept", message, version, metrics, problem)
+
+
+def train_all(
+    catalog: Catalog, home: Path, table: PriceTable, webhook_url: str | None = None, workflow: str | None = None
+) -> list[TrainingResult]:
+    """Train every workflow with history (or just `workflow`)."""
+    workflows = [workflow] if workflow else catalog.workflows_with_history()
+    return [train(catalog, name, home, table, webhook_url) for name in workflows]

@@ -1,0 +1,163 @@
+"""Actual costs, grouped: what `biomarkerflow costs` prints. Pure functions over run rows.
+
+Every attempt is counted in the cost, failed ones too (they were paid for). The units
+the money bought are counted from succeeded runs only: subject-days of recording and
+GB of input that produced results. So `per subject-day` is what a result really cost.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from biomarkerflow.catalog.manager import EstimateRecord
+
+Grouping = Literal["study", "workflow", "subject", "month"]
+GROUPINGS: tuple[Grouping, ...] = ("study", "workflow", "subject", "month")
+GB = 1e9
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """One run, with what it cost and what it processed."""
+
+    study: str
+    workflow: str | None
+    subject: str | None
+    started_at: datetime
+    succeeded: bool
+    cost: float | None
+    currency: str | None
+    input_bytes: int
+    recording_seconds: float | None
+
+
+@dataclass
+class CostGroup:
+    """Totals of one group (a study, workflow, subject or month)."""
+
+    key: str
+    runs: int = 0
+    failed_runs: int = 0
+    unpriced_runs: int = 0  # runs from before costs were recorded
+    cost: float = 0.0
+    currencies: set[str] = field(default_factory=set)
+    subjects: set[str] = field(default_factory=set)
+    input_bytes: int = 0
+    recording_seconds: float = 0.0
+
+    @property
+    def subject_days(self) -> float:
+        return self.recording_seconds / DAY_SECONDS
+
+    @property
+    def input_gb(self) -> float:
+        return self.input_bytes / GB
+
+    @property
+    def per_subject_day(self) -> float | None:
+        return self.cost / self.subject_days if self.subject_days > 0 else None
+
+    @property
+    def per_gb(self) -> float | None:
+        return self.cost / self.input_gb if self.input_bytes > 0 else None
+
+    @property
+    def currency(self) -> str:
+        return "/".join(sorted(self.currencies)) or "USD"
+
+    def add(self, row: CostRow) -> None:
+        self.runs += 1
+        self.failed_runs += not row.succeeded
+        if row.cost is None:
+            self.unpriced_runs += 1
+        else:
+            self.cost += row.cost
+        if row.currency:
+            self.currencies.add(row.currency)
+        if row.succeeded:
+            if row.subject:
+                self.subjects.add(f"{row.study}/{row.subject}")
+            self.input_bytes += row.input_bytes
+            self.recording_seconds += row.recording_seconds or 0.0
+
+    def as_dict(self, grouping: str) -> dict[str, object]:
+        return {
+            grouping: self.key,
+            "runs": self.runs,
+            "failed_runs": self.failed_runs,
+            "unpriced_runs": self.unpriced_runs,
+            "subjects": len(self.subjects),
+            "subject_days": round(self.subject_days, 4),
+            "input_gb": round(self.input_gb, 6),
+            "cost": round(self.cost, 6),
+            "currency": self.currency,
+            "cost_per_subject_day": None if self.per_subject_day is None else round(self.per_subject_day, 6),
+            "cost_per_gb": None if self.per_gb is None else round(self.per_gb, 6),
+        }
+
+
+def _key(row: CostRow, grouping: Grouping) -> str:
+    if grouping == "study":
+        return row.study
+    if grouping == "workflow":
+        return row.workflow or "(unknown)"
+    if grouping == "subject":
+        return f"{row.study}/{row.subject or '(none)'}"
+    return f"{row.started_at:%Y-%m}"
+
+
+def group_costs(rows: Iterable[CostRow], grouping: Grouping) -> tuple[list[CostGroup], CostGroup]:
+    """The groups, sorted by key, and the grand total."""
+    groups: dict[str, CostGroup] = {}
+    total = CostGroup("total")
+    for row in rows:
+        key = _key(row, grouping)
+        groups.setdefault(key, CostGroup(key)).add(row)
+        total.add(row)
+    return [groups[k] for k in sorted(groups)], total
+
+
+def estimate_accuracy(pairs: Iterable[EstimateRecord]) -> dict[str, dict[str, Any]]:
+    """Per workflow: how far estimates were from their runs (median and P90 relative error)
+    and how often the 80% interval held the actual value."""
+    by_workflow: dict[str, list[EstimateRecord]] = {}
+    for pair in pairs:
+        if pair.actual:
+            by_workflow.setdefault(pair.workflow, []).append(pair)
+    report: dict[str, dict[str, Any]] = {}
+    for workflow, items in sorted(by_workflow.items()):
+        quantities: dict[str, dict[str, float]] = {}
+        for quantity in ("cost", "wall_seconds", "peak_rss_bytes"):
+            errors: list[float] = []
+            covered: list[bool] = []
+            for item in items:
+                actual = (item.actual or {}).get(quantity)
+                predicted = item.predicted.get(quantity)
+                if not actual or not predicted:
+                    continue
+                low, point, high = predicted[:3]
+                errors.append(abs(point - actual) / actual)
+                covered.append(low <= actual <= high)
+            if errors:
+                quantities[quantity] = {
+                    "median_relative_error": statistics.median(errors),
+                    "p90_relative_error": _quantile(errors, 0.9),
+                    "coverage": sum(covered) / len(covered),
+                }
+        report[workflow] = {"pairs": len(items), "quantities": quantities}
+    return report
+
+
+def _quantile(values: list[float], level: float) -> float:
+    """Linear-interpolation quantile (numpy's default), without numpy."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * level
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
