@@ -13,3 +13,13 @@ fi
 extras=()
 if [ "${1:-}" = "--dev" ]; then extras=(--extra dev); fi
 UV_PROJECT_ENVIRONMENT="$PWD/.venv" .venv/bin/python -m uv sync --quiet --frozen --inexact "${extras[@]}"
+# Compile everything to bytecode once per lock file: where PYTHONDONTWRITEBYTECODE is set
+# (as on CI), Python would otherwise recompile every module in every process it starts,
+# and each CLI call and worker would pay seconds for it.
+stamp=".venv/.bytecode-$(sha256sum uv.lock | cut -c1-16)${extras[*]:+-dev}"
+if [ ! -e "$stamp" ]; then
+  UV_PROJECT_ENVIRONMENT="$PWD/.venv" .venv/bin/python -m uv sync --quiet --frozen --inexact "${extras[@]}" --compile-bytecode
+  rm -f .venv/.bytecode-*
+  touch "$stamp"
+fi
+.venv/bin/python -m compileall -q src >/dev/null

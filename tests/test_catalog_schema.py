@@ -25,8 +25,15 @@ def test_migrations_build_exactly_the_models_schema(tmp_path: Path, backend: str
         engine = create_engine(sqlalchemy_url(url))
         with engine.connect() as connection:
             assert schema.current_revision(connection) == schema.head_revision()
+            assert MigrationContext.configure(connection).get_current_revision() == schema.head_revision()
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         engine.dispose()
+
+
+def test_the_head_read_from_the_files_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert schema.head_revision() == ScriptDirectory(str(schema.MIGRATIONS)).get_current_head()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

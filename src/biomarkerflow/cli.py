@@ -482,6 +482,7 @@ def watch(
                 prices=settings.prices,
             )
             catalog.beat(me, 0)
+            retrain_if_due(catalog, settings)
             if once:
                 break
             deadline = time.monotonic() + interval
@@ -701,11 +702,9 @@ def estimate(
 
 def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
     """A study's workflow id and the inputs of its files not processed yet."""
-    from pathlib import PurePosixPath
-
     from biomarkerflow.config.schema import StudyConfig
+    from biomarkerflow.cost.estimate import file_inputs
     from biomarkerflow.cost.identity import workflow_id
-    from biomarkerflow.cost.model import RunInputs
     from biomarkerflow.plugins.skdh.checks import installed_version, pinned_version
 
     record = catalog.get_study(study_id)
@@ -714,10 +713,7 @@ def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any
     pinned = pinned_version(config.pipeline.package)
     name = workflow_id(config, str(pinned) if pinned else installed_version())
     files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
-    inputs = [
-        RunInputs(input_bytes=f.size, device=PurePosixPath(f.relative_path).suffix.lower().lstrip(".") or None)
-        for f in files
-    ]
+    inputs = [file_inputs(f) for f in files]
     return name, inputs, [f.id for f in files], [f.relative_path for f in files]
 
 
@@ -760,7 +756,7 @@ def _model_line(model: Any) -> str:
     coverage = cost.get("coverage")
     figures = f"median cost error {error:.1%}, 80% coverage {coverage:.0%}" if error is not None else ""
     return (
-        f"{model.workflow} v{model.version} [{model.status}] trained {model.created_at:%Y-%m-%d %H:%M} "
+        f"{model.workflow} v{model.version} ({model.status}) trained {model.created_at:%Y-%m-%d %H:%M} "
         f"on {model.train_runs} runs ({model.trained_from:%Y-%m-%d} to {model.trained_to:%Y-%m-%d}), "
         f"tested on {model.test_runs}: {figures}"
     )
@@ -899,6 +895,18 @@ def models_import_history(
     )
     if parsed.problems:
         raise typer.Exit(1)
+
+
+def retrain_if_due(catalog: Catalog, settings: Settings) -> None:
+    """`watch`'s scheduled retraining of the cost models (models.retrain_every_hours)."""
+    from biomarkerflow.catalog.manager import utcnow
+    from biomarkerflow.cost.registry import train_all, training_due
+
+    if not training_due(catalog.last_training_at(), settings.models.retrain_every_hours, utcnow()):
+        return
+    for result in train_all(catalog, state.home, settings.prices.table(), settings.notifications.webhook_url):
+        if result.decision != "refused":
+            console.print(f"models: {result.decision} {result.message}", highlight=False)
 
 
 # ---- status / query ----------------------------------------------------------------------------

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
 
-from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.cost import registry
-from biomarkerflow.cost.model import MIN_RUNS, REPORTED, Prediction, RunInputs
+from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
 
 
@@ -101,3 +102,28 @@ def total(estimates: Sequence[Estimate]) -> Total:
         values=values,
         extrapolating=sum(p.extrapolating for p in known),
     )
+
+
+def file_inputs(file: FileRecord) -> RunInputs:
+    """What is known of a catalogued file before it runs: its size and file type."""
+    return RunInputs(input_bytes=file.size, device=PurePosixPath(file.relative_path).suffix.lower().lstrip(".") or None)
+
+
+class MemoryRequests:
+    """What the scheduler reserves per job: the upper end of the champion model's 80% interval
+    of peak memory, for workflows that have a champion; None (the size rule) otherwise."""
+
+    def __init__(self, catalog: Catalog, workflows: Sequence[str], table: PriceTable) -> None:
+        self._table = table
+        self._models: dict[str, CostModel] = {}
+        for workflow in set(workflows):
+            found = registry.champion(catalog, workflow)
+            if found is not None:
+                self._models[workflow] = found[1]
+
+    def request(self, workflow: str, inputs: RunInputs) -> int | None:
+        model = self._models.get(workflow)
+        if model is None:
+            return None
+        (prediction,) = model.predict([inputs], self._table)
+        return int(prediction.values["peak_rss_bytes"][2])

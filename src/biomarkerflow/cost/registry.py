@@ -14,6 +14,7 @@ import os
 import pickle
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,6 +128,13 @@ def train(
         webhook_url,
     )
     return TrainingResult(workflow, "kept", message, version, metrics, problem)
+
+
+def training_due(last_training: datetime | None, every_hours: float | None, now: datetime) -> bool:
+    """Whether a scheduled retraining is due: never when unscheduled, at once when never trained."""
+    if every_hours is None:
+        return False
+    return last_training is None or now - last_training >= timedelta(hours=every_hours)
 
 
 def train_all(

@@ -179,8 +179,10 @@ class DaskExecutor:
         largest = self._largest_memory()
         if largest is None:
             return None  # workers without a MEMORY resource would never run a job that asks for it
-        # A job larger than every worker still runs, alone on the largest one.
-        return {MEMORY: float(min(memory_needed(job.input_size), largest))}
+        # A cost model's prediction when there is one, else the size rule. A job larger
+        # than every worker still runs, alone on the largest one.
+        needed = job.memory_bytes or memory_needed(job.input_size)
+        return {MEMORY: float(min(needed, largest))}
 
     def prestart(self, runtimes: Any = ()) -> None:
         """Every Dask worker starts its runtime processes now, in the background.

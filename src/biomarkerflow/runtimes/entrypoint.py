@@ -40,6 +40,8 @@ class JobSpec:
     result_location: str
     formats: list[str]
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Memory the scheduler reserves for the job: a cost model's prediction when one exists.
+    memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)

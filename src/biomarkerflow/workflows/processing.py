@@ -26,6 +26,7 @@ import pandas as pd
 from biomarkerflow.catalog.manager import Catalog, FileRecord, RunMetrics, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.cost.estimate import MemoryRequests, file_inputs
 from biomarkerflow.cost.identity import workflow_id
 from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
@@ -254,7 +255,12 @@ def worker_name() -> str:
 
 
 def _job_for(
-    study: StudyRecord, config: StudyConfig, file: FileRecord, metadata: dict[str, Any] | None, runtime: RuntimeRef
+    study: StudyRecord,
+    config: StudyConfig,
+    file: FileRecord,
+    metadata: dict[str, Any] | None,
+    runtime: RuntimeRef,
+    memory_bytes: int | None = None,
 ) -> JobSpec:
     run_id = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     return JobSpec(
@@ -276,6 +282,7 @@ def _job_for(
             "constraints": config.pipeline.constraints,
             "runtime": runtime.provenance(),
         },
+        memory_bytes=memory_bytes,
     )
 
 
@@ -440,6 +447,10 @@ def process(
     by_id = {s.id: s for s in studies}
     configs = {s.id: StudyConfig.model_validate(s.config) for s in studies}
     metadata = {s.id: catalog.metadata(s.id) for s in studies}
+    workflow_ids = {
+        s: workflow_id(configs[s], study_runtimes[s].version_of(PACKAGE)) for s in selected if s in study_runtimes
+    }
+    memory_requests = MemoryRequests(catalog, list(workflow_ids.values()), prices.table())
     progress.planned(sum(len(catalog.files(s, [FileState.READY.value])) for s in selected))
     owns_worker = worker is None
     worker = worker or worker_name()
@@ -459,7 +470,11 @@ def process(
                 for file in catalog.claim(worker, free, LEASE_SECONDS, selected, group_limits):
                     study = by_id[file.study_id]
                     runtime = study_runtimes[study.id]
-                    job = _job_for(study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime)
+                    workflow = workflow_ids[study.id]
+                    memory = memory_requests.request(workflow, file_inputs(file))
+                    job = _job_for(
+                        study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime, memory
+                    )
                     if not catalog.start_run(
                         file.id,
                         run_id=job.run_id,
@@ -468,7 +483,7 @@ def process(
                         config_sha256=study.config_sha256,
                         package_version=runtime.version_of(PACKAGE),
                         lock_hash=runtime.lock_hash,
-                        workflow=workflow_id(configs[study.id], runtime.version_of(PACKAGE)),
+                        workflow=workflow,
                     ):
                         continue
                     progress.started(file)

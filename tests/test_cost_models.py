@@ -1,0 +1,348 @@
+"""Cost models: history import with line-numbered errors, refusal without enough history, the
+promotion rule (with a real webhook server), estimates for a study paired with their runs,
+and the scheduler's memory requests."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import random
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.cost import registry
+from biomarkerflow.cost.estimate import MemoryRequests, estimate
+from biomarkerflow.cost.history import Observation, parse_history_csv
+from biomarkerflow.cost.model import CostModel, RunInputs
+from biomarkerflow.cost.prices import BUILT_IN_TABLES
+from biomarkerflow.cost.registry import training_due
+from biomarkerflow.engine.executor import LocalExecutor
+from biomarkerflow.workflows.processing import process
+from tests.conftest import scanned_study
+from tests.test_cli import cli
+
+TABLE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
+HEADER = "workflow,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes"
+START = datetime(2026, 1, 1)
+MB_PER_DAY = 55e6  # a 50 Hz wrist recording, about
+
+
+def history(
+    workflow: str, runs: int, *, slower: float = 1.0, noise: float = 0.03, start: datetime = START, seed: int = 3
+) -> list[Observation]:
+    """Runs of 1-14 day recordings whose cost grows as a power of their length (like SKDH's)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(runs):
+        days = rng.uniform(1, 14)
+        size = int(days * MB_PER_DAY * rng.uniform(0.97, 1.03))
+        wall = slower * (8 + 14 * days**1.3) * rng.uniform(1 - noise, 1 + noise)
+        out.append(
+            Observation(
+                workflow=workflow,
+                started_at=start + timedelta(hours=i),
+                input_bytes=size,
+                output_bytes=int(days * 40_000),
+                wall_seconds=wall,
+                cpu_seconds=wall * 0.98,
+                peak_rss_bytes=int(4e8 + 9.5 * size * rng.uniform(0.98, 1.02)),
+                recording_seconds=days * 86_400,
+            )
+        )
+    return out
+
+
+def as_csv(rows: list[Observation]) -> str:
+    lines = [HEADER + ",duration_seconds_of_data"]
+    for o in rows:
+        lines.append(
+            f"{o.workflow},{o.started_at.isoformat()}Z,{o.input_bytes},{o.output_bytes},{o.wall_seconds:.3f},"
+            f"{o.cpu_seconds:.3f},{o.peak_rss_bytes},{o.recording_seconds}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A real HTTP server on loopback that keeps every JSON body POSTed to it."""
+    received: list[dict[str, object]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+# ---- history import ----------------------------------------------------------------------------
+
+
+def test_import_reports_bad_rows_by_line_and_keeps_the_good(tmp_path: Path) -> None:
+    good = as_csv(history("w-a", 3)).splitlines()
+    text = "\n".join(
+        [
+            good[0],
+            good[1],
+            "w-a,yesterday,1000,10,5,5,100,",  # line 3
+            good[2],
+            "w-a,2026-01-02T00:00:00,12.5,10,5,5,100,",  # line 5: bytes must be whole
+            "w-a,2026-01-02T00:00:00,1000,10,-4,5,100,",  # line 6: negative seconds
+            "",
+            ",2026-01-02T00:00:00,1000,10,5,5,100,",  # line 8: no workflow
+            "w-a,2026-01-02T00:00:00,1000,10,5,5,100,3600,surplus",  # line 9: one field too many
+            good[3],
+        ]
+    )
+    csv_file = tmp_path / "past.csv"
+    csv_file.write_text(text + "\n")
+    result = cli(tmp_path / "home", "models", "import-history", str(csv_file))
+    assert result.returncode == 1, result.stderr  # some rows were skipped: say so in the exit code
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert [line.split(":")[1] for line in skipped] == ["3", "5", "6", "8", "9"], result.stderr
+    assert "started_at is not an ISO date/time" in skipped[0]
+    assert "input_bytes must be a whole number" in skipped[1]
+    assert "wall_seconds must be a number of 0 or more" in skipped[2]
+    assert "workflow is empty" in skipped[3]
+    assert "imported 3 run(s) of 1 workflow(s); skipped 5 bad row(s)" in result.stdout
+    catalog = Catalog.for_home(tmp_path / "home")
+    imported = catalog.observations("w-a")
+    assert len(imported) == 3
+    assert imported[0].recording_seconds is not None and imported[0].started_at.tzinfo is None
+
+
+def test_import_refuses_a_file_without_the_required_columns(tmp_path: Path) -> None:
+    csv_file = tmp_path / "past.csv"
+    csv_file.write_text("workflow,started_at,input_bytes\nw,2026-01-01,5\n")
+    result = cli(tmp_path / "home", "models", "import-history", str(csv_file))
+    assert result.returncode == 2
+    assert "line 1: missing column(s) output_bytes, wall_seconds, cpu_seconds, peak_rss_bytes" in result.stderr
+    assert Catalog.for_home(tmp_path / "home").observations() == []
+
+
+def test_parsing_accepts_optional_columns_in_any_order() -> None:
+    parsed = parse_history_csv(
+        "machine,cost,workflow,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes\n"
+        "m5.large,0.02,w,2026-03-01T14:05:00+01:00,10,1,2.5,2,100\n"
+    )
+    ((line, row),) = parsed.rows
+    assert (line, row.machine, row.cost, row.started_at) == (2, "m5.large", 0.02, datetime(2026, 3, 1, 13, 5))
+
+
+# ---- too little history ----------------------------------------------------------------------------
+
+
+def test_with_fewer_than_five_runs_it_says_so_instead_of_guessing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    csv_file = tmp_path / "past.csv"
+    csv_file.write_text(as_csv(history("w-small", 4)))
+    assert cli(home, "models", "import-history", str(csv_file)).returncode == 0
+
+    result = cli(home, "estimate", "--workflow", "w-small", "--input-size", "300MB")
+    assert result.returncode == 1
+    assert "only 4 past run(s) of workflow w-small; estimates need at least 5" in result.stdout
+    assert "$" not in result.stdout  # no number given
+    trained = cli(home, "models", "train", "--workflow", "w-small")
+    assert "refused" in trained.stdout and "training needs at least 6" in trained.stdout
+    assert Catalog.for_home(home).cost_models() == []
+
+
+# ---- the promotion rule -------------------------------------------------------------------------------
+
+
+def _install_champion(catalog: Catalog, home: Path, model: CostModel) -> None:
+    """Make `model` the workflow's champion, as a promotion would."""
+    version = catalog.next_model_version(model.workflow)
+    path = registry.models_folder(home) / model.workflow / f"v{version}.pkl"
+    registry.save_model(model, path)
+    catalog.record_cost_model(
+        model.workflow,
+        version=version,
+        promote=True,
+        path=str(path),
+        trained_from=model.trained_from,
+        trained_to=model.trained_to,
+        train_runs=model.train_runs,
+        test_runs=0,
+        metrics={},
+        note="installed by the test",
+    )
+
+
+def test_a_first_model_that_beats_the_baselines_is_promoted(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, received = webhook
+    catalog = Catalog.for_home(tmp_path / "home")
+    catalog.add_imported_runs([("test", o) for o in history("w", 40)])
+    result = registry.train(catalog, "w", tmp_path / "home", TABLE, url)
+    assert result.decision == "promoted", result.message
+    assert result.metrics and result.metrics["challenger"]["beats_baselines"]
+    (model,) = catalog.cost_models("w")
+    assert (model.version, model.status, model.train_runs, model.test_runs) == (1, "champion", 32, 8)
+    assert (model.trained_from, model.trained_to) == (START, START + timedelta(hours=31))
+    assert Path(model.path).is_file()
+    assert received == []  # a promotion changes something: no "nothing changed" notice
+
+
+def test_a_worse_challenger_is_not_promoted_and_a_notification_is_sent(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, received = webhook
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    # The champion learned from 60 clean runs; the challenger learns from 32 runs measured on
+    # noisy shared machines (+-30%), so it is good (it beats the baselines) but worse.
+    _install_champion(catalog, home, CostModel.fit("w", history("w", 60, seed=7)))
+    old = history("w", 32, noise=0.3, start=START, seed=1)
+    current = history("w", 8, start=START + timedelta(days=30), seed=11)
+    catalog.add_imported_runs([("test", o) for o in old + current])
+
+    result = registry.train(catalog, "w", home, TABLE, url)
+    assert result.decision == "kept", result.message
+    assert "v1 stays the champion" in result.message and "not below the champion's" in result.message
+    versions = {m.version: m.status for m in catalog.cost_models("w")}
+    assert versions == {1: "champion", 2: "rejected"}
+    assert catalog.champion_model("w").version == 1  # type: ignore[union-attr]
+    (notice,) = received
+    assert notice["event"] == "model-not-promoted" and notice["workflow"] == "w"
+    assert notice["challenger_version"] == 2
+
+    shown = cli(home, "models", "show", "w", "--version", "2")
+    assert shown.returncode == 0 and "rejected" in shown.stdout and "median baseline" in shown.stdout
+
+
+def test_a_better_challenger_replaces_the_champion(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, received = webhook
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    _install_champion(catalog, home, CostModel.fit("w", history("w", 40, slower=1.4, seed=7)))  # out of date
+    catalog.add_imported_runs([("test", o) for o in history("w", 40, seed=5)])
+
+    result = registry.train(catalog, "w", home, TABLE, url)
+    assert result.decision == "promoted", result.message
+    assert {m.version: m.status for m in catalog.cost_models("w")} == {1: "retired", 2: "champion"}
+    assert result.metrics and result.metrics["champion"] is not None  # both judged on the same runs
+    challenger_error = result.metrics["challenger"]["model"]["cost"]["median_relative_error"]
+    assert challenger_error < result.metrics["champion"]["cost"]["median_relative_error"]
+    assert received == []
+    listed = cli(home, "models", "list")
+    assert "w v2 (champion)" in listed.stdout and "w v1 (retired)" in listed.stdout
+
+
+def test_training_schedule() -> None:
+    now = datetime(2026, 11, 22, 12)
+    assert training_due(None, 24, now)
+    assert not training_due(now - timedelta(hours=23), 24, now)
+    assert training_due(now - timedelta(hours=24), 24, now)
+    assert not training_due(None, None, now)
+
+
+# ---- estimates --------------------------------------------------------------------------------------
+
+
+def test_estimate_for_a_study_is_logged_and_paired_with_its_runs(
+    tmp_path: Path, samples: Path, executor: LocalExecutor
+) -> None:
+    from biomarkerflow.cost.identity import workflow_id
+
+    catalog, _ = scanned_study(
+        tmp_path,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_b.cwa": samples / "ax3_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
+    )
+    study = catalog.get_study("gait")
+    assert study is not None
+    from biomarkerflow.config.schema import StudyConfig
+
+    workflow = workflow_id(StudyConfig.model_validate(study.config), "0.17.18")
+    past = history(workflow, 30)
+    catalog.add_imported_runs([("test", o) for o in past])
+    home = tmp_path / "home"
+    assert registry.train(catalog, workflow, home, TABLE).decision == "promoted"
+
+    result = cli(home, "estimate", "--study", "gait", "--json")
+    assert result.returncode == 0, result.stderr
+    estimates = json.loads(result.stdout)["estimates"]
+    assert sorted(e["file"] for e in estimates) == ["ax3_b.cwa", "ax6_a.cwa"]
+    for e in estimates:
+        low, point, high = (e["estimate"]["cost"][k] for k in ("low", "point", "high"))
+        assert 0 < low <= point <= high
+        assert e["extrapolating"] is True  # minutes-long files, far below the 1-14 day history
+        assert e["workflow"] == workflow and e["model_version"] == 1
+    table = cli(home, "estimate", "--study", "gait")
+    assert "total for 2 of 2 file(s)" in table.stdout and "extrapolating" in table.stdout
+    assert len(catalog.estimates(workflow)) == 4  # every estimate given is kept
+
+    info = process(catalog, executor)
+    assert info.succeeded == 2
+    pairs = catalog.estimates(workflow, with_actual=True)
+    assert len(pairs) == 2  # the newest estimate of each file met its run
+    runs = {r.id: r for r in catalog.runs("gait")}
+    for pair in pairs:
+        assert pair.actual and pair.actual["wall_seconds"] == runs[pair.run_id or ""].wall_seconds
+    report = cli(home, "models", "report", "--json")
+    figures = json.loads(report.stdout)[workflow]
+    assert figures["pairs"] == 2 and set(figures["quantities"]) == {"cost", "wall_seconds", "peak_rss_bytes"}
+
+
+def test_a_single_run_estimate_with_units_and_extrapolation(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    catalog.add_imported_runs([("test", o) for o in history("w", 30)])
+    assert registry.train(catalog, "w", home, TABLE).decision == "promoted"
+    inside = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "7d", "--json")
+    (single,) = json.loads(inside.stdout)["estimates"]
+    assert single["inputs"]["input_bytes"] == 385_000_000 and single["inputs"]["recording_seconds"] == 604_800
+    assert single["extrapolating"] is False
+    # 7 days of the history's law: 8 + 14 x 7^1.3 = about 175 s
+    assert 140 < single["estimate"]["wall_seconds"]["point"] < 215
+    outside = cli(home, "estimate", "--workflow", "w", "--input-size", "5GB", "--json")
+    assert json.loads(outside.stdout)["estimates"][0]["extrapolating"] is True
+    bad = cli(home, "estimate", "--workflow", "w", "--input-size", "two gigs")
+    assert bad.returncode == 2 and "'two gigs' is not an amount like 2GB" in bad.stderr
+
+
+def test_estimates_without_a_model_name_the_fix(tmp_path: Path) -> None:
+    catalog = Catalog.for_home(tmp_path / "home")
+    catalog.add_imported_runs([("test", o) for o in history("w", 12)])
+    (result,) = estimate(catalog, "w", [RunInputs(input_bytes=10**8)], TABLE)
+    assert result.prediction is None
+    assert result.refusal and "models train --workflow w" in result.refusal
+
+
+def test_the_scheduler_asks_for_the_predicted_memory(tmp_path: Path) -> None:
+    from biomarkerflow.engine.dask_executor import memory_needed
+
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    catalog.add_imported_runs([("test", o) for o in history("w", 30)])
+    assert MemoryRequests(catalog, ["w"], TABLE).request("w", RunInputs(10**8)) is None  # no model: size rule
+    assert registry.train(catalog, "w", home, TABLE).decision == "promoted"
+    requests = MemoryRequests(catalog, ["w", "other"], TABLE)
+    seven_days = RunInputs(input_bytes=int(7 * MB_PER_DAY))
+    asked = requests.request("w", seven_days)
+    assert asked is not None
+    # The history peaks at 0.4 GB + 9.5 bytes per input byte (+-2%); the request is the interval's top.
+    typical = 4e8 + 9.5 * seven_days.input_bytes
+    assert typical < asked < typical * 1.15
+    assert asked != memory_needed(seven_days.input_bytes)
+    assert requests.request("other", seven_days) is None
