@@ -218,7 +218,8 @@ def main() -> None:
                 print(f"put {args.objects} objects in {time.perf_counter() - started:.1f} s", flush=True)
                 results["scan_s3"] = {}
                 for backend in ("sqlite", "postgresql"):
-                    results["scan_s3"][backend] = bench_scan(backend, "s3://bench/data", args.objects, scratch, endpoint)
+                    scanned = bench_scan(backend, "s3://bench/data", args.objects, scratch, endpoint)
+                    results["scan_s3"][backend] = scanned
                     print("scan s3", backend, results["scan_s3"][backend], flush=True)
         results.setdefault("claims", {})
         for backend in ("postgresql", "sqlite") if not args.skip_claims else ():
