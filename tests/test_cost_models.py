@@ -346,3 +346,18 @@ def test_the_scheduler_asks_for_the_predicted_memory(tmp_path: Path) -> None:
     assert typical < asked < typical * 1.15
     assert asked != memory_needed(seven_days.input_bytes)
     assert requests.request("other", seven_days) is None
+
+
+def test_watch_retrains_on_its_schedule(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    catalog.add_imported_runs([("test", o) for o in history("w", 30)])
+    configs = tmp_path / "studies"
+    configs.mkdir()
+    first = cli(home, "watch", "--configs", str(configs), "--once")
+    assert first.returncode == 0, first.stderr
+    assert "models: promoted w: v1" in first.stdout
+    assert [(m.version, m.status) for m in catalog.cost_models("w")] == [(1, "champion")]
+    again = cli(home, "watch", "--configs", str(configs), "--once")  # within retrain_every_hours: no training
+    assert again.returncode == 0 and "models:" not in again.stdout
+    assert len(catalog.cost_models("w")) == 1

@@ -1,0 +1,194 @@
+"""Cost-model accuracy on a real history: real studies through the platform, then a
+time-ordered held-out test per workflow (issue 5).
+
+    .venv/bin/python benchmarks/bench_costs.py [--files 20] [--batches 4] [--workers 2]
+
+1. Three workflows over the same synthetic GENEActiv wrist recordings of 1 to 14 days
+   at 10 to 20 Hz (random per file): the full wrist pipeline (wear, sleep, activity),
+   activity without sleep, and wear detection alone.
+2. The files arrive in batches, as in a trial: each batch is copied in, then one
+   `biomarkerflow run --workers N` scans and processes it. So the run history's time
+   order is arrival order (within a batch the platform runs the largest files first).
+3. Per workflow: the oldest 80% of its runs train a model, the newest 20% test it, and
+   both baselines (median, straight line on input size) are scored on the same runs:
+   median and P90 relative error of cost and duration, and 80%-interval coverage.
+   Coverage is also pooled over the workflows (more runs, less granular).
+
+Writes benchmarks/results/costs.json. Never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_catalog import machine  # noqa: E402
+
+from biomarkerflow.catalog.manager import Catalog  # noqa: E402
+from biomarkerflow.cost.model import CostModel, assess, time_split  # noqa: E402
+from biomarkerflow.cost.prices import BUILT_IN_TABLES, DEFAULT_TABLE  # noqa: E402
+from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin  # noqa: E402
+
+CALIBRATE = "- CalibrateAccelerometer: {min_hours: 24}\n"
+DAYS = "- GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}\n"
+WEAR = "- AccelThresholdWearDetection: {}\n"
+WORKFLOWS = {
+    "wrist-full": CALIBRATE + DAYS + WEAR + "- Sleep: {day_window: [12, 24]}\n"
+    "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
+    "wrist-activity": CALIBRATE + DAYS + WEAR + "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
+    "wrist-wear": DAYS + WEAR,
+}
+RATES = (10.0, 12.5, 20.0)  # 25 Hz and up would double the benchmark's hour
+
+
+def study_config(name: str, steps: str) -> str:
+    return (
+        textwrap.dedent(
+            f"""\
+            study: {name}
+            data:
+              location: ../data/{name}
+              include: ["*.bin"]
+              subject: '(?P<subject>[A-Za-z0-9]+)_'
+            pipeline:
+              package: scikit-digital-health==0.17.18
+              steps:
+            """
+        )
+        + textwrap.indent(steps, "    ")
+        + f"output:\n  location: ../results/{name}\n"
+    )
+
+
+def make_recordings(folder: Path, count: int, seed: int) -> list[Path]:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        days = round(rng.uniform(1.0, 14.0), 2)
+        spec = RecordingSpec(subject=f"S{i:03d}", days=days, fs=rng.choice(RATES), seed=seed * 1000 + i)
+        path = folder / f"S{i:03d}_wrist.bin"
+        write_geneactiv_bin(path, spec)
+        paths.append(path)
+    return paths
+
+
+def run_batches(root: Path, recordings: dict[str, list[Path]], batches: int, workers: int, seed: int) -> None:
+    rng = random.Random(seed)
+    env = {**os.environ, "BIOMARKERFLOW_HOME": str(root / "home")}
+    for name in recordings:
+        (root / "data" / name).mkdir(parents=True, exist_ok=True)
+    order = {name: rng.sample(paths, len(paths)) for name, paths in recordings.items()}
+    for batch in range(batches):
+        for name, paths in order.items():
+            for path in paths[batch::batches]:
+                os.link(path, root / "data" / name / path.name)  # the recordings are shared, read-only
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "biomarkerflow.cli", "run", "--configs", str(root / "studies")]
+            + ["--workers", str(workers)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        print(
+            f"batch {batch + 1}/{batches}: exit {result.returncode} in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+        if result.returncode != 0:
+            print(result.stdout[-3000:], result.stderr[-3000:])
+
+
+def report(catalog: Catalog) -> dict[str, Any]:
+    table = BUILT_IN_TABLES[DEFAULT_TABLE]
+    out: dict[str, Any] = {}
+    for workflow in catalog.workflows_with_history():
+        runs = catalog.observations(workflow)
+        train, test = time_split(runs)
+        model = CostModel.fit(workflow, train)
+        assessment = assess(model, train, test, table)
+        study = next((r.study_id for r in catalog.runs() if r.workflow == workflow), workflow)
+        out[study] = {
+            "workflow": workflow,
+            "runs": len(runs),
+            "model_kind": model.describe(),
+            "input_mb": [round(min(o.input_bytes for o in runs) / 1e6), round(max(o.input_bytes for o in runs) / 1e6)],
+            "wall_seconds": [round(min(o.wall_seconds for o in runs)), round(max(o.wall_seconds for o in runs))],
+            **assessment.as_dict(),
+        }
+    return out
+
+
+def pooled_coverage(results: dict[str, Any]) -> dict[str, float]:
+    pooled: dict[str, float] = {}
+    for quantity in ("cost", "wall_seconds", "peak_rss_bytes"):
+        covered = sum(r["model"][quantity]["coverage"] * r["test_runs"] for r in results.values())
+        pooled[quantity] = round(covered / sum(r["test_runs"] for r in results.values()), 3)
+    return pooled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=20, help="recordings (each runs through every workflow)")
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-costs-"))
+    (root / "studies").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    shared = make_recordings(root / "recordings", args.files, args.seed)
+    recordings = {}
+    for name, steps in WORKFLOWS.items():
+        (root / "studies" / f"{name}.yaml").write_text(study_config(name, steps))
+        recordings[name] = shared
+    print(f"wrote {args.files} recordings in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    run_batches(root, recordings, args.batches, args.workers, args.seed)
+    processing_seconds = time.perf_counter() - started
+    catalog = Catalog.for_home(root / "home")
+    results = report(catalog)
+    summary = {
+        "machine": machine(),
+        "files_per_workflow": args.files,
+        "batches": args.batches,
+        "workers": args.workers,
+        "processing_seconds": round(processing_seconds),
+        "price_table": DEFAULT_TABLE,
+        "workflows": results,
+        "pooled_coverage": pooled_coverage(results),
+    }
+    out = ROOT / "benchmarks" / "results" / "costs.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    for study, r in results.items():
+        line = [f"{study} ({r['runs']} runs, test {r['test_runs']}, {r['model_kind']}):"]
+        for quantity in ("cost", "wall_seconds"):
+            m, b1, b2 = r["model"][quantity], r["median_baseline"][quantity], r["size_line_baseline"][quantity]
+            line.append(
+                f"  {quantity}: median {m['median_relative_error']:.1%} P90 {m['p90_relative_error']:.1%} "
+                f"coverage {m['coverage']:.0%} | median baseline {b1['median_relative_error']:.1%} | "
+                f"size line {b2['median_relative_error']:.1%}"
+            )
+        print("\n".join(line))
+    print("pooled coverage:", summary["pooled_coverage"])
+    print(f"wrote {out}")
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
