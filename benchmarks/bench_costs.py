@@ -29,6 +29,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_catalog import machine  # noqa: E402
 
 from biomarkerflow.catalog.manager import Catalog  # noqa: E402
-from biomarkerflow.cost.model import CostModel, assess, time_split  # noqa: E402
-from biomarkerflow.cost.prices import BUILT_IN_TABLES, DEFAULT_TABLE  # noqa: E402
+from biomarkerflow.cost.model import CostModel, Prediction, RunInputs, assess, evaluate, time_split  # noqa: E402
+from biomarkerflow.cost.prices import BUILT_IN_TABLES, DEFAULT_TABLE, PriceTable  # noqa: E402
 from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin  # noqa: E402
 
 CALIBRATE = "- CalibrateAccelerometer: {min_hours: 24}\n"
@@ -51,6 +53,7 @@ WORKFLOWS = {
     "wrist-activity": CALIBRATE + DAYS + WEAR + "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
     "wrist-wear": DAYS + WEAR,
 }
+OUT = ROOT / "benchmarks" / "results" / "costs.json"
 RATES = (10.0, 12.5, 20.0)  # 25 Hz and up would double the benchmark's hour
 
 
@@ -112,6 +115,18 @@ def run_batches(root: Path, recordings: dict[str, list[Path]], batches: int, wor
             print(result.stdout[-3000:], result.stderr[-3000:])
 
 
+@dataclass
+class SizeOnly:
+    """The model asked as `estimate --study` asks it: file size and type only, nothing
+    else known before the file is read."""
+
+    model: CostModel
+
+    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
+        bare = [RunInputs(input_bytes=i.input_bytes, device=i.device) for i in inputs]
+        return self.model.predict(bare, table)
+
+
 def report(catalog: Catalog) -> dict[str, Any]:
     table = BUILT_IN_TABLES[DEFAULT_TABLE]
     out: dict[str, Any] = {}
@@ -120,6 +135,7 @@ def report(catalog: Catalog) -> dict[str, Any]:
         train, test = time_split(runs)
         model = CostModel.fit(workflow, train)
         assessment = assess(model, train, test, table)
+        size_only = evaluate(SizeOnly(model), test, table)
         study = next((r.study_id for r in catalog.runs() if r.workflow == workflow), workflow)
         out[study] = {
             "workflow": workflow,
@@ -128,6 +144,7 @@ def report(catalog: Catalog) -> dict[str, Any]:
             "input_mb": [round(min(o.input_bytes for o in runs) / 1e6), round(max(o.input_bytes for o in runs) / 1e6)],
             "wall_seconds": [round(min(o.wall_seconds for o in runs)), round(max(o.wall_seconds for o in runs))],
             **assessment.as_dict(),
+            "model_size_only": size_only,
         }
     return out
 
@@ -147,7 +164,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--report-only", type=Path, help="only report on the history in this kept folder")
     args = parser.parse_args()
+    if args.report_only:
+        previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+        for name in ("files", "batches", "workers"):  # as the history was made, not this call's defaults
+            setattr(args, name, previous.get(f"{name}_per_workflow" if name == "files" else name))
+        write_summary(Catalog.for_home(args.report_only / "home"), args, previous.get("processing_seconds"))
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-costs-"))
     (root / "studies").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -159,21 +183,24 @@ def main() -> None:
     print(f"wrote {args.files} recordings in {time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()
     run_batches(root, recordings, args.batches, args.workers, args.seed)
-    processing_seconds = time.perf_counter() - started
-    catalog = Catalog.for_home(root / "home")
+    write_summary(Catalog.for_home(root / "home"), args, round(time.perf_counter() - started))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def write_summary(catalog: Catalog, args: argparse.Namespace, processing_seconds: int | None) -> None:
     results = report(catalog)
     summary = {
         "machine": machine(),
         "files_per_workflow": args.files,
         "batches": args.batches,
         "workers": args.workers,
-        "processing_seconds": round(processing_seconds),
+        "processing_seconds": processing_seconds,
         "price_table": DEFAULT_TABLE,
         "workflows": results,
         "pooled_coverage": pooled_coverage(results),
     }
-    out = ROOT / "benchmarks" / "results" / "costs.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    OUT.write_text(json.dumps(summary, indent=2) + "\n")
     for study, r in results.items():
         line = [f"{study} ({r['runs']} runs, test {r['test_runs']}, {r['model_kind']}):"]
         for quantity in ("cost", "wall_seconds"):
@@ -183,11 +210,11 @@ def main() -> None:
                 f"coverage {m['coverage']:.0%} | median baseline {b1['median_relative_error']:.1%} | "
                 f"size line {b2['median_relative_error']:.1%}"
             )
+        size_only = r["model_size_only"]["cost"]["median_relative_error"]
+        line.append(f"  cost from file size alone: median {size_only:.1%}")
         print("\n".join(line))
     print("pooled coverage:", summary["pooled_coverage"])
-    print(f"wrote {out}")
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -251,6 +251,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert states["demo-lab-gait"]["SUCCEEDED"] == 3
     assert states["demo-wrist-skdh-0.16.15"]["SUCCEEDED"] == 1
     assert (workspace / "results" / "demo-wrist" / "tables" / "sleep.parquet").exists()
+    assert "What it cost (aws-fargate-us-east-1" in out
+    assert all(r.cost and r.cost > 0 for r in catalog.runs())  # every run charged
+    assert (workspace / ".biomarkerflow" / "settings.yaml").exists()
+    assert not (tmp_path / "unused-home" / "settings.yaml").exists()  # the demo keeps to its workspace
 
 
 def test_postgresql_catalog_end_to_end(tmp_path: Path, samples: Path) -> None:

@@ -286,8 +286,12 @@ def do_process(
     *,
     keep_executor: bool = False,
     executor_spec: str = "local",
+    settings: Settings | None = None,
 ) -> int:
-    """Process with a progress bar; returns the exit code (1 if any file FAILED)."""
+    """Process with a progress bar; returns the exit code (1 if any file FAILED).
+
+    Runs are charged under `settings` (default: the home's settings file).
+    """
     from biomarkerflow.engine.executor import make_executor
     from biomarkerflow.workflows.processing import process
 
@@ -311,7 +315,7 @@ def do_process(
                 progress=_RichProgress(bar),
                 on_gates=_print_gates,
                 runtimes=runtimes,
-                prices=open_settings().prices,
+                prices=(settings or open_settings()).prices,
             )
     finally:
         if not keep_executor:

@@ -215,6 +215,20 @@ def _versions(catalog: Catalog, new_study: StudyRecord, old_study: StudyRecord) 
     return table
 
 
+def _costs(catalog: Catalog, table_name: str) -> Table:
+    """What each study's processing cost, failed attempts included, under the table in force."""
+    from biomarkerflow.cost.reports import group_costs
+
+    groups, total = group_costs(catalog.cost_rows(), "study")
+    table = Table(title=f"What it cost ({table_name}, on-demand; settings.yaml in the home)")
+    for column in ("study", "runs", "subject-days", "cost", "per subject-day"):
+        table.add_column(column, justify="left" if column == "study" else "right")
+    for group in [*groups, total]:
+        per_day = "-" if group.per_subject_day is None else f"${group.per_subject_day:.5f}"
+        table.add_row(group.key, str(group.runs), f"{group.subject_days:.1f}", f"${group.cost:.4f}", per_day)
+    return table
+
+
 def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, seed: int, workers: int) -> int:
     from biomarkerflow.engine.executor import LocalExecutor
 
@@ -232,6 +246,7 @@ def _run_demo(
 ) -> int:
     from biomarkerflow.cli import do_process, do_scan
     from biomarkerflow.runtimes.environment import Runtimes
+    from biomarkerflow.settings import load_settings
 
     console.rule("[bold]1. Build the demo workspace")
     with console.status(f"Writing {subjects} synthetic {days:g}-day GENEActiv recordings at 50 Hz..."):
@@ -245,8 +260,9 @@ def _run_demo(
 
     console.rule("[bold]2. Discover and process")
     runtimes = Runtimes.for_home(home, progress=console.print)
+    settings = load_settings(home)
     do_scan(catalog, configs, runtimes, executor)
-    first = do_process(catalog, None, workers, runtimes, executor, keep_executor=True)
+    first = do_process(catalog, None, workers, runtimes, executor, keep_executor=True, settings=settings)
 
     console.rule("[bold]3. One subject waits for its metadata")
     waiting = [(s.study_id, f, r) for s in catalog.status() for f, r in s.waiting]
@@ -257,7 +273,7 @@ def _run_demo(
     frame.loc[frame["height_m"].isna(), "height_m"] = 1.80
     frame.to_csv(metadata, index=False)
     console.print(f"added the missing height to {metadata.relative_to(workspace)}; processing again")
-    second = do_process(catalog, None, workers, runtimes, executor, keep_executor=True)
+    second = do_process(catalog, None, workers, runtimes, executor, keep_executor=True, settings=settings)
 
     console.rule("[bold]4. Results")
     wrist = catalog.get_study("demo-wrist")
@@ -276,6 +292,7 @@ def _run_demo(
             "numbers of the version it pins. `biomarkerflow lineage` shows the runtime behind any result.",
             highlight=False,
         )
+    console.print(_costs(catalog, settings.prices.in_force))
     sleep_sql = 'SELECT subject, Date, "total sleep time" FROM sleep'
     gait_sql = "SELECT subject, COUNT(*) AS strides FROM gait GROUP BY 1"
     console.print(
@@ -289,6 +306,7 @@ def _run_demo(
               biomarkerflow --home {home} query --study demo-lab-gait '{gait_sql}'
               biomarkerflow --home {home} lineage {wrist.output_location}/tables/sleep.parquet
               biomarkerflow --home {home} runtimes list
+              biomarkerflow --home {home} costs --by subject
             """
         ),
         highlight=False,
