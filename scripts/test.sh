@@ -15,4 +15,4 @@ fi
 .venv/bin/mypy
 # Two test processes, each taking whole files (module fixtures stay shared): the suite is
 # mostly SKDH on one core at a time, so this about halves its time on 2 cores.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadfile --durations=15 "$@"

@@ -91,11 +91,11 @@ def total(estimates: Sequence[Estimate]) -> Total:
     known = [e.prediction for e in estimates if e.prediction is not None]
     values: dict[str, tuple[float, float, float]] = {}
     for quantity in REPORTED:
-        parts = [p.values[quantity] for p in known]
-        if quantity == "peak_rss_bytes":
-            values[quantity] = tuple(max((v[i] for v in parts), default=0.0) for i in range(3))  # type: ignore[assignment]
-        else:
-            values[quantity] = tuple(sum(v[i] for v in parts) for i in range(3))  # type: ignore[assignment]
+        parts = [p.values[quantity] for p in known] or [(0.0, 0.0, 0.0)]
+        # Runs add up in cost and time; peak memory is that of the largest one.
+        combine = max if quantity == "peak_rss_bytes" else sum
+        low, point, high = (combine(part[i] for part in parts) for i in range(3))
+        values[quantity] = (low, point, high)
     return Total(
         runs=len(estimates),
         estimated=len(known),

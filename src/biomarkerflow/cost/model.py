@@ -114,18 +114,21 @@ class Features:
 
     @classmethod
     def fit(cls, runs: Sequence[Observation]) -> Features:
-        everyone_has = lambda name: all(getattr(o, name) for o in runs)  # noqa: E731
+        # A column is used only if every training run has it: a model cannot learn from
+        # a value it has seen only sometimes.
+        def known(name: str) -> bool:
+            return all(getattr(o, name) for o in runs)
+
+        sample_rates = [o.sample_rate_hz or 0.0 for o in runs]
         return cls(
             devices=sorted({o.device for o in runs if o.device}),
             output_per_byte=_median_ratio([(o.output_bytes, o.input_bytes) for o in runs])
-            if everyone_has("output_bytes")
+            if known("output_bytes")
             else None,
-            seconds_per_byte=_median_ratio([(o.recording_seconds or 0, o.input_bytes) for o in runs])
-            if everyone_has("recording_seconds")
+            seconds_per_byte=_median_ratio([(o.recording_seconds or 0.0, o.input_bytes) for o in runs])
+            if known("recording_seconds")
             else None,
-            sample_rate=statistics.median([o.sample_rate_hz or 0 for o in runs])
-            if everyone_has("sample_rate_hz")
-            else None,
+            sample_rate=statistics.median(sample_rates) if known("sample_rate_hz") else None,
             input_range=(min(o.input_bytes for o in runs), max(o.input_bytes for o in runs)),
         )
 
