@@ -15,16 +15,18 @@ from pathlib import Path
 import pytest
 
 from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
 from biomarkerflow.cost.estimate import MemoryRequests, estimate
 from biomarkerflow.cost.history import Observation, parse_history_csv
+from biomarkerflow.cost.identity import workflow_id
 from biomarkerflow.cost.model import CostModel, RunInputs
 from biomarkerflow.cost.prices import BUILT_IN_TABLES
 from biomarkerflow.cost.registry import training_due
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.workflows.processing import process
-from tests.conftest import scanned_study
 from tests.test_cli import cli
+from tests.test_costs import gait_study
 
 TABLE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
 HEADER = "workflow,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes"
@@ -260,19 +262,9 @@ def test_training_schedule() -> None:
 def test_estimate_for_a_study_is_logged_and_paired_with_its_runs(
     tmp_path: Path, samples: Path, executor: LocalExecutor
 ) -> None:
-    from biomarkerflow.cost.identity import workflow_id
-
-    catalog, _ = scanned_study(
-        tmp_path,
-        study="gait",
-        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_b.cwa": samples / "ax3_sample.cwa"},
-        steps="- GaitLumbar: {}\n",
-        metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
-    )
+    catalog = gait_study(tmp_path, samples)
     study = catalog.get_study("gait")
     assert study is not None
-    from biomarkerflow.config.schema import StudyConfig
-
     workflow = workflow_id(StudyConfig.model_validate(study.config), "0.17.18")
     past = history(workflow, 30)
     catalog.add_imported_runs([("test", o) for o in past])

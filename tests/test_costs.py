@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.config.loader import load_yaml_model
 from biomarkerflow.cost.prices import BUILT_IN_TABLES, PriceTable, Usage, billed_seconds, charge
 from biomarkerflow.cost.reports import CostRow, group_costs
@@ -105,19 +106,25 @@ def test_settings_problems_name_the_line_and_field(tmp_path: Path) -> None:
     assert "at least 0" in messages["prices.tables.lab.per_vcpu_hour"][1]
 
 
+def gait_study(root: Path, samples: Path) -> Catalog:
+    """A scanned study of SKDH's two real lumbar recordings (about a second of GaitLumbar each)."""
+    catalog, _ = scanned_study(
+        root,
+        study="gait",
+        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_b.cwa": samples / "ax3_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
+    )
+    return catalog
+
+
 # ---- every run is charged -----------------------------------------------------------------------
 
 
 def test_every_finished_run_is_charged_under_the_table_in_force(
     tmp_path: Path, samples: Path, executor: LocalExecutor
 ) -> None:
-    catalog, _ = scanned_study(
-        tmp_path,
-        study="gait",
-        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_b.cwa": samples / "ax3_sample.cwa"},
-        steps="- GaitLumbar: {}\n",
-        metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
-    )
+    catalog = gait_study(tmp_path, samples)
     table = PriceTable(per_vcpu_hour=3.6, per_gb_hour=0.36, minimum_seconds=10, spot_discount=0.5)
     prices = PricesSettings(in_force="lab", capacity="spot", tables={"lab": table})
     info = process(catalog, executor, prices=prices)
@@ -166,13 +173,7 @@ def test_grouping_counts_failed_attempts_in_cost_but_not_in_units() -> None:
 
 
 def test_costs_command_reports_what_the_catalog_holds(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:
-    catalog, _ = scanned_study(
-        tmp_path,
-        study="gait",
-        files={"ax6_a.cwa": samples / "ax6_sample.cwa", "ax3_b.cwa": samples / "ax3_sample.cwa"},
-        steps="- GaitLumbar: {}\n",
-        metadata="subject,height_m\nax6,1.7\nax3,1.8\n",
-    )
+    catalog = gait_study(tmp_path, samples)
     process(catalog, executor)
     runs = catalog.runs("gait")
     home = tmp_path / "home"
