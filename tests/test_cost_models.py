@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from biomarkerflow.catalog.manager import Catalog
+from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
 from biomarkerflow.cost.estimate import MemoryRequests, estimate
@@ -27,6 +27,7 @@ from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.workflows.processing import process
 from tests.test_cli import cli
 from tests.test_costs import gait_study
+from tests.test_headers import record
 
 TABLE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
 HEADER = "workflow,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes"
@@ -275,6 +276,12 @@ def test_estimate_for_a_study_is_logged_and_paired_with_its_runs(
     assert result.returncode == 0, result.stderr
     estimates = json.loads(result.stdout)["estimates"]
     assert sorted(e["file"] for e in estimates) == ["ax3_b.cwa", "ax6_a.cwa"]
+    # What the files' headers say, as SKDH reads them (tests/test_headers.py)
+    assert {e["file"]: e["inputs"]["sample_rate_hz"] for e in estimates} == {"ax3_b.cwa": 200.0, "ax6_a.cwa": 100.0}
+    assert {e["file"]: e["inputs"]["recording_seconds"] for e in estimates} == {
+        "ax3_b.cwa": 58_800 / 200,
+        "ax6_a.cwa": 10_360 / 100,
+    }
     for e in estimates:
         low, point, high = (e["estimate"]["cost"][k] for k in ("low", "point", "high"))
         assert 0 < low <= point <= high
@@ -282,6 +289,7 @@ def test_estimate_for_a_study_is_logged_and_paired_with_its_runs(
         assert e["workflow"] == workflow and e["model_version"] == 1
     table = cli(home, "estimate", "--study", "gait")
     assert "total for 2 of 2 file(s)" in table.stdout and "extrapolating" in table.stdout
+    assert "at 200 Hz" in table.stdout
     assert len(catalog.estimates(workflow)) == 4  # every estimate given is kept
 
     info = process(catalog, executor)
@@ -309,6 +317,8 @@ def test_a_single_run_estimate_with_units_and_extrapolation(tmp_path: Path) -> N
     assert 140 < single["estimate"]["wall_seconds"]["point"] < 215
     outside = cli(home, "estimate", "--workflow", "w", "--input-size", "5GB", "--json")
     assert json.loads(outside.stdout)["estimates"][0]["extrapolating"] is True
+    longer = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "30d", "--json")
+    assert json.loads(longer.stdout)["estimates"][0]["extrapolating"] is True  # the size fits, the length does not
     bad = cli(home, "estimate", "--workflow", "w", "--input-size", "two gigs")
     assert bad.returncode == 2 and "'two gigs' is not an amount like 2GB" in bad.stderr
 
@@ -321,22 +331,29 @@ def test_estimates_without_a_model_name_the_fix(tmp_path: Path) -> None:
     assert result.refusal and "models train --workflow w" in result.refusal
 
 
+def catalogued_file(path: Path, size: int) -> FileRecord:
+    """A file as the catalog lists it (sparse: only its size matters here)."""
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return record(str(path), path.name, size)
+
+
 def test_the_scheduler_asks_for_the_predicted_memory(tmp_path: Path) -> None:
     from biomarkerflow.engine.dask_executor import memory_needed
 
     home = tmp_path / "home"
     catalog = Catalog.for_home(home)
     catalog.add_imported_runs([("test", o) for o in history("w", 30)])
-    assert MemoryRequests(catalog, ["w"], TABLE).request("w", RunInputs(10**8)) is None  # no model: size rule
+    seven_days = catalogued_file(tmp_path / "S1_wrist.csv", int(7 * MB_PER_DAY))
+    assert MemoryRequests(catalog, ["w"], TABLE).request("w", seven_days) is None  # no model: size rule
     assert registry.train(catalog, "w", home, TABLE).decision == "promoted"
     requests = MemoryRequests(catalog, ["w", "other"], TABLE)
-    seven_days = RunInputs(input_bytes=int(7 * MB_PER_DAY))
     asked = requests.request("w", seven_days)
     assert asked is not None
     # The history peaks at 0.4 GB + 9.5 bytes per input byte (+-2%); the request is the interval's top.
-    typical = 4e8 + 9.5 * seven_days.input_bytes
+    typical = 4e8 + 9.5 * seven_days.size
     assert typical < asked < typical * 1.15
-    assert asked != memory_needed(seven_days.input_bytes)
+    assert asked != memory_needed(seven_days.size)
     assert requests.request("other", seven_days) is None
 
 

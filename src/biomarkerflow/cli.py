@@ -602,7 +602,7 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
         v = e.prediction.values
         table.add_row(
             e.file or e.workflow,
-            _human_bytes(e.inputs.input_bytes),
+            _run_inputs(e.inputs),
             f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
             f"{_duration(v['wall_seconds'][1])} ({_duration(v['wall_seconds'][0])}-{_duration(v['wall_seconds'][2])})",
             f"{_human_bytes(int(v['peak_rss_bytes'][1]))} (up to {_human_bytes(int(v['peak_rss_bytes'][2]))})",
@@ -621,9 +621,20 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
         )
     if any(e.prediction.extrapolating for e in known):
         console.print(
-            "extrapolating: input sizes or devices outside the runs the model learned from; trust these less",
+            "extrapolating: sizes, lengths, sample rates or devices outside the runs the model learned from; "
+            "trust these less",
             highlight=False,
         )
+
+
+def _run_inputs(inputs: Any) -> str:
+    """"52 MB, 7.0 d at 20 Hz": the size, and what the header said when it said it."""
+    text = _human_bytes(inputs.input_bytes)
+    if inputs.recording_seconds:
+        text += f", {inputs.recording_seconds / 86_400:.1f} d"
+    if inputs.sample_rate_hz:
+        text += f" at {inputs.sample_rate_hz:g} Hz"
+    return text
 
 
 def _duration(seconds: float) -> str:
@@ -707,7 +718,7 @@ def estimate(
 def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
     """A study's workflow id and the inputs of its files not processed yet."""
     from biomarkerflow.config.schema import StudyConfig
-    from biomarkerflow.cost.estimate import file_inputs
+    from biomarkerflow.cost.estimate import files_inputs
     from biomarkerflow.cost.identity import workflow_id
     from biomarkerflow.plugins.skdh.checks import installed_version, pinned_version
 
@@ -717,7 +728,7 @@ def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any
     pinned = pinned_version(config.pipeline.package)
     name = workflow_id(config, str(pinned) if pinned else installed_version())
     files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
-    inputs = [file_inputs(f) for f in files]
+    inputs = files_inputs(files)
     return name, inputs, [f.id for f in files], [f.relative_path for f in files]
 
 

@@ -12,7 +12,9 @@ study's files tend to go the same way, so the total is at least as uncertain as 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
@@ -20,6 +22,11 @@ from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.cost import registry
 from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
+from biomarkerflow.errors import StorageError
+from biomarkerflow.plugins.skdh.headers import HEAD_BYTES, recording_facts
+from biomarkerflow.storage import store
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,32 @@ def total(estimates: Sequence[Estimate]) -> Total:
 
 
 def file_inputs(file: FileRecord) -> RunInputs:
-    """What is known of a catalogued file before it runs: its size and file type."""
-    return RunInputs(input_bytes=file.size, device=PurePosixPath(file.relative_path).suffix.lower().lstrip(".") or None)
+    """What is known of a catalogued file before it runs: its size and file type, and its
+    sample rate and recording length when its header says them (GENEActiv, Axivity)."""
+    device = PurePosixPath(file.relative_path).suffix.lower().lstrip(".") or None
+    facts = None
+    if device is not None:
+        try:
+            facts = recording_facts(store.read_head(file.url, HEAD_BYTES), file.size, device)
+        except StorageError as exc:
+            # An unreadable header costs the estimate some precision, not the estimate.
+            logger.info("estimating %s from its size alone: %s", file.url, exc)
+    if facts is None:
+        return RunInputs(input_bytes=file.size, device=device)
+    return RunInputs(
+        input_bytes=file.size,
+        device=device,
+        recording_seconds=facts.recording_seconds,
+        sample_rate_hz=facts.sample_rate_hz,
+    )
+
+
+def files_inputs(files: Sequence[FileRecord]) -> list[RunInputs]:
+    """`file_inputs` of many files; their headers are read side by side (one GET each on S3)."""
+    if len(files) < 2:
+        return [file_inputs(f) for f in files]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(file_inputs, files))
 
 
 class MemoryRequests:
@@ -121,9 +152,9 @@ class MemoryRequests:
             if found is not None:
                 self._models[workflow] = found[1]
 
-    def request(self, workflow: str, inputs: RunInputs) -> int | None:
+    def request(self, workflow: str, file: FileRecord) -> int | None:
         model = self._models.get(workflow)
         if model is None:
-            return None
-        (prediction,) = model.predict([inputs], self._table)
+            return None  # and no header read: nothing to spend on jobs without a model
+        (prediction,) = model.predict([file_inputs(file)], self._table)
         return int(prediction.values["peak_rss_bytes"][2])

@@ -5,8 +5,10 @@ rate (when every training run has them; a query without them gets the training
 runs' median per input byte), and the device (file type). Everything is modelled in
 log space, where SKDH's costs are close to power laws of the recording's size.
 
-Two kinds compete inside each training, per quantity, on out-of-fold error: a
-regularised log-log linear fit, and (with 30 or more runs) gradient-boosted trees.
+Kinds compete inside each training, per quantity, on out-of-fold error: a regularised
+log-log linear fit (power laws), an affine fit (a fixed part plus parts proportional to
+bytes and samples: start-up plus work per sample), and, with 30 or more runs,
+gradient-boosted trees.
 The 80% interval is conformal: the 10th and 90th percentiles of the out-of-fold
 log-errors, added to the prediction. Cost is not modelled on its own: it is the price
 table applied to the predicted usage, so a new price table needs no retraining.
@@ -97,50 +99,40 @@ def _with_cost(
 # ---- features ----------------------------------------------------------------------------------
 
 
-def _median_ratio(pairs: list[tuple[float, float]]) -> float | None:
-    ratios = [a / b for a, b in pairs if a and b]
-    return statistics.median(ratios) if ratios else None
+OPTIONAL = ("output_bytes", "recording_seconds", "sample_rate_hz")
+# What different askers know: after a run everything; `estimate --study` the size and what
+# the header says; a file of a format whose header says nothing, its size alone.
+FEATURE_SETS = (OPTIONAL, ("recording_seconds", "sample_rate_hz"), ())
 
 
 @dataclass
 class Features:
     """How inputs become a matrix; fitted on the training runs and stored with the model."""
 
+    columns: list[str]  # log columns, in order (device indicators follow them)
     devices: list[str]
-    output_per_byte: float | None
-    seconds_per_byte: float | None
-    sample_rate: float | None
-    input_range: tuple[int, int]
+    ranges: dict[str, tuple[float, float]]  # of the training runs: beyond them is extrapolation
 
     @classmethod
-    def fit(cls, runs: Sequence[Observation]) -> Features:
+    def fit(cls, runs: Sequence[Observation], wanted: Sequence[str]) -> Features:
         # A column is used only if every training run has it: a model cannot learn from
         # a value it has seen only sometimes.
-        def known(name: str) -> bool:
-            return all(getattr(o, name) for o in runs)
-
-        sample_rates = [o.sample_rate_hz or 0.0 for o in runs]
         return cls(
+            columns=["input_bytes"] + [name for name in wanted if all(getattr(o, name) for o in runs)],
             devices=sorted({o.device for o in runs if o.device}),
-            output_per_byte=_median_ratio([(o.output_bytes, o.input_bytes) for o in runs])
-            if known("output_bytes")
-            else None,
-            seconds_per_byte=_median_ratio([(o.recording_seconds or 0.0, o.input_bytes) for o in runs])
-            if known("recording_seconds")
-            else None,
-            sample_rate=statistics.median(sample_rates) if known("sample_rate_hz") else None,
-            input_range=(min(o.input_bytes for o in runs), max(o.input_bytes for o in runs)),
+            ranges={
+                name: (min(values), max(values))
+                for name in ("input_bytes", "recording_seconds", "sample_rate_hz")
+                if (values := [float(getattr(o, name)) for o in runs if getattr(o, name)])
+            },
         )
 
+    def knows(self, item: RunInputs) -> bool:
+        """Whether `item` has every column this feature set uses."""
+        return all(getattr(item, name) for name in self.columns)
+
     def row(self, item: RunInputs) -> list[float]:
-        size = max(item.input_bytes, 1)
-        columns = [math.log(size)]
-        if self.output_per_byte is not None:
-            columns.append(math.log(max(item.output_bytes or size * self.output_per_byte, 1.0)))
-        if self.seconds_per_byte is not None:
-            columns.append(math.log(max(item.recording_seconds or size * self.seconds_per_byte, 1.0)))
-        if self.sample_rate is not None:
-            columns.append(math.log(max(item.sample_rate_hz or self.sample_rate, 1e-3)))
+        columns = [math.log(max(float(getattr(item, name)), 1e-3)) for name in self.columns]
         if len(self.devices) > 1:
             columns += [1.0 if item.device == device else 0.0 for device in self.devices]
         return columns
@@ -149,20 +141,64 @@ class Features:
         return np.array([self.row(item) for item in items], dtype=float)
 
     def outside(self, item: RunInputs) -> bool:
-        low, high = self.input_range
-        return not low <= item.input_bytes <= high or (bool(item.device) and item.device not in self.devices)
+        for name, (low, high) in self.ranges.items():
+            value = getattr(item, name)
+            if value is not None and not low <= value <= high:
+                return True
+        return bool(item.device) and item.device not in self.devices
 
 
 # ---- the model ------------------------------------------------------------------------------------
 
 
-def _candidates(runs: int) -> dict[str, Any]:
+class Affine:
+    """quantity = a fixed part + non-negative parts proportional to bytes, samples (rate x
+    length, when known) and output: how a job that loads its file and then walks it costs.
+    Fitted for relative error; takes and gives logs, like the other kinds."""
+
+    def __init__(self, logged: Sequence[str]) -> None:
+        self.logged = logged  # as given: sklearn's clone checks the parameter is kept as is
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        logged = list(self.logged)
+        columns = [np.exp(x[:, : len(logged)]), x[:, len(logged) :]]  # device indicators stay as they are
+        if "recording_seconds" in logged and "sample_rate_hz" in logged:
+            samples = x[:, logged.index("recording_seconds")] + x[:, logged.index("sample_rate_hz")]
+            columns.append(np.exp(samples)[:, None])
+        return np.hstack(columns)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Affine:
+        from sklearn.linear_model import LinearRegression
+
+        raw = self._raw(x)
+        self.scale_ = np.where(raw.max(axis=0) > 0, raw.max(axis=0), 1.0)
+        target = np.exp(y)
+        self.linear_ = LinearRegression(positive=True).fit(raw / self.scale_, target, sample_weight=target**-2.0)
+        self.floor_ = float(target.min()) / 2
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        predicted = self.linear_.predict(self._raw(x) / self.scale_)
+        return np.log(np.maximum(predicted, self.floor_))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:  # for sklearn's clone
+        return {"logged": self.logged}
+
+    def set_params(self, **params: Any) -> Affine:
+        self.logged = params.get("logged", self.logged)
+        return self
+
+
+def _candidates(runs: int, logged: Sequence[str]) -> dict[str, Any]:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    kinds: dict[str, Any] = {"loglinear": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 2, 13)))}
+    kinds: dict[str, Any] = {
+        "loglinear": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 2, 13))),
+        "affine": Affine(logged),
+    }
     if runs >= MIN_RUNS_FOR_TREES:
         kinds["boosted-trees"] = HistGradientBoostingRegressor(
             max_iter=200, learning_rate=0.05, min_samples_leaf=max(3, runs // 15), random_state=0
@@ -190,35 +226,94 @@ class QuantityModel:
     oof_error: float  # median |log error| out of fold, what chose this kind
 
 
-def _fit_quantity(x: np.ndarray, y: np.ndarray) -> QuantityModel:
-    best: QuantityModel | None = None
-    for kind, estimator in _candidates(len(y)).items():
-        residuals = y - _out_of_fold(estimator, x, y)
+def _interval_offsets(residuals: np.ndarray) -> tuple[float, float]:
+    """The log-space ends of the 80% interval around a prediction, from held-out residuals."""
+    # Finite-sample conformal levels: a bit wider than the plain 10th/90th percentiles.
+    n = len(residuals)
+    tail = (1 - INTERVAL) / 2
+    low_level = max(0.0, math.floor(tail * (n + 1)) / n)
+    high_level = min(1.0, math.ceil((1 - tail) * (n + 1)) / n)
+    return float(np.quantile(residuals, low_level)), float(np.quantile(residuals, high_level))
+
+
+def _fit_quantity(x: np.ndarray, y: np.ndarray, logged: Sequence[str]) -> tuple[QuantityModel, np.ndarray]:
+    """The best kind for one quantity (logs in, logs out), and its out-of-fold predictions."""
+    best: tuple[QuantityModel, np.ndarray] | None = None
+    for kind, estimator in _candidates(len(y), logged).items():
+        predicted = _out_of_fold(estimator, x, y)
+        residuals = y - predicted
         error = float(np.median(np.abs(residuals)))
-        if best is None or error < best.oof_error:
-            # Finite-sample conformal levels: a bit wider than the plain 10th/90th percentiles.
-            n = len(residuals)
-            tail = (1 - INTERVAL) / 2
-            low_level = max(0.0, math.floor(tail * (n + 1)) / n)
-            high_level = min(1.0, math.ceil((1 - tail) * (n + 1)) / n)
-            best = QuantityModel(
-                kind=kind,
-                estimator=estimator.fit(x, y),
-                low_offset=float(np.quantile(residuals, low_level)),
-                high_offset=float(np.quantile(residuals, high_level)),
-                oof_error=error,
-            )
+        if best is None or error < best[0].oof_error:
+            low, high = _interval_offsets(residuals)
+            model = QuantityModel(kind, estimator.fit(x, y), low_offset=low, high_offset=high, oof_error=error)
+            best = model, predicted
     assert best is not None
     return best
 
 
-@dataclass
-class CostModel:
-    """A trained model of one workflow: what gets pickled into the model file."""
+def _usage(values: np.ndarray) -> Usage:
+    """A (wall, cpu, peak) row as metered usage."""
+    return Usage(float(values[0]), float(values[1]), int(values[2]))
 
-    workflow: str
+
+@dataclass
+class UsageModel:
+    """The quantities' models on one feature set, and what calibrates the cost interval: the
+    training runs' actual usage next to their out-of-fold predicted usage. A cost interval
+    depends on the price table, so it is calibrated when asked, under the table asked for."""
+
     features: Features
     quantities: dict[str, QuantityModel]
+    actual: np.ndarray  # runs x (wall, cpu, peak)
+    out_of_fold: np.ndarray  # the same, as predicted without seeing the run
+
+    @classmethod
+    def fit(cls, runs: Sequence[Observation], features: Features) -> UsageModel:
+        x = features.matrix([RunInputs.of(o) for o in runs])
+        actual = np.array([[max(float(getattr(o, name)), 1e-3) for name in QUANTITIES] for o in runs])
+        quantities, predicted = {}, []
+        for i, name in enumerate(QUANTITIES):
+            quantities[name], oof = _fit_quantity(x, np.log(actual[:, i]), features.columns)
+            predicted.append(np.exp(oof))
+        return cls(features, quantities, actual, np.column_stack(predicted))
+
+    def cost_offsets(self, table: PriceTable) -> tuple[float, float]:
+        residuals = [
+            math.log(charge(_usage(a), table, table_name="").amount / charge(_usage(p), table, table_name="").amount)
+            for a, p in zip(self.actual, self.out_of_fold, strict=True)
+        ]
+        return _interval_offsets(np.array(residuals))
+
+    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
+        x = self.features.matrix(inputs)
+        logs = {name: model.estimator.predict(x) for name, model in self.quantities.items()}
+        low, high = self.cost_offsets(table)
+        out: list[Prediction] = []
+        for i, item in enumerate(inputs):
+            values: dict[str, tuple[float, float, float]] = {}
+            for name, model in self.quantities.items():
+                point = float(logs[name][i])
+                values[name] = (
+                    math.exp(point + model.low_offset),
+                    math.exp(point),
+                    math.exp(point + model.high_offset),
+                )
+            point_usage = np.array([values[name][1] for name in QUANTITIES])
+            cost = charge(_usage(point_usage), table, table_name="").amount
+            values["cost"] = (cost * math.exp(low), cost, cost * math.exp(high))
+            out.append(Prediction(values, extrapolating=self.features.outside(item)))
+        return out
+
+
+@dataclass
+class CostModel:
+    """A trained model of one workflow: what gets pickled into the model file.
+
+    One usage model per feature set the training runs allow, most informed first; a
+    query is answered by the first whose inputs it has all (see FEATURE_SETS)."""
+
+    workflow: str
+    usage_models: list[UsageModel]
     trained_from: datetime
     trained_to: datetime
     train_runs: int
@@ -230,40 +325,37 @@ class CostModel:
 
         if len(runs) < MIN_RUNS:
             raise ValueError(f"{len(runs)} past run(s) of {workflow}; a model needs at least {MIN_RUNS}")
-        features = Features.fit(runs)
-        x = features.matrix([RunInputs.of(o) for o in runs])
-        quantities = {
-            name: _fit_quantity(x, np.log(np.array([max(float(getattr(o, name)), 1e-3) for o in runs])))
-            for name in QUANTITIES
-        }
+        feature_sets: list[Features] = []
+        for wanted in FEATURE_SETS:
+            features = Features.fit(runs, wanted)
+            if all(features.columns != f.columns for f in feature_sets):
+                feature_sets.append(features)
         return cls(
             workflow=workflow,
-            features=features,
-            quantities=quantities,
+            usage_models=[UsageModel.fit(runs, features) for features in feature_sets],
             trained_from=min(o.started_at for o in runs),
             trained_to=max(o.started_at for o in runs),
             train_runs=len(runs),
             library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         )
 
+    def _answering(self, item: RunInputs) -> int:
+        fallback = len(self.usage_models) - 1  # size and device only
+        return next((i for i, m in enumerate(self.usage_models) if m.features.knows(item)), fallback)
+
     def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
-        x = self.features.matrix(inputs)
-        logs = {name: model.estimator.predict(x) for name, model in self.quantities.items()}
-        out: list[Prediction] = []
-        for i, item in enumerate(inputs):
-            usage = {}
-            for name, model in self.quantities.items():
-                point = float(logs[name][i])
-                usage[name] = (
-                    math.exp(point + model.low_offset),
-                    math.exp(point),
-                    math.exp(point + model.high_offset),
-                )
-            out.append(Prediction(_with_cost(usage, table), extrapolating=self.features.outside(item)))
-        return out
+        out: list[Prediction | None] = [None] * len(inputs)
+        chosen = [self._answering(item) for item in inputs]
+        for index, usage_model in enumerate(self.usage_models):
+            positions = [i for i, c in enumerate(chosen) if c == index]
+            if positions:
+                predicted = usage_model.predict([inputs[i] for i in positions], table)
+                for position, prediction in zip(positions, predicted, strict=True):
+                    out[position] = prediction
+        return [p for p in out if p is not None]
 
     def describe(self) -> str:
-        kinds = sorted({m.kind for m in self.quantities.values()})
+        kinds = sorted({m.kind for m in self.usage_models[0].quantities.values()})
         return f"{'/'.join(kinds)} on {self.train_runs} runs"
 
 
@@ -336,7 +428,13 @@ def _actual(observation: Observation, quantity: str, table: PriceTable) -> float
 
 def evaluate(predictor: Predictor, runs: Sequence[Observation], table: PriceTable) -> dict[str, dict[str, float]]:
     """Median and 90th-percentile relative error, and 80%-interval coverage, per reported quantity."""
-    predictions = predictor.predict([RunInputs.of(o) for o in runs], table)
+    return score(runs, predictor.predict([RunInputs.of(o) for o in runs], table), table)
+
+
+def score(
+    runs: Sequence[Observation], predictions: Sequence[Prediction], table: PriceTable
+) -> dict[str, dict[str, float]]:
+    """The metrics of `evaluate` for predictions already made, one per run."""
     metrics: dict[str, dict[str, float]] = {}
     for quantity in REPORTED:
         errors, covered = [], []

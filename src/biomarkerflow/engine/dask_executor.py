@@ -166,6 +166,7 @@ class DaskExecutor:
             ) from exc
         self.capacity = max(1, sum(self._client.nthreads().values()))
         self.cores_per_job = 1  # one thread per Dask worker process (see the README)
+        self.reserves_memory = True
         self._futures: dict[str, Any] = {}
 
     # The memory resource of the largest worker, None when workers declare none.

@@ -23,6 +23,7 @@ from biomarkerflow.runtimes.environment import RuntimeRef, current_environment
 class Executor(Protocol):
     capacity: int  # jobs at once
     cores_per_job: int  # what a run group's max_cpu counts per running job
+    reserves_memory: bool  # whether JobSpec.memory_bytes is used (cost models size it)
 
     def prestart(self, runtimes: Sequence[RuntimeRef] = ()) -> None:
         """Start workers ahead of the first job, so their start-up overlaps other work."""
@@ -60,6 +61,7 @@ class LocalExecutor:
         # Share the cores between workers instead of oversubscribing them.
         self.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
         self.cores_per_job = self.threads_per_worker
+        self.reserves_memory = False  # one machine: its jobs share its memory as they come
         self._workers: list[WorkerProcess] = []
         self._running: dict[str, WorkerProcess] = {}  # run id -> the worker holding it
 

@@ -270,6 +270,13 @@ def read_bytes(url: str) -> bytes:
         raise
 
 
+def read_head(url: str, size: int) -> bytes:
+    """The first `size` bytes of a file (all of it if shorter): one ranged GET on S3."""
+    fs, path = filesystem(url)
+    with failures("read", url):
+        return bytes(fs.cat_file(path, start=0, end=size))
+
+
 @contextlib.contextmanager
 def local_copy(url: str) -> Iterator[Path]:
     """A local path for `url`: the file itself when local, else a temporary download.

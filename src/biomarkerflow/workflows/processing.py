@@ -26,7 +26,7 @@ import pandas as pd
 from biomarkerflow.catalog.manager import Catalog, FileRecord, RunMetrics, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config.schema import StudyConfig
-from biomarkerflow.cost.estimate import MemoryRequests, file_inputs
+from biomarkerflow.cost.estimate import MemoryRequests
 from biomarkerflow.cost.identity import workflow_id
 from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
@@ -450,7 +450,9 @@ def process(
     workflow_ids = {
         s: workflow_id(configs[s], study_runtimes[s].version_of(PACKAGE)) for s in selected if s in study_runtimes
     }
-    memory_requests = MemoryRequests(catalog, list(workflow_ids.values()), prices.table())
+    memory_requests = (
+        MemoryRequests(catalog, list(workflow_ids.values()), prices.table()) if executor.reserves_memory else None
+    )
     progress.planned(sum(len(catalog.files(s, [FileState.READY.value])) for s in selected))
     owns_worker = worker is None
     worker = worker or worker_name()
@@ -471,7 +473,7 @@ def process(
                     study = by_id[file.study_id]
                     runtime = study_runtimes[study.id]
                     workflow = workflow_ids[study.id]
-                    memory = memory_requests.request(workflow, file_inputs(file))
+                    memory = memory_requests.request(workflow, file) if memory_requests else None
                     job = _job_for(
                         study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime, memory
                     )
