@@ -1,7 +1,7 @@
 """Cost-model accuracy on a real history: real studies through the platform, then a
 time-ordered held-out test per workflow (issue 5).
 
-    .venv/bin/python benchmarks/bench_costs.py [--files 20] [--batches 4] [--workers 2]
+    .venv/bin/python benchmarks/bench_costs.py [--files 30] [--batches 4] [--workers 2]
 
 1. Three workflows over the same synthetic GENEActiv wrist recordings of 1 to 14 days
    at 10 to 20 Hz (random per file): the full wrist pipeline (wear, sleep, activity),
@@ -13,6 +13,10 @@ time-ordered held-out test per workflow (issue 5).
    both baselines (median, straight line on input size) are scored on the same runs:
    median and P90 relative error of cost and duration, and 80%-interval coverage.
    Coverage is also pooled over the workflows (more runs, less granular).
+4. Rolling origin: every run from the 11th on is predicted by a model trained on the
+   runs that had finished before it started (many more test runs than one split).
+5. Both also score the model asked as `estimate --study` asks it: size, type, and the
+   sample rate and length from the file's header, no output size.
 
 Writes benchmarks/results/costs.json. Never asserted in tests.
 """
@@ -207,7 +211,7 @@ def pooled_coverage(results: dict[str, Any], key: str | None = None) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--files", type=int, default=20, help="recordings (each runs through every workflow)")
+    parser.add_argument("--files", type=int, default=30, help="recordings (each runs through every workflow)")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
