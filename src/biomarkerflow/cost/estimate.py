@@ -1,9 +1,10 @@
 """Estimates before processing: per run, and the total of a study's files still to run.
 
-An estimate comes from the workflow's champion model. For a catalogued file it knows the
-size, the type, and the sample rate and recording length when the file's header says
-them (GENEActiv, Axivity: the first 4 KB are read, one ranged GET on S3). Without one it says why instead
+An estimate comes from the workflow's champion model. Without one it says why instead
 of guessing: fewer than 5 past runs, or no model trained (or none beat the baselines).
+For a catalogued file it knows the size, the type, and the sample rate and recording
+length when the file's header says them (GENEActiv, Axivity: the first 4 KB are read,
+one ranged GET on S3).
 Inputs outside what the model was trained on are flagged as extrapolation. Every
 estimate given is logged in the catalog with its inputs, so that `models report` can
 later compare it with what the run really used.
