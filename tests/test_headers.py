@@ -79,6 +79,9 @@ def test_estimate_inputs_read_the_header_with_one_ranged_get(samples: Path, s3_b
     with recorded_requests(s3_endpoint) as requests:
         (inputs,) = files_inputs([record(url, "raw/S1_ax3.cwa", len(data))])
     assert requests == [("GET", f"/{s3_bucket.removeprefix('s3://')}/raw/S1_ax3.cwa")]
+    with recorded_requests(s3_endpoint) as requests:  # a format whose header says nothing is not read
+        (csv,) = files_inputs([record(f"{s3_bucket}/raw/S2.csv", "raw/S2.csv", 1_000)])
+    assert requests == [] and (csv.device, csv.sample_rate_hz) == ("csv", None)
     assert store.read_head(url, HEAD_BYTES) == data[:HEAD_BYTES]
     assert (inputs.sample_rate_hz, inputs.recording_seconds, inputs.device) == (200.0, 58_800 / 200, "cwa")
 

@@ -26,7 +26,7 @@ from biomarkerflow.cost import registry
 from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
 from biomarkerflow.errors import StorageError
-from biomarkerflow.plugins.skdh.headers import HEAD_BYTES, recording_facts
+from biomarkerflow.plugins.skdh.headers import HEAD_BYTES, recording_facts, says_recording_facts
 from biomarkerflow.storage import store
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def file_inputs(file: FileRecord) -> RunInputs:
     sample rate and recording length when its header says them (GENEActiv, Axivity)."""
     device = PurePosixPath(file.relative_path).suffix.lower().lstrip(".") or None
     facts = None
-    if device is not None:
+    if device is not None and says_recording_facts(device):
         try:
             facts = recording_facts(store.read_head(file.url, HEAD_BYTES), file.size, device)
         except StorageError as exc:

@@ -33,8 +33,13 @@ class RecordingFacts:
 def recording_facts(head: bytes, size: int, suffix: str) -> RecordingFacts | None:
     """Sample rate and sample count from the start of a file of `size` bytes, or None if
     the format is not one whose header says them, or the header is not as expected."""
-    reader = {"bin": _geneactiv, "cwa": _axivity}.get(suffix.lower().lstrip("."))
+    reader = _READERS.get(suffix.lower().lstrip("."))
     return reader(head, size) if reader else None
+
+
+def says_recording_facts(suffix: str) -> bool:
+    """Whether files of this type have a header `recording_facts` can read (worth reading)."""
+    return suffix.lower().lstrip(".") in _READERS
 
 
 def _geneactiv(head: bytes, size: int) -> RecordingFacts | None:
@@ -56,3 +61,6 @@ def _axivity(head: bytes, size: int) -> RecordingFacts | None:
     rate = 3200.0 / (1 << (15 - (rate_code & 0x0F)))
     blocks = (size - CWA_HEADER_BYTES) // CWA_BLOCK_BYTES
     return RecordingFacts(rate, blocks * samples_per_block)
+
+
+_READERS = {"bin": _geneactiv, "cwa": _axivity}
