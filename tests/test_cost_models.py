@@ -186,6 +186,18 @@ def _install_champion(catalog: Catalog, home: Path, model: CostModel) -> None:
     )
 
 
+def test_a_model_file_of_an_older_format_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    old = CostModel.fit("w", history("w", 12))
+    old.format_version = 1  # as a file written before the models' layout changed
+    _install_champion(catalog, home, old)
+    assert registry.champion(catalog, "w") is None
+    assert "written by an older biomarkerflow: run `biomarkerflow models train`" in caplog.text
+    (result,) = estimate(catalog, "w", [RunInputs(input_bytes=10**8)], TABLE)
+    assert result.prediction is None  # no number from a model that cannot be read as it was meant
+
+
 def test_a_first_model_that_beats_the_baselines_is_promoted(
     tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
 ) -> None:

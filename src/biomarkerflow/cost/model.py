@@ -37,6 +37,7 @@ MIN_RUNS = 5
 INTERVAL = 0.80
 TEST_FRACTION = 0.2
 MIN_RUNS_FOR_TREES = 30
+MODEL_FORMAT = 2  # of the pickled CostModel; files of another format are not used
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ class CostModel:
     trained_to: datetime
     train_runs: int
     library_versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = MODEL_FORMAT
 
     @classmethod
     def fit(cls, workflow: str, runs: Sequence[Observation]) -> CostModel:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from biomarkerflow.catalog.manager import Catalog, CostModelRecord
-from biomarkerflow.cost.model import MIN_RUNS, CostModel, assess, evaluate, time_split
+from biomarkerflow.cost.model import MIN_RUNS, MODEL_FORMAT, CostModel, assess, evaluate, time_split
 from biomarkerflow.cost.notify import notify
 from biomarkerflow.cost.prices import PriceTable
 
@@ -56,6 +56,8 @@ def load_model(record: CostModelRecord) -> CostModel:
         model = pickle.load(handle)  # noqa: S301
     if not isinstance(model, CostModel):
         raise TypeError(f"{record.path} does not hold a cost model")
+    if getattr(model, "format_version", 1) != MODEL_FORMAT:
+        raise TypeError(f"{record.path} was written by an older biomarkerflow: run `biomarkerflow models train`")
     return model
 
 
