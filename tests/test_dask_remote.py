@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.s3server import stop_process
 from tests.test_dask import GAIT
 
 
@@ -45,11 +46,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
         yield address, worker
     finally:
         for process in (worker, scheduler):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout=30)
         log.close()
 
 
