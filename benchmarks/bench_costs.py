@@ -1,7 +1,7 @@
 """Cost-model accuracy on a real history: real studies through the platform, then a
 time-ordered held-out test per workflow (issue 5).
 
-    .venv/bin/python benchmarks/bench_costs.py [--files 30] [--batches 4] [--workers 2]
+    .venv/bin/python benchmarks/bench_costs.py [--files 40] [--batches 4] [--workers 2]
 
 1. Three workflows over the same synthetic GENEActiv wrist recordings of 1 to 14 days
    at 10 to 20 Hz (random per file): the full wrist pipeline (wear, sleep, activity),
@@ -211,7 +211,7 @@ def pooled_coverage(results: dict[str, Any], key: str | None = None) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--files", type=int, default=30, help="recordings (each runs through every workflow)")
+    parser.add_argument("--files", type=int, default=40, help="recordings (each runs through every workflow)")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
