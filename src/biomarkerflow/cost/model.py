@@ -7,8 +7,9 @@ log space, where SKDH's costs are close to power laws of the recording's size.
 
 Kinds compete inside each training, per quantity, on out-of-fold error: a regularised
 log-log linear fit (power laws), an affine fit (a fixed part plus parts proportional to
-bytes and samples: start-up plus work per sample), and, with 30 or more runs,
-gradient-boosted trees.
+bytes and samples: start-up plus work per sample), the same on input bytes alone (fewer
+parameters, for quantities that follow the file size and little else, such as the
+memory of loading it), and, with 30 or more runs, gradient-boosted trees.
 The 80% interval is conformal: the 10th and 90th percentiles of the out-of-fold
 log-errors, added to the prediction. Cost is not modelled on its own: it is the price
 table applied to the predicted usage, so a new price table needs no retraining.
@@ -37,7 +38,7 @@ MIN_RUNS = 5
 INTERVAL = 0.80
 TEST_FRACTION = 0.2
 MIN_RUNS_FOR_TREES = 30
-MODEL_FORMAT = 2  # of the pickled CostModel; files of another format are not used
+MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not used
 
 
 @dataclass(frozen=True)
@@ -155,15 +156,19 @@ class Features:
 class Affine:
     """quantity = a fixed part + non-negative parts proportional to bytes, samples (rate x
     length, when known) and output: how a job that loads its file and then walks it costs.
-    Fitted for relative error; takes and gives logs, like the other kinds."""
+    With `size_only`, the input bytes alone: the size line's form, fitted for the relative
+    error the models are judged by. Fitted for relative error; takes and gives logs, like
+    the other kinds."""
 
-    def __init__(self, logged: Sequence[str]) -> None:
+    def __init__(self, logged: Sequence[str], size_only: bool = False) -> None:
         self.logged = logged  # as given: sklearn's clone checks the parameter is kept as is
+        self.size_only = size_only
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
         logged = list(self.logged)
-        columns = [np.exp(x[:, : len(logged)]), x[:, len(logged) :]]  # device indicators stay as they are
-        if "recording_seconds" in logged and "sample_rate_hz" in logged:
+        used = 1 if self.size_only else len(logged)  # input bytes come first
+        columns = [np.exp(x[:, :used]), x[:, len(logged) :]]  # device indicators stay as they are
+        if not self.size_only and "recording_seconds" in logged and "sample_rate_hz" in logged:
             samples = x[:, logged.index("recording_seconds")] + x[:, logged.index("sample_rate_hz")]
             columns.append(np.exp(samples)[:, None])
         return np.hstack(columns)
@@ -183,10 +188,11 @@ class Affine:
         return np.log(np.maximum(predicted, self.floor_))
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:  # for sklearn's clone
-        return {"logged": self.logged}
+        return {"logged": self.logged, "size_only": self.size_only}
 
     def set_params(self, **params: Any) -> Affine:
         self.logged = params.get("logged", self.logged)
+        self.size_only = params.get("size_only", self.size_only)
         return self
 
 
@@ -199,6 +205,7 @@ def _candidates(runs: int, logged: Sequence[str]) -> dict[str, Any]:
     kinds: dict[str, Any] = {
         "loglinear": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 2, 13))),
         "affine": Affine(logged),
+        "affine-size": Affine(logged, size_only=True),
     }
     if runs >= MIN_RUNS_FOR_TREES:
         kinds["boosted-trees"] = HistGradientBoostingRegressor(
