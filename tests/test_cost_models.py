@@ -9,9 +9,11 @@ import json
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord
@@ -20,7 +22,7 @@ from biomarkerflow.cost import registry
 from biomarkerflow.cost.estimate import MemoryRequests, estimate
 from biomarkerflow.cost.history import Observation, parse_history_csv
 from biomarkerflow.cost.identity import workflow_id
-from biomarkerflow.cost.model import CostModel, RunInputs
+from biomarkerflow.cost.model import FEATURE_SETS, Affine, CostModel, Features, RunInputs
 from biomarkerflow.cost.prices import BUILT_IN_TABLES
 from biomarkerflow.cost.registry import training_due
 from biomarkerflow.engine.executor import LocalExecutor
@@ -162,6 +164,41 @@ def test_with_fewer_than_five_runs_it_says_so_instead_of_guessing(tmp_path: Path
     trained = cli(home, "models", "train", "--workflow", "w-small")
     assert "refused" in trained.stdout and "training needs at least 6" in trained.stdout
     assert Catalog.for_home(home).cost_models() == []
+
+
+# ---- model kinds ----------------------------------------------------------------------------------------
+
+
+def test_the_size_only_kind_follows_the_file_size_alone() -> None:
+    """Memory of loading a file is a fixed part plus a part per byte. Here the output size
+    happens to track the memory's noise: the full affine kind uses it, the size-only kind
+    must not, also after sklearn's clone (which the out-of-fold fits use)."""
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(1)
+    sizes = rng.uniform(30e6, 300e6, 40)
+    noise = rng.uniform(-0.02, 0.02, 40)
+    runs = [
+        replace(
+            run,
+            input_bytes=int(size),
+            peak_rss_bytes=int((4e8 + 9.5 * size) * (1 + e)),
+            output_bytes=int(1e6 * (1 + 20 * e)),
+        )
+        for run, size, e in zip(history("w", 40), sizes, noise, strict=True)
+    ]
+    features = Features.fit(runs, FEATURE_SETS[0])
+    x = features.matrix([RunInputs.of(o) for o in runs])
+    y = np.log([o.peak_rss_bytes for o in runs])
+    size_only = clone(Affine(features.columns, size_only=True)).fit(x, y)
+    everything = clone(Affine(features.columns)).fit(x, y)
+
+    shuffled = x.copy()
+    shuffled[:, 1:] = rng.permutation(shuffled[:, 1:])  # every input but the size
+    assert not np.allclose(everything.predict(shuffled), everything.predict(x))
+    assert np.array_equal(size_only.predict(shuffled), size_only.predict(x))
+    relative = np.exp(size_only.predict(x)) / (4e8 + 9.5 * sizes) - 1
+    assert np.max(np.abs(relative)) < 0.01  # the line itself, to well within the 2% noise
 
 
 # ---- the promotion rule -------------------------------------------------------------------------------
