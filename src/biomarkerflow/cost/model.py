@@ -10,8 +10,8 @@ log-log linear fit (power laws), an affine fit (a fixed part plus parts proporti
 bytes and samples: start-up plus work per sample), the same on input bytes alone (fewer
 parameters, for quantities that follow the file size and little else, such as the
 memory of loading it), and, with 30 or more runs, gradient-boosted trees.
-The 80% interval is conformal: the 10th and 90th percentiles of the out-of-fold
-log-errors, added to the prediction. Cost is not modelled on its own: it is the price
+The 80% interval is split-conformal: the out-of-fold log-errors' 10th and 90th
+percentiles at the finite-sample levels, added to the prediction. Cost is not modelled on its own: it is the price
 table applied to the predicted usage, so a new price table needs no retraining.
 
 Two baselines keep the models honest: the training runs' median, and a straight
