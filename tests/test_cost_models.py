@@ -364,6 +364,8 @@ def test_a_single_run_estimate_with_units_and_extrapolation(tmp_path: Path) -> N
     assert single["extrapolating"] is False
     # 7 days of the history's law: 8 + 14 x 7^1.3 = about 175 s
     assert 140 < single["estimate"]["wall_seconds"]["point"] < 215
+    table = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "7d")
+    assert "385.0 MB" in table.stdout  # the size echoed in the units it was given in
     outside = cli(home, "estimate", "--workflow", "w", "--input-size", "5GB", "--json")
     assert json.loads(outside.stdout)["estimates"][0]["extrapolating"] is True
     longer = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "30d", "--json")

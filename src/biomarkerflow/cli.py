@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from biomarkerflow.errors import BiomarkerflowError
+from biomarkerflow.units import format_bytes
 
 if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a command needs them
     from biomarkerflow.catalog.manager import Catalog, FileRecord
@@ -605,7 +606,7 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
             _run_inputs(e.inputs),
             f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
             f"{_duration(v['wall_seconds'][1])} ({_duration(v['wall_seconds'][0])}-{_duration(v['wall_seconds'][2])})",
-            f"{_human_bytes(int(v['peak_rss_bytes'][1]))} (up to {_human_bytes(int(v['peak_rss_bytes'][2]))})",
+            f"{format_bytes(int(v['peak_rss_bytes'][1]))} (up to {format_bytes(int(v['peak_rss_bytes'][2]))})",
             "extrapolating" if e.prediction.extrapolating else "",
         )
     console.print(table)
@@ -616,7 +617,7 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
             f"total for {t.estimated} of {t.runs} file(s): ${cost[1]:.2f} "
             f"(80% interval ${cost[0]:.2f}-${cost[2]:.2f}), "
             f"{_duration(wall[1])} of compute ({_duration(wall[0])}-{_duration(wall[2])}), "
-            f"peak memory of one job up to {_human_bytes(int(t.values['peak_rss_bytes'][2]))}",
+            f"peak memory of one job up to {format_bytes(int(t.values['peak_rss_bytes'][2]))}",
             highlight=False,
         )
     if any(e.prediction.extrapolating for e in known):
@@ -629,7 +630,7 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
 
 def _run_inputs(inputs: Any) -> str:
     """"52 MB, 7.0 d at 20 Hz": the size, and what the header said when it said it."""
-    text = _human_bytes(inputs.input_bytes)
+    text = format_bytes(inputs.input_bytes)
     if inputs.recording_seconds:
         text += f", {inputs.recording_seconds / 86_400:.1f} d"
     if inputs.sample_rate_hz:
@@ -1032,15 +1033,6 @@ runtimes_app = typer.Typer(
 app.add_typer(runtimes_app, name="runtimes")
 
 
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
 def _pinned_specs(catalog: Catalog) -> dict[str, Any]:
     """The runtime spec of every study in the catalog, by study id."""
     from biomarkerflow.runtimes.environment import parse_spec
@@ -1087,7 +1079,7 @@ def runtimes_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-
         table.add_row(
             e.requirement,
             e.lock_hash[:12],
-            _human_bytes(e.size_bytes),
+            format_bytes(e.size_bytes),
             e.last_used or "never",
             ", ".join(users.get(e.key, [])),
         )
@@ -1163,8 +1155,8 @@ def runtimes_prune(
     removed = runtimes.cache.prune(keep, unused_days=unused_days, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for e in removed:
-        console.print(f"{verb}  {e.requirement}  ({_human_bytes(e.size_bytes)}, {e.path})", highlight=False)
-    freed = _human_bytes(sum(e.size_bytes for e in removed))
+        console.print(f"{verb}  {e.requirement}  ({format_bytes(e.size_bytes)}, {e.path})", highlight=False)
+    freed = format_bytes(sum(e.size_bytes for e in removed))
     console.print(f"{len(removed)} runtime(s) {verb}, {freed}", highlight=False)
 
 

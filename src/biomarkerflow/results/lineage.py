@@ -32,6 +32,7 @@ from biomarkerflow.errors import BiomarkerflowError, StorageError
 from biomarkerflow.results import writer
 from biomarkerflow.results.consolidate import MANIFEST, TABLES_FOLDER, is_current
 from biomarkerflow.storage import store
+from biomarkerflow.units import format_bytes
 
 PROVENANCE = "provenance.json"
 SUCCESS_MARKER = "_SUCCESS"
@@ -553,13 +554,7 @@ def _line(label: str, text: str) -> str:
 
 
 def _size(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return f"size {NOT_RECORDED}"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(value) < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+    return format_bytes(value) if isinstance(value, int | float) else f"size {NOT_RECORDED}"
 
 
 def _count(number: int, noun: str) -> str:
