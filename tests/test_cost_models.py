@@ -201,6 +201,27 @@ def test_the_size_only_kind_follows_the_file_size_alone() -> None:
     assert np.max(np.abs(relative)) < 0.01  # the line itself, to well within the 2% noise
 
 
+def test_beyond_the_largest_run_trees_hand_over_to_a_kind_that_follows_the_trend() -> None:
+    """A duration in steps of size (say, work done in whole chunks) suits trees inside the
+    range they saw; they must not answer for a file far larger, which takes far longer."""
+    runs = []
+    for run in history("w", 60, noise=0.0):
+        wall = 5 + 30 * (run.input_bytes // 150_000_000)
+        runs.append(replace(run, wall_seconds=wall, cpu_seconds=wall, recording_seconds=None, output_bytes=0))
+    model = CostModel.fit("w", runs)
+    (size_only,) = model.usage_models
+    wall = size_only.quantities["wall_seconds"]
+    assert wall.kind == "boosted-trees"  # the premise: trees fit the steps best
+    assert wall.beyond_range is not None and wall.beyond_range.kind != "boosted-trees"
+    assert size_only.quantities["peak_rss_bytes"].beyond_range is None  # only where trees won
+
+    largest = max(o.input_bytes for o in runs)
+    inside, beyond = model.predict([RunInputs(input_bytes=largest), RunInputs(input_bytes=5 * largest)], TABLE)
+    assert not inside.extrapolating and beyond.extrapolating
+    assert inside.point("wall_seconds") == pytest.approx(5 + 30 * (largest // 150_000_000), rel=0.02)
+    assert beyond.point("wall_seconds") > 3 * inside.point("wall_seconds")  # trees alone: the same
+
+
 # ---- the promotion rule -------------------------------------------------------------------------------
 
 
@@ -406,6 +427,8 @@ def test_the_scheduler_asks_for_the_predicted_memory(tmp_path: Path) -> None:
     assert typical < asked < typical * 1.15
     assert asked != memory_needed(seven_days.size)
     assert requests.request("other", seven_days) is None
+    far_larger = catalogued_file(tmp_path / "S2_wrist.csv", int(60 * MB_PER_DAY))  # the history's longest: 14 d
+    assert requests.request("w", far_larger) is None  # outside what the model learned: the size rule
 
 
 def test_watch_retrains_on_its_schedule(tmp_path: Path) -> None:

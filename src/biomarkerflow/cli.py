@@ -596,8 +596,9 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
     known = [e for e in estimates if e.prediction is not None]
     if not known:
         return
+    flagged = any(e.prediction.extrapolating for e in known)
     table = Table(title=heading)
-    for column in ("run", "input", "cost (80% interval)", "duration", "peak memory", ""):
+    for column in ("run", "input", "cost (80% interval)", "duration", "peak memory") + (("",) if flagged else ()):
         table.add_column(column, justify="left" if column in ("run", "") else "right")
     for e in known:
         v = e.prediction.values
@@ -607,7 +608,7 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
             f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
             f"{_duration(v['wall_seconds'][1])} ({_duration(v['wall_seconds'][0])}-{_duration(v['wall_seconds'][2])})",
             f"{format_bytes(int(v['peak_rss_bytes'][1]))} (up to {format_bytes(int(v['peak_rss_bytes'][2]))})",
-            "extrapolating" if e.prediction.extrapolating else "",
+            *(("extrapolating" if e.prediction.extrapolating else "",) if flagged else ()),
         )
     console.print(table)
     if len(estimates) > 1:
@@ -620,7 +621,7 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
             f"peak memory of one job up to {format_bytes(int(t.values['peak_rss_bytes'][2]))}",
             highlight=False,
         )
-    if any(e.prediction.extrapolating for e in known):
+    if flagged:
         console.print(
             "extrapolating: sizes, lengths, sample rates or devices outside the runs the model learned from; "
             "trust these less",

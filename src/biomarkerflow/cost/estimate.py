@@ -145,7 +145,9 @@ def files_inputs(files: Sequence[FileRecord]) -> list[RunInputs]:
 
 class MemoryRequests:
     """What the scheduler reserves per job: the upper end of the champion model's 80% interval
-    of peak memory, for workflows that have a champion; None (the size rule) otherwise."""
+    of peak memory, for workflows that have a champion; None (the size rule) otherwise, and
+    for files outside what the model learned from, where a job killed for want of memory
+    costs more than a generous reservation."""
 
     def __init__(self, catalog: Catalog, workflows: Sequence[str], table: PriceTable) -> None:
         self._table = table
@@ -160,4 +162,4 @@ class MemoryRequests:
         if model is None:
             return None  # and no header read: nothing to spend on jobs without a model
         (prediction,) = model.predict([file_inputs(file)], self._table)
-        return int(prediction.values["peak_rss_bytes"][2])
+        return None if prediction.extrapolating else int(prediction.values["peak_rss_bytes"][2])

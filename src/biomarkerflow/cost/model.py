@@ -38,6 +38,7 @@ MIN_RUNS = 5
 INTERVAL = 0.80
 TEST_FRACTION = 0.2
 MIN_RUNS_FOR_TREES = 30
+TREES = "boosted-trees"
 MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not used
 
 
@@ -147,7 +148,8 @@ class Features:
             value = getattr(item, name)
             if value is not None and not low <= value <= high:
                 return True
-        return bool(item.device) and item.device not in self.devices
+        # A history without devices (imported from elsewhere) cannot tell a new device from an old one.
+        return bool(item.device and self.devices) and item.device not in self.devices
 
 
 # ---- the model ------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def _candidates(runs: int, logged: Sequence[str]) -> dict[str, Any]:
         "affine-size": Affine(logged, size_only=True),
     }
     if runs >= MIN_RUNS_FOR_TREES:
-        kinds["boosted-trees"] = HistGradientBoostingRegressor(
+        kinds[TREES] = HistGradientBoostingRegressor(
             max_iter=200, learning_rate=0.05, min_samples_leaf=max(3, runs // 15), random_state=0
         )
     return kinds
@@ -232,6 +234,13 @@ class QuantityModel:
     low_offset: float  # log-space: prediction x exp(offset) is the interval's end
     high_offset: float
     oof_error: float  # median |log error| out of fold, what chose this kind
+    # Trees predict a constant beyond the largest run they saw, so a file three times larger
+    # would get the same duration and memory. Where trees won, the best kind that follows
+    # the trend answers queries outside the training range.
+    beyond_range: QuantityModel | None = None
+
+    def for_item(self, outside: bool) -> QuantityModel:
+        return self.beyond_range if outside and self.beyond_range is not None else self
 
 
 def _interval_offsets(residuals: np.ndarray) -> tuple[float, float]:
@@ -246,17 +255,21 @@ def _interval_offsets(residuals: np.ndarray) -> tuple[float, float]:
 
 def _fit_quantity(x: np.ndarray, y: np.ndarray, logged: Sequence[str]) -> tuple[QuantityModel, np.ndarray]:
     """The best kind for one quantity (logs in, logs out), and its out-of-fold predictions."""
-    best: tuple[QuantityModel, np.ndarray] | None = None
+    tried: list[tuple[float, str, Any, np.ndarray]] = []
     for kind, estimator in _candidates(len(y), logged).items():
         predicted = _out_of_fold(estimator, x, y)
-        residuals = y - predicted
-        error = float(np.median(np.abs(residuals)))
-        if best is None or error < best[0].oof_error:
-            low, high = _interval_offsets(residuals)
-            model = QuantityModel(kind, estimator.fit(x, y), low_offset=low, high_offset=high, oof_error=error)
-            best = model, predicted
-    assert best is not None
-    return best
+        tried.append((float(np.median(np.abs(y - predicted))), kind, estimator, predicted))
+
+    def fitted(choice: tuple[float, str, Any, np.ndarray]) -> QuantityModel:
+        error, kind, estimator, predicted = choice
+        low, high = _interval_offsets(y - predicted)
+        return QuantityModel(kind, estimator.fit(x, y), low_offset=low, high_offset=high, oof_error=error)
+
+    best = min(tried, key=lambda t: t[0])  # the first listed wins a tie
+    model = fitted(best)
+    if best[1] == TREES:
+        model.beyond_range = fitted(min((t for t in tried if t[1] != TREES), key=lambda t: t[0]))
+    return model, best[3]
 
 
 def _usage(values: np.ndarray) -> Usage:
@@ -294,13 +307,19 @@ class UsageModel:
 
     def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
         x = self.features.matrix(inputs)
-        logs = {name: model.estimator.predict(x) for name, model in self.quantities.items()}
+        outside = [self.features.outside(item) for item in inputs]
+        logs: dict[int, np.ndarray] = {}  # by model: each predicts every row in one call, not one per file
+        for quantity in self.quantities.values():
+            for model in (quantity, quantity.beyond_range):
+                if model is not None:
+                    logs[id(model)] = model.estimator.predict(x)
         low, high = self.cost_offsets(table)
         out: list[Prediction] = []
-        for i, item in enumerate(inputs):
+        for i in range(len(inputs)):
             values: dict[str, tuple[float, float, float]] = {}
-            for name, model in self.quantities.items():
-                point = float(logs[name][i])
+            for name, quantity in self.quantities.items():
+                model = quantity.for_item(outside[i])
+                point = float(logs[id(model)][i])
                 values[name] = (
                     math.exp(point + model.low_offset),
                     math.exp(point),
@@ -309,7 +328,7 @@ class UsageModel:
             point_usage = np.array([values[name][1] for name in QUANTITIES])
             cost = charge(_usage(point_usage), table, table_name="").amount
             values["cost"] = (cost * math.exp(low), cost, cost * math.exp(high))
-            out.append(Prediction(values, extrapolating=self.features.outside(item)))
+            out.append(Prediction(values, extrapolating=outside[i]))
         return out
 
 
