@@ -1,18 +1,24 @@
 """Per-workflow cost models: a run's duration, CPU time and peak memory from its inputs.
 
 What a model sees of a run: input bytes, output bytes, recording duration and sample
-rate (when every training run has them; a query without them gets the training
-runs' median per input byte), and the device (file type). Everything is modelled in
-log space, where SKDH's costs are close to power laws of the recording's size.
+rate (where every training run has them), and the device (file type). One model is
+fitted per set of inputs an asker may know (FEATURE_SETS: after the run, before it with
+the file's header, the size alone); a query is answered by the most informed one whose
+inputs it has. Everything is modelled in log space, where SKDH's costs are close to
+power laws of the recording's size.
 
 Kinds compete inside each training, per quantity, on out-of-fold error: a regularised
 log-log linear fit (power laws), an affine fit (a fixed part plus parts proportional to
 bytes and samples: start-up plus work per sample), the same on input bytes alone (fewer
 parameters, for quantities that follow the file size and little else, such as the
-memory of loading it), and, with 30 or more runs, gradient-boosted trees.
+memory of loading it), and, with 30 or more runs, gradient-boosted trees. Trees cannot
+predict beyond the largest run they saw, so where they win, the best other kind answers
+for inputs outside the training range (and the prediction says it is extrapolating).
+
 The 80% interval is split-conformal: the out-of-fold log-errors' 10th and 90th
-percentiles at the finite-sample levels, added to the prediction. Cost is not modelled on its own: it is the price
-table applied to the predicted usage, so a new price table needs no retraining.
+percentiles at the finite-sample levels, added to the prediction. Cost is not modelled
+on its own: it is the price table applied to the predicted usage, so a new price table
+needs no retraining.
 
 Two baselines keep the models honest: the training runs' median, and a straight
 line on input size. `evaluate` scores all three on the same held-out runs.
