@@ -16,9 +16,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from biomarkerflow.errors import RuntimeUnavailableError
+from biomarkerflow.home import HOME_ENV
 from biomarkerflow.runtimes.builder import JOB_REQUIREMENTS, BuiltRuntime, RuntimeCache, RuntimeSpec
+from biomarkerflow.runtimes.environment import RUNTIMES_ENV, Runtimes, default_cache_root
 
 SKDH = "scikit-digital-health==0.16.15"
 REPO = Path(__file__).resolve().parents[1]
@@ -209,12 +212,11 @@ def test_two_processes_build_once(tmp_path: Path, call: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "named"),
     [
-        (RuntimeSpec("scikit-digital-health==9.9.9"), "scikit-digital-health==9.9.9"),
         (RuntimeSpec(SKDH, ("numpy<1.0",)), "scikit-digital-health==0.16.15 (with numpy<1.0)"),
         # Only macOS wheels and a source archive (needing Fortran): no wheel for this Python.
         (RuntimeSpec("scikit-digital-health==0.11.0"), "scikit-digital-health==0.11.0"),
     ],
-    ids=["no-such-version", "unsatisfiable-constraint", "no-wheel-for-this-python"],
+    ids=["unsatisfiable-constraint", "no-wheel-for-this-python"],
 )
 def test_unbuildable_runtime_fails_cleanly(tmp_path: Path, spec: RuntimeSpec, named: str) -> None:
     root = tmp_path / "runtimes"
@@ -231,6 +233,84 @@ def test_unbuildable_runtime_fails_cleanly(tmp_path: Path, spec: RuntimeSpec, na
     assert [p.name for p in (root / ".locks").iterdir()] == [f"{spec.key}.lock"]
     assert (root / ".locks" / f"{spec.key}.lock").stat().st_size == 0
     assert cache.find(spec) is None and cache.entries() == []
+
+
+def test_a_version_that_does_not_exist_is_named_with_versions_that_do(tmp_path: Path) -> None:
+    """uv only says "no solution found": the message says the version does not exist, and which do."""
+    root = tmp_path / "runtimes"
+    spec = RuntimeSpec("scikit-digital-health==9.9.9")
+    with pytest.raises(RuntimeUnavailableError) as caught:
+        RuntimeCache(root, compile_bytecode=False).ensure(spec)
+    error = caught.value
+    prefix = (
+        "cannot build a runtime for scikit-digital-health==9.9.9: "
+        "scikit-digital-health 9.9.9 does not exist on the package index; versions available include "
+    )
+    assert error.message.startswith(prefix), error.message
+    listed = error.message[len(prefix) :].split(", ")
+    # The newest few, newest first, all real releases (0.17.18 was the newest when this was written).
+    assert 3 <= len(listed) <= 6, listed
+    versions = [Version(v) for v in listed]
+    assert versions == sorted(versions, reverse=True) and versions[0] >= Version("0.17.18")
+    assert not any(v.is_prerelease for v in versions)
+    assert error.hint is not None and f"scikit-digital-health=={listed[0]}" in error.hint
+    assert error.exit_code == 2
+    assert [p.name for p in root.iterdir()] == [".locks"]  # nothing half-made
+
+
+def test_a_package_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    spec = RuntimeSpec("scikit-digital-health==0.16.15", ("no-such-package-biomarkerflow-test==1.0",))
+    with pytest.raises(RuntimeUnavailableError) as caught:
+        RuntimeCache(tmp_path / "runtimes", compile_bytecode=False).ensure(spec)
+    assert caught.value.message.endswith(": no-such-package-biomarkerflow-test is not on the package index"), (
+        caught.value.message
+    )
+    assert caught.value.hint is not None and "spelling" in caught.value.hint
+
+
+def test_a_pinned_runtime_builds_from_a_relative_home_in_another_folder(tmp_path: Path) -> None:
+    """The real CLI from another folder with `--home rel/home`: uv must get absolute paths.
+
+    It once failed with "No interpreter found at path '.biomarkerflow/runtimes/.build-.../venv/bin/python'":
+    uv runs in the build folder, where the relative interpreter path means something else.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in (RUNTIMES_ENV, HOME_ENV)}
+    cli = Path(sys.executable).parent / "biomarkerflow"
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(cli), "--home", "rel/home", "runtimes", "build", "--package", SKDH],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "rel" / "home" / "runtimes"
+    built = RuntimeCache(root).find(RuntimeSpec(SKDH))
+    assert built is not None, sorted(p.name for p in root.iterdir())
+    assert f"at {built.path}" in result.stdout  # the absolute path is what the user is shown
+    assert Path(built.python).is_absolute()
+    assert _run(built.python, "import skdh; print(skdh.__version__)") == "0.16.15"
+    print(f"built from a relative home in {elapsed:.1f} s")
+
+
+def test_relative_runtime_roots_are_made_absolute_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative root means the folder it named when given, even after the process changes folder."""
+    monkeypatch.chdir(tmp_path)
+    cache = RuntimeCache(Path("rel/runtimes"))
+    monkeypatch.chdir("/")
+    assert cache.root == tmp_path / "rel" / "runtimes"
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(RUNTIMES_ENV, "shared/runtimes")
+    assert default_cache_root(Path("anything")) == tmp_path / "shared" / "runtimes"
+    monkeypatch.delenv(RUNTIMES_ENV)
+    assert default_cache_root(Path("rel/home")) == tmp_path / "rel" / "home" / "runtimes"
+    runtimes = Runtimes.for_home(Path("rel/home"))
+    monkeypatch.chdir("/")
+    assert runtimes.cache.root == tmp_path / "rel" / "home" / "runtimes"
 
 
 def test_deleted_or_damaged_runtime_is_rebuilt(tmp_path: Path) -> None:

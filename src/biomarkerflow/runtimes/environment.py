@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 import biomarkerflow
 from biomarkerflow.errors import RuntimeUnavailableError
+from biomarkerflow.home import HOME_FOLDER, find_home
 from biomarkerflow.runtimes.builder import BuiltRuntime, RuntimeCache, RuntimeSpec
 from biomarkerflow.runtimes.worker import installed_packages, packages_hash
 
@@ -111,9 +112,17 @@ def satisfies(ref: RuntimeRef, spec: RuntimeSpec) -> bool:
 
 
 def default_cache_root(home: Path) -> Path:
-    """Runtimes live under the home unless BIOMARKERFLOW_RUNTIMES names a shared folder."""
-    configured = os.environ.get(RUNTIMES_ENV)
-    return Path(configured) if configured else home / "runtimes"
+    """Runtimes live under the home unless BIOMARKERFLOW_RUNTIMES names a shared folder.
+
+    Always absolute (a relative setting is taken from the current folder, now): uv and worker
+    processes run in other folders, where a relative path would name another place.
+    """
+    configured = os.environ.get(RUNTIMES_ENV, "").strip()
+    return _absolute(Path(configured) if configured else home / "runtimes")
+
+
+def _absolute(path: Path) -> Path:
+    return path.expanduser().resolve()
 
 
 class Runtimes:
@@ -132,6 +141,7 @@ class Runtimes:
 
     @classmethod
     def for_home(cls, home: Path, progress: Callable[[str], None] | None = None) -> Runtimes:
+        """The runtimes of `home` (relative: from the current folder), or the shared BIOMARKERFLOW_RUNTIMES."""
         return cls(default_cache_root(home), progress=progress)
 
     def for_pin(self, package: str, constraints: Sequence[str] = ()) -> RuntimeRef:
@@ -170,11 +180,17 @@ class Runtimes:
         )
 
 
-def usable_here(ref: RuntimeRef, home: Path = Path(".biomarkerflow")) -> RuntimeRef:
-    """`ref` as this machine can run it: a runtime missing here is built from its pin first."""
+def usable_here(ref: RuntimeRef, home: Path | None = None) -> RuntimeRef:
+    """`ref` as this machine can run it: a runtime missing here is built from its pin first.
+
+    Built under `home`'s runtimes (default: the home this process would use from its current
+    folder, as the CLI finds it) or BIOMARKERFLOW_RUNTIMES.
+    """
     if not ref.isolated or Path(ref.python).exists() or ref.package is None:
         return ref
-    return Runtimes.for_home(home).for_pin(ref.package, ref.constraints)
+    if home is None and not os.environ.get(RUNTIMES_ENV, "").strip():
+        home = find_home(None, os.environ, Path.cwd()).path
+    return Runtimes.for_home(home or Path(HOME_FOLDER)).for_pin(ref.package, ref.constraints)
 
 
 def platform_code_folder(cache_root: Path) -> Path:
