@@ -17,16 +17,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
+import click
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from biomarkerflow.errors import BiomarkerflowError
+from biomarkerflow.terminal import Column, line, make_console, print_table, styled
 from biomarkerflow.units import format_bytes
 
 if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a command needs them
@@ -43,12 +44,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console()
-errors = Console(stderr=True)
+console = make_console()
+errors = make_console(stderr=True)
+
+
+def say(*parts: str | Text, indent: int = 0) -> None:
+    """Print to stdout; plain strings are literal (file names, regexes, SQL are never markup)."""
+    line(console, *parts, indent=indent)
+
+
+def tell(*parts: str | Text, indent: int = 0) -> None:
+    """Print to stderr, literally."""
+    line(errors, *parts, indent=indent)
+
+
+def state_label(file_state: str) -> Text:
+    """A file state, coloured and padded to line up: "SUCCEEDED ", "FAILED    "."""
+    colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(file_state, "yellow")
+    return styled(f"{file_state:9} ", colour)
+
+
+def report_error(message: str, hint: str | None, label: str = "error: ") -> None:
+    tell(styled(label, "bold red"), message)
+    if hint:
+        tell(styled("hint: ", "yellow"), hint)
 
 
 class _State:
     home: Path = Path(".biomarkerflow")
+    home_described: str = ".biomarkerflow"
     catalog_url: str | None = None
     debug: bool = False
 
@@ -59,32 +83,41 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handled(command: F) -> F:
-    """One place that turns our errors into a message, a hint and an exit code."""
+    """The one place that turns errors into a message, a hint and the README's exit code.
+
+    With --debug the traceback is printed too, and the exit code stays the same.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except BiomarkerflowError as exc:
-            if state.debug:
-                raise
-            errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.hint:
-                errors.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            _print_traceback()
+            report_error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            errors.print("interrupted: files being processed went back to READY and will run next time")
+            tell("interrupted: files being processed went back to READY and will run next time")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.BadParameter):
+        except (typer.Exit, typer.BadParameter, click.exceptions.ClickException):
             raise
         except Exception as exc:
-            if state.debug:
-                raise
-            errors.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", highlight=False)
-            errors.print("[yellow]hint:[/] run again with --debug for the traceback, and report it.")
+            _print_traceback()
+            report_error(
+                f"{type(exc).__name__}: {exc}",
+                "this is a bug: run again with --debug for the traceback, and report it.",
+                label="unexpected error: ",
+            )
             raise typer.Exit(5) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_traceback() -> None:
+    if state.debug:
+        import traceback
+
+        errors.print(Text(traceback.format_exc()), soft_wrap=True)
 
 
 @app.callback()
@@ -126,7 +159,7 @@ def open_runtimes() -> Runtimes:
     """The runtime cache under the home (or BIOMARKERFLOW_RUNTIMES), announcing builds."""
     from biomarkerflow.runtimes.environment import Runtimes
 
-    return Runtimes.for_home(state.home, progress=lambda message: errors.print(message, highlight=False))
+    return Runtimes.for_home(state.home, progress=lambda message: tell(message))
 
 
 def open_settings() -> Settings:
@@ -172,12 +205,12 @@ def validate(
     bad = 0
     for path, problems in results.items():
         if not problems:
-            console.print(f"ok  {path}", highlight=False)
+            say(f"ok  {path}")
         for problem in problems:
             bad += 1
-            console.print(str(problem), highlight=False, soft_wrap=True)
+            say(str(problem))
     if bad:
-        errors.print(f"{bad} problem(s) in {sum(1 for p in results.values() if p)} of {len(results)} config(s)")
+        tell(f"{bad} problem(s) in {sum(1 for p in results.values() if p)} of {len(results)} config(s)")
         raise typer.Exit(2)
 
 
@@ -188,29 +221,27 @@ def _print_scan(info: Any) -> None:
     for study in info.studies:
         name = study.study_id or study.source
         if study.config_change == "invalid":
-            console.print(f"[red]invalid[/] {study.source}", highlight=False)
+            say(styled("invalid ", "red"), study.source)
             for problem in study.problems:
-                console.print(f"  {problem}", highlight=False, soft_wrap=True)
+                say(f"  {problem}")
             continue
         if study.config_change == "error":
-            console.print(f"[red]error[/]   {name}: {study.error}", highlight=False)
+            say(styled("error   ", "red"), f"{name}: {study.error}")
             if study.hint:
-                console.print(f"  hint: {study.hint}", highlight=False)
+                say(f"  hint: {study.hint}")
             continue
         files = study.files
-        console.print(
+        say(
             f"{study.config_change:9} {name}: {study.matched_files} files "
             f"({files.new} new, {files.changed} changed, {files.unchanged} unchanged)",
-            highlight=False,
         )
         if study.stale:
-            console.print(
+            say(
                 f"  {study.stale} finished file(s) marked STALE (pipeline changed): the next process recomputes them;"
                 " earlier results stay under their run ids",
-                highlight=False,
             )
         if study.hint:
-            console.print(f"  [yellow]note:[/] {study.hint}", highlight=False)
+            say(styled("note: ", "yellow"), study.hint, indent=2)
 
 
 def do_scan(catalog: Catalog, configs: str, runtimes: Runtimes, executor: Executor | None = None) -> int:
@@ -226,7 +257,7 @@ def do_scan(catalog: Catalog, configs: str, runtimes: Runtimes, executor: Execut
     with RuntimeChecks(runtimes, executor) as checks, console.status("Scanning configs and data locations..."):
         info = scan(catalog, configs, lambda url, text: validate_source(url, text, checks))
     if not info.studies:
-        console.print(f"no study configs (*.yaml, *.yml) found in {configs}")
+        say(f"no study configs (*.yaml, *.yml) found in {configs}")
     _print_scan(info)
     changes = {s.config_change for s in info.studies}
     return 2 if "invalid" in changes else 3 if "error" in changes else 0
@@ -256,11 +287,10 @@ class _RichProgress:
         self._running.pop(file.id, None)
         self._progress.advance(self._task)
         wall = f"{outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
-        colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(new_state, "yellow")
-        message = f"[{colour}]{new_state:9}[/] {file.study_id}/{file.relative_path} {wall}"
+        out = self._progress.console
+        line(out, state_label(new_state), f"{file.study_id}/{file.relative_path} {wall}")
         if outcome.error:
-            message += f"\n          {outcome.error}"
-        self._progress.console.print(message, highlight=False)
+            line(out, outcome.error, indent=10)
         self._describe()
 
     def waiting_for_retry(self, seconds: float) -> None:
@@ -270,11 +300,10 @@ class _RichProgress:
 def _print_gates(gates: list[Any]) -> None:
     for gate in gates:
         for problem in gate.problems:
-            console.print(f"[yellow]note:[/] {gate.study_id}: {problem}", highlight=False)
+            say(styled("note: ", "yellow"), f"{gate.study_id}: {problem}")
         if gate.metadata_subjects_changed:
-            console.print(
+            say(
                 f"{gate.study_id}: metadata updated for {len(gate.metadata_subjects_changed)} subject(s)",
-                highlight=False,
             )
 
 
@@ -323,10 +352,8 @@ def do_process(
             executor.close()
     for gate in info.gates:
         if gate.waiting:
-            console.print(
-                f"{gate.study_id}: {gate.waiting} file(s) WAITING (see `biomarkerflow status`)", highlight=False
-            )
-    console.print(f"done: {info.succeeded} succeeded, {info.failed} failed", highlight=False)
+            say(f"{gate.study_id}: {gate.waiting} file(s) WAITING (see `biomarkerflow status`)")
+    say(f"done: {info.succeeded} succeeded, {info.failed} failed")
     return 1 if info.failed else 0
 
 
@@ -373,13 +400,9 @@ def process(
 
         planned = plan(catalog, study)
         for item in planned:
-            action = "[green]would run[/]" if item.will_run else "[yellow]would wait[/]"
-            console.print(
-                f"{action}  {item.study_id}/{item.relative_path}: {item.why}", highlight=False, soft_wrap=True
-            )
-        console.print(
-            f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait"
-        )
+            action = styled("would run  ", "green") if item.will_run else styled("would wait  ", "yellow")
+            say(action, f"{item.study_id}/{item.relative_path}: {item.why}")
+        say(f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait")
         raise typer.Exit(0)
     raise typer.Exit(do_process(catalog, study, workers, open_runtimes(), executor_spec=executor_spec))
 
@@ -413,7 +436,7 @@ class _LineProgress:
 
     def planned(self, total: int) -> None:
         if total:
-            console.print(f"{total} file(s) ready", highlight=False)
+            say(f"{total} file(s) ready")
 
     def started(self, file: FileRecord) -> None:
         pass
@@ -421,7 +444,7 @@ class _LineProgress:
     def finished(self, file: FileRecord, outcome: JobOutcome, new_state: str) -> None:
         wall = f" {outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
         error = f": {outcome.error}" if outcome.error else ""
-        console.print(f"{new_state:9} {file.study_id}/{file.relative_path}{wall}{error}", highlight=False)
+        say(f"{new_state:9} {file.study_id}/{file.relative_path}{wall}{error}")
 
     def waiting_for_retry(self, seconds: float) -> None:
         pass
@@ -456,9 +479,8 @@ def watch(
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        errors.print(
+        tell(
             f"{signal.Signals(signum).name}: stopping after the running jobs (signal again to stop now)",
-            highlight=False,
         )
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -469,7 +491,7 @@ def watch(
     executor = make_executor(executor_spec, workers)
     me = worker_name()
     catalog.register_worker(me, kind="watch", executor=executor_spec, capacity=executor.capacity)
-    console.print(f"watching {configs} as {me} (every {interval:g} s when idle)", highlight=False)
+    say(f"watching {configs} as {me} (every {interval:g} s when idle)")
     try:
         executor.prestart()
         while not stop.is_set():
@@ -497,7 +519,7 @@ def watch(
     finally:
         executor.close()
         catalog.unregister_worker(me)
-    console.print("stopped cleanly", highlight=False)
+    say("stopped cleanly")
 
 
 # ---- costs ----------------------------------------------------------------------------------------
@@ -545,13 +567,12 @@ def costs(
         writer.writerows([*records, total.as_dict(by)])
         return
     if not groups:
-        console.print("no finished runs yet: nothing has cost anything")
+        say("no finished runs yet: nothing has cost anything")
         return
-    table = Table(title=f"costs by {by}")
-    for column in (by, "runs", "failed", "subjects", "subject-days", "input GB", "cost", "per subject-day", "per GB"):
-        table.add_column(column, justify="left" if column == by else "right")
-    for group in [*groups, total]:
-        table.add_row(
+    headers = ("runs", "failed", "subjects", "subject-days", "input GB", "cost", "per subject-day", "per GB")
+    columns = [Column(by, key=True), *(Column(h, right=True) for h in headers)]
+    rows = [
+        (
             group.key,
             str(group.runs),
             str(group.failed_runs),
@@ -561,12 +582,13 @@ def costs(
             _money(group.cost, group.currency),
             _money(group.per_subject_day, group.currency),
             _money(group.per_gb, group.currency),
-            end_section=group is groups[-1],
         )
-    console.print(table)
+        for group in [*groups, total]
+    ]
+    print_table(console, columns, rows, title=f"costs by {by}", more="--format csv or --format json")
     unpriced = total.unpriced_runs
     if unpriced:
-        console.print(f"{unpriced} run(s) finished before costs were recorded and count as 0.", highlight=False)
+        say(f"{unpriced} run(s) finished before costs were recorded and count as 0.")
 
 
 # ---- estimates and cost models ------------------------------------------------------------------
@@ -592,51 +614,58 @@ def _print_estimates(estimates: list[Any], heading: str) -> None:
 
     refused = [e for e in estimates if e.prediction is None]
     for reason in sorted({e.refusal for e in refused if e.refusal}):
-        console.print(f"[yellow]no estimate:[/] {reason}", highlight=False)
+        say(styled("no estimate: ", "yellow"), reason)
     known = [e for e in estimates if e.prediction is not None]
     if not known:
         return
     flagged = any(e.prediction.extrapolating for e in known)
-    table = Table(title=heading)
-    for column in ("run", "input", "cost (80% interval)", "duration", "peak memory") + (("",) if flagged else ()):
-        table.add_column(column, justify="left" if column in ("run", "") else "right")
+    headers = ("input", "cost (80% interval)", "duration", "peak memory")
+    columns = [Column("run", key=True), *(Column(h, right=True) for h in headers)]
+    columns += [Column("note")] if flagged else []
+    rows = []
     for e in known:
         v = e.prediction.values
-        table.add_row(
-            e.file or e.workflow,
-            _run_inputs(e.inputs),
-            f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
-            f"{_duration(v['wall_seconds'][1])} ({_duration(v['wall_seconds'][0])}-{_duration(v['wall_seconds'][2])})",
-            f"{format_bytes(int(v['peak_rss_bytes'][1]))} (up to {format_bytes(int(v['peak_rss_bytes'][2]))})",
-            *(("extrapolating" if e.prediction.extrapolating else "",) if flagged else ()),
+        rows.append(
+            (
+                e.file or e.workflow,
+                _run_inputs(e.inputs),
+                f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
+                _interval(v["wall_seconds"], _duration),
+                f"{format_bytes(int(v['peak_rss_bytes'][1]))} (up to {format_bytes(int(v['peak_rss_bytes'][2]))})",
+                *(("extrapolating" if e.prediction.extrapolating else "",) if flagged else ()),
+            )
         )
-    console.print(table)
+    print_table(console, columns, rows, title=heading, more="--json")
     if len(estimates) > 1:
         t = total(estimates)
         cost, wall = t.values["cost"], t.values["wall_seconds"]
-        console.print(
+        say(
             f"total for {t.estimated} of {t.runs} file(s): ${cost[1]:.2f} "
             f"(80% interval ${cost[0]:.2f}-${cost[2]:.2f}), "
             f"{_duration(wall[1])} of compute ({_duration(wall[0])}-{_duration(wall[2])}), "
             f"peak memory of one job up to {format_bytes(int(t.values['peak_rss_bytes'][2]))}",
-            highlight=False,
         )
     if flagged:
-        console.print(
+        say(
             "extrapolating: sizes, lengths, sample rates or devices outside the runs the model learned from; "
             "trust these less",
-            highlight=False,
         )
 
 
 def _run_inputs(inputs: Any) -> str:
-    """"52 MB, 7.0 d at 20 Hz": the size, and what the header said when it said it."""
+    """ "52 MB, 7.0 d at 20 Hz": the size, and what the header said when it said it."""
     text = format_bytes(inputs.input_bytes)
     if inputs.recording_seconds:
         text += f", {inputs.recording_seconds / 86_400:.1f} d"
     if inputs.sample_rate_hz:
         text += f" at {inputs.sample_rate_hz:g} Hz"
     return text
+
+
+def _interval(values: Sequence[float], show: Callable[[float], str]) -> str:
+    """ "12 s (9 s-15 s)": the point, then the 80% interval."""
+    low, point, high = values
+    return f"{show(point)} ({show(low)}-{show(high)})"
 
 
 def _duration(seconds: float) -> str:
@@ -758,12 +787,12 @@ def models_train(
         catalog, state.home, settings.prices.table(), settings.notifications.webhook_url, workflow=workflow
     )
     if not results:
-        console.print("no run history yet: process some files or `models import-history` first")
+        say("no run history yet: process some files or `models import-history` first")
     for result in results:
         colour = {"promoted": "green", "kept": "yellow", "refused": "red"}[result.decision]
-        console.print(f"[{colour}]{result.decision}[/] {result.message}", highlight=False)
+        say(styled(f"{result.decision} ", colour), result.message)
         if result.notification_problem:
-            errors.print(f"[yellow]warning:[/] {result.notification_problem}", highlight=False)
+            tell(styled("warning: ", "yellow"), result.notification_problem)
 
 
 def _model_line(model: Any) -> str:
@@ -792,9 +821,9 @@ def models_list(
         print(json.dumps([_model_dict(m) for m in models], indent=2, default=str))
         return
     if not models:
-        console.print("no models yet: `biomarkerflow models train`")
+        say("no models yet: `biomarkerflow models train`")
     for model in models:
-        console.print(_model_line(model), highlight=False)
+        say(_model_line(model))
 
 
 def _model_dict(model: Any) -> dict[str, Any]:
@@ -821,11 +850,9 @@ def models_show(
         model = chosen[0]
     else:
         model = next((m for m in models if m.status == "champion"), models[-1])
-    console.print(_model_line(model), highlight=False)
-    console.print(f"decision: {model.note}", highlight=False)
-    table = Table(title="held-out runs")
-    for column in ("", "quantity", "median rel. error", "P90 rel. error", "80% coverage"):
-        table.add_column(column)
+    say(_model_line(model))
+    say(f"decision: {model.note}")
+    table_rows: list[tuple[str, ...]] = []
     challenger = model.metrics.get("challenger", {})
     rows = [("model", challenger.get("model", {})), ("median baseline", challenger.get("median_baseline", {}))]
     rows += [("size-line baseline", challenger.get("size_line_baseline", {}))]
@@ -834,15 +861,19 @@ def models_show(
     for label, metrics in rows:
         for quantity, values in metrics.items():
             coverage = f"{values['coverage']:.0%}" if label in ("model", "champion then") else "-"
-            table.add_row(
-                label,
-                quantity,
-                f"{values['median_relative_error']:.1%}",
-                f"{values['p90_relative_error']:.1%}",
-                coverage,
+            table_rows.append(
+                (
+                    label,
+                    quantity,
+                    f"{values['median_relative_error']:.1%}",
+                    f"{values['p90_relative_error']:.1%}",
+                    coverage,
+                )
             )
-    console.print(table)
-    console.print(f"file: {model.path}", highlight=False)
+    headers = ("median rel. error", "P90 rel. error", "80% coverage")
+    columns = [Column("predictor", key=True), Column("quantity"), *(Column(h, right=True) for h in headers)]
+    print_table(console, columns, table_rows, title="held-out runs")
+    say(f"file: {model.path}")
 
 
 @models_app.command("report")
@@ -860,22 +891,23 @@ def models_report(
         print(json.dumps(accuracy, indent=2))
         return
     if not accuracy:
-        console.print("no estimate has met its run yet: `estimate --study`, then `process`")
+        say("no estimate has met its run yet: `estimate --study`, then `process`")
         return
-    table = Table(title="past estimates against what the runs used")
-    for column in ("workflow", "pairs", "quantity", "median rel. error", "P90 rel. error", "80% coverage"):
-        table.add_column(column)
-    for name, figures in accuracy.items():
-        for quantity, values in figures["quantities"].items():
-            table.add_row(
-                name,
-                str(figures["pairs"]),
-                quantity,
-                f"{values['median_relative_error']:.1%}",
-                f"{values['p90_relative_error']:.1%}",
-                f"{values['coverage']:.0%}",
-            )
-    console.print(table)
+    rows = [
+        (
+            name,
+            str(figures["pairs"]),
+            quantity,
+            f"{values['median_relative_error']:.1%}",
+            f"{values['p90_relative_error']:.1%}",
+            f"{values['coverage']:.0%}",
+        )
+        for name, figures in accuracy.items()
+        for quantity, values in figures["quantities"].items()
+    ]
+    headers = ("pairs", "quantity", "median rel. error", "P90 rel. error", "80% coverage")
+    columns = [Column("workflow", key=True), *(Column(h, right=h != "quantity") for h in headers)]
+    print_table(console, columns, rows, title="past estimates against what the runs used", more="--json")
 
 
 @models_app.command("import-history")
@@ -896,19 +928,18 @@ def models_import_history(
     try:
         parsed = parse_history_csv(csv_file.read_text(encoding="utf-8-sig"))
     except HistoryFormatError as exc:
-        errors.print(f"[bold red]error:[/] {csv_file}: {exc}", highlight=False)
+        report_error(f"{csv_file}: {exc}", None)
         raise typer.Exit(2) from None
     except UnicodeDecodeError as exc:
-        errors.print(f"[bold red]error:[/] {csv_file}: not UTF-8 text (byte {exc.start})", highlight=False)
+        report_error(f"{csv_file}: not UTF-8 text (byte {exc.start})", "Save the file as UTF-8 CSV.")
         raise typer.Exit(2) from None
     for problem in parsed.problems:
-        errors.print(f"[yellow]skipped[/] {csv_file}:{problem.line}: {problem.message}", highlight=False)
+        tell(styled("skipped ", "yellow"), f"{csv_file}:{problem.line}: {problem.message}")
     catalog = open_catalog()
     imported = catalog.add_imported_runs([(f"{csv_file.name}:{line}", row) for line, row in parsed.rows])
     workflows = sorted({row.workflow for _, row in parsed.rows})
-    console.print(
+    say(
         f"imported {imported} run(s) of {len(workflows)} workflow(s); skipped {len(parsed.problems)} bad row(s)",
-        highlight=False,
     )
     if parsed.problems:
         raise typer.Exit(1)
@@ -923,7 +954,7 @@ def retrain_if_due(catalog: Catalog, settings: Settings) -> None:
         return
     for result in train_all(catalog, state.home, settings.prices.table(), settings.notifications.webhook_url):
         if result.decision != "refused":
-            console.print(f"models: {result.decision} {result.message}", highlight=False)
+            say(f"models: {result.decision} {result.message}")
 
 
 # ---- status / query ----------------------------------------------------------------------------
@@ -972,21 +1003,20 @@ def status(
         print(json.dumps(payload, indent=2))
         return
     for w in workers:
-        console.print(
+        say(
             f"worker {w.host}:{w.pid} ({w.kind}, {w.executor}, {w.state}): {w.running_jobs} of {w.capacity} jobs "
             f"running, last heartbeat {w.heartbeat_at:%H:%M:%S} UTC",
-            highlight=False,
         )
     if not statuses:
-        console.print("no studies yet: run `biomarkerflow scan --configs FOLDER` first")
+        say("no studies yet: run `biomarkerflow scan --configs FOLDER` first")
         return
     for s in statuses:
         shown = {k: v for k, v in s.counts.items() if v}
-        console.print(f"[bold]{s.study_id}[/]  " + "  ".join(f"{k}={v}" for k, v in shown.items()), highlight=False)
+        say(styled(s.study_id, "bold"), "  " + "  ".join(f"{k}={v}" for k, v in shown.items()))
         for file, reason in s.waiting:
-            console.print(f"  WAITING  {file}: {reason}", highlight=False, soft_wrap=True)
+            say(state_label("WAITING"), f"{file}: {reason}", indent=2)
         for file, error in s.failed:
-            console.print(f"  [red]FAILED[/]   {file}: {error}", highlight=False, soft_wrap=True)
+            say(state_label("FAILED"), f"{file}: {error}", indent=2)
 
 
 @app.command()
@@ -1017,12 +1047,19 @@ def query(
     elif output_format == "json":
         sys.stdout.write(frame.to_json(orient="records", date_format="iso", indent=2) + "\n")
     else:
-        table = Table(show_lines=False)
-        for column in frame.columns:
-            table.add_column(str(column))
-        for row in frame.itertuples(index=False):
-            table.add_row(*("" if v is None else f"{v:.10g}" if isinstance(v, float) else str(v) for v in row))
-        console.print(table)
+        _print_frame(frame)
+
+
+def _print_frame(frame: Any) -> None:
+    """A query result: a table when it fits, else one record per block (nothing squeezed)."""
+    columns = [Column(str(name), key=name in ("study", "subject", "file", "run_id")) for name in frame.columns]
+    rows = [
+        tuple("" if v is None else f"{v:.10g}" if isinstance(v, float) else str(v) for v in row)
+        for row in frame.itertuples(index=False)
+    ]
+    print_table(console, columns, rows, more="--format csv or --format json")
+    if not rows:
+        say("(no rows)")
 
 
 # ---- runtimes / lineage ------------------------------------------------------------------------
@@ -1071,20 +1108,21 @@ def runtimes_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-
         print(json.dumps(rows, indent=2))
         return
     if not entries:
-        console.print(f"no runtimes built in {runtimes.cache.root} (studies that pin the installed version need none)")
+        say(f"no runtimes built in {runtimes.cache.root} (studies that pin the installed version need none)")
         return
-    table = Table()
-    for column in ("requirement", "lock hash", "size", "last used", "studies"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(
+    table_rows = [
+        (
             e.requirement,
             e.lock_hash[:12],
             format_bytes(e.size_bytes),
             e.last_used or "never",
             ", ".join(users.get(e.key, [])),
         )
-    console.print(table)
+        for e in entries
+    ]
+    columns = [Column("requirement", key=True), Column("lock hash", key=True), Column("size", right=True)]
+    columns += [Column("last used"), Column("studies")]
+    print_table(console, columns, table_rows, more="--json")
 
 
 @runtimes_app.command("build")
@@ -1124,17 +1162,15 @@ def runtimes_build(
     failed = 0
     for spec in {s.key: s for s in specs}.values():
         if satisfies(current_environment(), spec) and not force:
-            console.print(f"current   {spec.describe()}: the installed environment satisfies it", highlight=False)
+            say(f"current   {spec.describe()}: the installed environment satisfies it")
             continue
         try:
             built = runtimes.cache.build(spec, force=force) if force else runtimes.cache.ensure(spec)
         except BiomarkerflowError as exc:
             failed += 1
-            errors.print(f"[bold red]failed[/]    {exc.message}", highlight=False)
-            if exc.hint:
-                errors.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            report_error(exc.message, exc.hint, label="failed    ")
             continue
-        console.print(f"ready     {spec.describe()}: lock {built.lock_hash[:12]} at {built.path}", highlight=False)
+        say(f"ready     {spec.describe()}: lock {built.lock_hash[:12]} at {built.path}")
     if failed:
         raise typer.Exit(2)
 
@@ -1156,9 +1192,9 @@ def runtimes_prune(
     removed = runtimes.cache.prune(keep, unused_days=unused_days, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for e in removed:
-        console.print(f"{verb}  {e.requirement}  ({format_bytes(e.size_bytes)}, {e.path})", highlight=False)
+        say(f"{verb}  {e.requirement}  ({format_bytes(e.size_bytes)}, {e.path})")
     freed = format_bytes(sum(e.size_bytes for e in removed))
-    console.print(f"{len(removed)} runtime(s) {verb}, {freed}", highlight=False)
+    say(f"{len(removed)} runtime(s) {verb}, {freed}")
 
 
 @app.command()
@@ -1178,8 +1214,8 @@ def lineage(
     if as_json:
         print(json.dumps(found, indent=2, default=str))
         return
-    for line in render(found):
-        console.print(line, highlight=False, soft_wrap=True)
+    for rendered in render(found):
+        say(rendered)
 
 
 # ---- demo --------------------------------------------------------------------------------------
