@@ -33,6 +33,7 @@ from biomarkerflow.units import format_bytes
 if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a command needs them
     from biomarkerflow.catalog.manager import Catalog, FileRecord
     from biomarkerflow.engine.executor import Executor
+    from biomarkerflow.home import HomeLocation
     from biomarkerflow.runtimes.entrypoint import JobOutcome
     from biomarkerflow.runtimes.environment import Runtimes
     from biomarkerflow.settings import Settings
@@ -71,10 +72,24 @@ def report_error(message: str, hint: str | None, label: str = "error: ") -> None
 
 
 class _State:
-    home: Path = Path(".biomarkerflow")
-    home_described: str = ".biomarkerflow"
+    """The global options, and the home they lead to (found on first use, inside error handling)."""
+
+    home_option: Path | None = None
     catalog_url: str | None = None
     debug: bool = False
+    _home: HomeLocation | None = None
+
+    @property
+    def location(self) -> HomeLocation:
+        if self._home is None:
+            from biomarkerflow.home import find_home
+
+            self._home = find_home(self.home_option, os.environ, Path.cwd())
+        return self._home
+
+    @property
+    def home(self) -> Path:
+        return self.location.path
 
 
 state = _State()
@@ -120,30 +135,76 @@ def _print_traceback() -> None:
         errors.print(Text(traceback.format_exc()), soft_wrap=True)
 
 
+def _plain_argument_help() -> None:
+    """Arguments in --help as a scientist reads them: `SQL`, `CONFIG...`.
+
+    Typer 0.29 prints them as `{sql}` in the usage line and adds their Python type
+    (`<list[str]>`); options already show their metavar.
+    """
+    from typer.core import TyperArgument
+
+    def usage_name(self: TyperArgument) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+
+_plain_argument_help()
+
+
+def _show_version(value: bool) -> None:
+    if not value:
+        return
+    import importlib.metadata
+
+    import biomarkerflow
+
+    try:
+        skdh = f"scikit-digital-health {importlib.metadata.version('scikit-digital-health')} installed"
+    except importlib.metadata.PackageNotFoundError:
+        skdh = "scikit-digital-health not installed"
+    print(f"biomarkerflow {biomarkerflow.__version__} (Python {sys.version.split()[0]}); {skdh}")
+    print("Studies run the SKDH version they pin; `biomarkerflow runtimes list` shows the others built.")
+    raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     home: Annotated[
-        Path,
-        typer.Option(envvar="BIOMARKERFLOW_HOME", help="Folder holding the catalog (created if missing)."),
-    ] = Path(".biomarkerflow"),
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder holding the catalog. Default: $BIOMARKERFLOW_HOME, else the nearest .biomarkerflow "
+            "in this folder or above it (as git finds .git), else ./.biomarkerflow (created).",
+            show_default=False,
+        ),
+    ] = None,
     catalog: Annotated[
         str | None,
         typer.Option(
+            metavar="URL",
             envvar="BIOMARKERFLOW_CATALOG",
             help="Catalog database URL, e.g. postgresql://user@host:5432/biomarkerflow (default: SQLite in the home).",
         ),
     ] = None,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks (exit codes stay the same).")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the versions and exit."),
+    ] = False,
 ) -> None:
-    state.home = home
+    state.home_option = home
     state.catalog_url = catalog
     state.debug = debug
 
 
 def catalog_name() -> str:
-    """Where the catalog is, for messages (a database URL without its password, or the home)."""
+    """Where the catalog is, for messages: a database URL without its password, or the home
+    and how it was found (a home found in a parent folder surprises less when it is named)."""
     if not state.catalog_url:
-        return str(state.home)
+        return state.location.describe()
     from sqlalchemy import make_url
 
     return make_url(state.catalog_url).render_as_string(hide_password=True)
@@ -171,12 +232,12 @@ def open_settings() -> Settings:
 
 def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
     """An unknown --study is an error (exit 4), never a silent no-op."""
-    from biomarkerflow.errors import CatalogError
+    from biomarkerflow.errors import NotFoundError
 
     known = {s.id for s in catalog.studies()}
     unknown = [s for s in studies or [] if s not in known]
     if unknown:
-        raise CatalogError(
+        raise NotFoundError(
             f"no study {', '.join(repr(s) for s in unknown)} in the catalog at {catalog_name()}",
             hint=f"Known studies: {', '.join(sorted(known)) or 'none (run `biomarkerflow scan --configs DIR`)'}.",
         )
@@ -188,13 +249,16 @@ def require_studies(catalog: Catalog, studies: list[str] | None) -> None:
 @app.command()
 @handled
 def validate(
-    configs: Annotated[list[str], typer.Argument(help="Study config files (YAML), or folders of them.")],
+    configs: Annotated[
+        list[str], typer.Argument(metavar="CONFIG", help="Study config files (YAML), or folders of them.")
+    ],
 ) -> None:
     """Check study configs; one line per problem as file:line:column: field: message.
 
     Steps and parameters are checked against the SKDH version each study pins, in that
     version's runtime (built on first use).
 
+    \b
     Example: biomarkerflow validate studies/demo-wrist.yaml
     """
     from biomarkerflow.config.validate import validate_paths
@@ -244,6 +308,20 @@ def _print_scan(info: Any) -> None:
             say(styled("note: ", "yellow"), study.hint, indent=2)
 
 
+def require_configs_location(configs: str) -> None:
+    """A --configs that does not exist is a mistake on the command line (exit 2), said as such."""
+    from biomarkerflow.errors import UsageError
+    from biomarkerflow.storage import store
+
+    if store.exists(configs):
+        return
+    where = configs if store.is_local(configs) is False else str(Path(configs).absolute())
+    raise UsageError(
+        f"--configs {configs}: no such folder or file (looked for {where})",
+        hint="Name the folder (or s3:// prefix) holding your study configs (*.yaml), e.g. --configs studies/.",
+    )
+
+
 def do_scan(catalog: Catalog, configs: str, runtimes: Runtimes, executor: Executor | None = None) -> int:
     """Scan with a spinner; returns the exit code (2 invalid config, 3 unreadable location).
 
@@ -254,6 +332,7 @@ def do_scan(catalog: Catalog, configs: str, runtimes: Runtimes, executor: Execut
     from biomarkerflow.workflows.checking import RuntimeChecks
     from biomarkerflow.workflows.discovery import scan
 
+    require_configs_location(configs)
     with RuntimeChecks(runtimes, executor) as checks, console.status("Scanning configs and data locations..."):
         info = scan(catalog, configs, lambda url, text: validate_source(url, text, checks))
     if not info.studies:
@@ -325,6 +404,13 @@ def do_process(
     from biomarkerflow.engine.executor import make_executor
     from biomarkerflow.workflows.processing import process
 
+    if not catalog.studies():
+        say(
+            f"nothing to process: the catalog at {catalog_name()} has no studies yet; "
+            "register them first with `biomarkerflow scan --configs DIR` (or scan and process in one go with "
+            "`biomarkerflow run --configs DIR`)"
+        )
+        return 0
     if executor is None:
         executor = make_executor(executor_spec, workers)
         executor.prestart()
@@ -354,28 +440,35 @@ def do_process(
         if gate.waiting:
             say(f"{gate.study_id}: {gate.waiting} file(s) WAITING (see `biomarkerflow status`)")
     say(f"done: {info.succeeded} succeeded, {info.failed} failed")
+
     return 1 if info.failed else 0
 
 
-StudyOption = Annotated[list[str] | None, typer.Option("--study", help="Only this study (repeatable).")]
+StudyOption = Annotated[
+    list[str] | None, typer.Option("--study", metavar="STUDY", help="Only this study (repeatable).")
+]
 ExecutorOption = Annotated[
     str,
     typer.Option(
         "--executor",
+        metavar="EXECUTOR",
         envvar="BIOMARKERFLOW_EXECUTOR",
         help="Where jobs run: local (worker processes here), local-dask:N, or dask://HOST:PORT.",
     ),
 ]
-WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes running files in parallel.")]
+WorkersOption = Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes running files in parallel.")]
 
 
 @app.command()
 @handled
 def scan(
-    configs: Annotated[str, typer.Option(help="Folder or URL of study configs, or one config file.")],
+    configs: Annotated[
+        str, typer.Option(metavar="DIR_OR_URL", help="Folder or URL of study configs, or one config file.")
+    ],
 ) -> None:
     """Find new or changed study configs and register their data files (workflow 1).
 
+    \b
     Example: biomarkerflow scan --configs studies/
     """
     raise typer.Exit(do_scan(open_catalog(), configs, open_runtimes()))
@@ -391,6 +484,7 @@ def process(
 ) -> None:
     """Check requirements and run every READY file until none is left (workflow 2).
 
+    \b
     Example: biomarkerflow process --study demo-wrist --workers 2
     """
     catalog = open_catalog()
@@ -410,13 +504,14 @@ def process(
 @app.command()
 @handled
 def run(
-    configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
+    configs: Annotated[str, typer.Option(metavar="DIR_OR_URL", help="Folder or URL of study configs.")],
     study: StudyOption = None,
     workers: WorkersOption = DEFAULT_WORKERS,
     executor_spec: ExecutorOption = "local",
 ) -> None:
     """Scan, then process: the one everyday command.
 
+    \b
     Example: biomarkerflow run --configs studies/
     """
     from biomarkerflow.engine.executor import make_executor
@@ -453,8 +548,10 @@ class _LineProgress:
 @app.command()
 @handled
 def watch(
-    configs: Annotated[str, typer.Option(help="Folder or URL of study configs.")],
-    interval: Annotated[float, typer.Option(min=1, help="Seconds between rescans when idle.")] = 60.0,
+    configs: Annotated[str, typer.Option(metavar="DIR_OR_URL", help="Folder or URL of study configs.")],
+    interval: Annotated[
+        float, typer.Option(metavar="SECONDS", min=1, help="Seconds between rescans when idle.")
+    ] = 60.0,
     workers: WorkersOption = DEFAULT_WORKERS,
     executor_spec: ExecutorOption = "local",
     once: Annotated[bool, typer.Option("--once", help="One scan and process round, then exit (for cron).")] = False,
@@ -465,6 +562,7 @@ def watch(
     exits; a second signal stops at once (running files go back to READY). `status`
     shows it as a live worker while it runs.
 
+    \b
     Example: biomarkerflow watch --configs s3://trial-bucket/studies --interval 300
     """
     import signal
@@ -535,8 +633,8 @@ def _money(amount: float | None, currency: str) -> str:
 @handled
 def costs(
     study: StudyOption = None,
-    by: Annotated[str, typer.Option(help="Group by study, workflow, subject or month.")] = "study",
-    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    by: Annotated[str, typer.Option(metavar="GROUPING", help="Group by study, workflow, subject or month.")] = "study",
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, csv or json.")] = "table",
 ) -> None:
     """What processing actually cost: totals, per subject-day of recording and per GB of input.
 
@@ -544,6 +642,7 @@ def costs(
     count only runs that produced results. Prices: the table in force in the home's
     settings.yaml when each run finished.
 
+    \b
     Example: biomarkerflow costs --by month --format csv > costs.csv
     """
     import csv
@@ -698,17 +797,24 @@ def _estimates_json(estimates: list[Any]) -> list[dict[str, Any]]:
 @app.command()
 @handled
 def estimate(
-    study: Annotated[str | None, typer.Option(help="Every file of this study not processed yet.")] = None,
-    workflow: Annotated[str | None, typer.Option(help="One run of this workflow (see `models list`).")] = None,
-    input_size: Annotated[str | None, typer.Option(help="Input file size, e.g. 2GB or 350MB.")] = None,
-    output_size: Annotated[str | None, typer.Option(help="Expected output size, e.g. 50MB.")] = None,
-    duration: Annotated[str | None, typer.Option(help="Recording duration, e.g. 7d or 36h.")] = None,
-    sample_rate: Annotated[float | None, typer.Option(help="Sample rate in Hz, e.g. 50.")] = None,
-    device: Annotated[str | None, typer.Option(help="File type, e.g. bin or cwa.")] = None,
+    study: Annotated[
+        str | None, typer.Option(metavar="STUDY", help="Every file of this study not processed yet.")
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option(metavar="WORKFLOW", help="One run of this workflow (see `models list`).")
+    ] = None,
+    input_size: Annotated[str | None, typer.Option(metavar="SIZE", help="Input file size, e.g. 2GB or 350MB.")] = None,
+    output_size: Annotated[str | None, typer.Option(metavar="SIZE", help="Expected output size, e.g. 50MB.")] = None,
+    duration: Annotated[
+        str | None, typer.Option(metavar="DURATION", help="Recording duration, e.g. 7d or 36h.")
+    ] = None,
+    sample_rate: Annotated[float | None, typer.Option(metavar="HZ", help="Sample rate in Hz, e.g. 50.")] = None,
+    device: Annotated[str | None, typer.Option(metavar="TYPE", help="File type, e.g. bin or cwa.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Predicted cost, duration and peak memory before processing, with 80% intervals.
 
+    \b
     Examples:
       biomarkerflow estimate --study trial-a
       biomarkerflow estimate --workflow skdh-0.17.18-5c1e0a9b --input-size 2GB --duration 7d
@@ -723,6 +829,13 @@ def estimate(
     if study is not None:
         require_studies(catalog, [study])
         name, inputs, file_ids, files = catalog_study_inputs(catalog, study)
+        if not inputs:
+            done = len(catalog.files(study))
+            say(
+                f"{study}: all {done} file(s) are processed or running; nothing left to estimate. "
+                f"To price one more run: biomarkerflow estimate --workflow {name} --input-size 300MB"
+            )
+            return
         results = estimating.estimate(catalog, name, inputs, table, file_ids=file_ids, files=files)
         heading = f"{study}: {len(inputs)} file(s) not processed yet, workflow {name}"
     else:
@@ -743,7 +856,9 @@ def estimate(
     else:
         _print_estimates(results, heading)
     if results and all(e.prediction is None for e in results):
-        raise typer.Exit(1)
+        from biomarkerflow.errors import NotFoundError
+
+        raise typer.Exit(NotFoundError.exit_code)  # no model to answer with; the reason is printed above
 
 
 def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
@@ -773,10 +888,13 @@ app.add_typer(models_app, name="models")
 @models_app.command("train")
 @handled
 def models_train(
-    workflow: Annotated[str | None, typer.Option(help="Only this workflow (default: every one with history).")] = None,
+    workflow: Annotated[
+        str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow (default: every one with history).")
+    ] = None,
 ) -> None:
     """Train a challenger per workflow; promote it only if it beats the champion on the newest runs.
 
+    \b
     Example: biomarkerflow models train --workflow skdh-0.17.18-5c1e0a9b
     """
     from biomarkerflow.cost.registry import train_all
@@ -811,7 +929,7 @@ def _model_line(model: Any) -> str:
 @models_app.command("list")
 @handled
 def models_list(
-    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every trained model version with its training window, held-out metrics and status."""
@@ -835,18 +953,29 @@ def _model_dict(model: Any) -> dict[str, Any]:
 @models_app.command("show")
 @handled
 def models_show(
-    workflow: Annotated[str, typer.Argument(help="The workflow id, e.g. skdh-0.17.18-5c1e0a9b.")],
-    version: Annotated[int | None, typer.Option(help="This version (default: the champion, else the newest).")] = None,
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow id, e.g. skdh-0.17.18-5c1e0a9b.")],
+    version: Annotated[
+        int | None, typer.Option(metavar="N", help="This version (default: the champion, else the newest).")
+    ] = None,
 ) -> None:
     """One model version in full: window, metrics against both baselines, and why it was (not) promoted."""
+    from biomarkerflow.errors import NotFoundError
+
     catalog = open_catalog()
     models = catalog.cost_models(workflow)
     if not models:
-        raise typer.BadParameter(f"no models of workflow '{workflow}'; see `biomarkerflow models list`")
+        raise NotFoundError(
+            f"no cost model of workflow '{workflow}' in the catalog at {catalog_name()}",
+            hint="`biomarkerflow models list` shows the workflows that have models; "
+            "`biomarkerflow models train` makes them once a workflow has 5 runs.",
+        )
     if version is not None:
         chosen = [m for m in models if m.version == version]
         if not chosen:
-            raise typer.BadParameter(f"workflow '{workflow}' has no version {version}", param_hint="--version")
+            versions = ", ".join(str(m.version) for m in models)
+            raise NotFoundError(
+                f"workflow '{workflow}' has no model version {version}", hint=f"Its versions: {versions}."
+            )
         model = chosen[0]
     else:
         model = next((m for m in models if m.status == "champion"), models[-1])
@@ -879,7 +1008,7 @@ def models_show(
 @models_app.command("report")
 @handled
 def models_report(
-    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """How good past estimates were, once their runs finished: errors and interval coverage."""
@@ -913,7 +1042,9 @@ def models_report(
 @models_app.command("import-history")
 @handled
 def models_import_history(
-    csv_file: Annotated[Path, typer.Argument(help="CSV of past runs, one per line.", exists=True, dir_okay=False)],
+    csv_file: Annotated[
+        Path, typer.Argument(metavar="CSV_FILE", help="CSV of past runs, one per line.", exists=True, dir_okay=False)
+    ],
 ) -> None:
     """Load past runs from other platforms as history for the cost models.
 
@@ -921,6 +1052,7 @@ def models_import_history(
     peak_rss_bytes; optional: cost, machine, duration_seconds_of_data. Bad rows are
     listed by line number and skipped; the good ones are imported.
 
+    \b
     Example: biomarkerflow models import-history old-platform-runs.csv
     """
     from biomarkerflow.cost.history import HistoryFormatError, parse_history_csv
@@ -963,7 +1095,7 @@ def retrain_if_due(catalog: Catalog, settings: Settings) -> None:
 @app.command()
 @handled
 def status(
-    study: Annotated[str | None, typer.Option(help="Only this study.")] = None,
+    study: Annotated[str | None, typer.Option(metavar="STUDY", help="Only this study.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Files per state for each study, with why files wait and why they failed."""
@@ -975,6 +1107,7 @@ def status(
     workers = catalog.live_workers(within_seconds=3 * HEARTBEAT_SECONDS)
     if as_json:
         payload = {
+            "catalog": catalog_name(),
             "studies": [
                 {
                     "study": s.study_id,
@@ -1002,6 +1135,7 @@ def status(
         }
         print(json.dumps(payload, indent=2))
         return
+    say(f"catalog: {catalog_name()}")
     for w in workers:
         say(
             f"worker {w.host}:{w.pid} ({w.kind}, {w.executor}, {w.state}): {w.running_jobs} of {w.capacity} jobs "
@@ -1022,25 +1156,23 @@ def status(
 @app.command()
 @handled
 def query(
-    sql: Annotated[str, typer.Argument(help='SQL over the study\'s tables, e.g. "SELECT * FROM sleep"')],
-    study: Annotated[str, typer.Option(help="Study id.")],
-    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    sql: Annotated[str, typer.Argument(metavar="SQL", help='SQL over the study\'s tables, e.g. "SELECT * FROM sleep"')],
+    study: Annotated[str, typer.Option(metavar="STUDY", help="Study id.")],
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, csv or json.")] = "table",
 ) -> None:
     """SQL (DuckDB) over a study's consolidated result tables: activity, sleep, wear, gait ...
 
+    \b
     Example: biomarkerflow query --study demo-wrist "SELECT subject, AVG(\\"total sleep time\\") FROM sleep GROUP BY 1"
     """
     from biomarkerflow.results.query import run_query
 
     if output_format not in ("table", "csv", "json"):
         raise typer.BadParameter("use table, csv or json", param_hint="--format")
-    record = open_catalog().get_study(study)
-    if record is None:
-        from biomarkerflow.errors import CatalogError
-
-        raise CatalogError(
-            f"no study '{study}' in the catalog at {catalog_name()}", hint="Run `biomarkerflow status` to list studies."
-        )
+    catalog = open_catalog()
+    require_studies(catalog, [study])
+    record = catalog.get_study(study)
+    assert record is not None
     frame = run_query(record.output_location, sql)
     if output_format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
@@ -1129,16 +1261,20 @@ def runtimes_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-
 @handled
 def runtimes_build(
     configs: Annotated[
-        list[str] | None, typer.Argument(help="Study configs or folders: build what each one pins.")
+        list[str] | None, typer.Argument(metavar="CONFIG", help="Study configs or folders: build what each one pins.")
     ] = None,
-    package: Annotated[str | None, typer.Option(help="Or one pin, e.g. scikit-digital-health==0.16.15.")] = None,
+    package: Annotated[
+        str | None, typer.Option(metavar="PIN", help="Or one pin, e.g. scikit-digital-health==0.16.15.")
+    ] = None,
     constraint: Annotated[
-        list[str] | None, typer.Option(help="Extra requirement for --package, e.g. 'numpy<2' (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="REQUIREMENT", help="Extra requirement for --package, e.g. 'numpy<2' (repeatable)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if it is cached.")] = False,
 ) -> None:
     """Build runtimes ahead of time, e.g. before copying the home to an air-gapped cluster.
 
+    \b
     Example: biomarkerflow runtimes build studies/
              biomarkerflow runtimes build --package scikit-digital-health==0.16.15 --constraint 'numpy<2'
     """
@@ -1179,12 +1315,13 @@ def runtimes_build(
 @handled
 def runtimes_prune(
     unused_days: Annotated[
-        float, typer.Option(help="Keep runtimes used within this many days even if no study pins them.")
+        float, typer.Option(metavar="DAYS", help="Keep runtimes used within this many days even if no study pins them.")
     ] = 0.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
 ) -> None:
     """Remove runtimes no study in the catalog pins, and half-made builds.
 
+    \b
     Example: biomarkerflow runtimes prune --unused-days 30
     """
     runtimes = open_runtimes()
@@ -1200,11 +1337,14 @@ def runtimes_prune(
 @app.command()
 @handled
 def lineage(
-    target: Annotated[str, typer.Argument(help="A result file or run folder, a consolidated table, or an input file.")],
+    target: Annotated[
+        str, typer.Argument(metavar="PATH", help="A result file or run folder, a consolidated table, or an input file.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Trace a result back to its input file, config, pipeline, package versions and run.
 
+    \b
     Example: biomarkerflow lineage results/demo-wrist/tables/sleep.parquet
     """
     from biomarkerflow.results.lineage import lineage as trace
@@ -1224,10 +1364,12 @@ def lineage(
 @app.command()
 @handled
 def demo(
-    workspace: Annotated[Path, typer.Option(help="Folder for the demo study (re-created).")] = Path("demo-workspace"),
-    subjects: Annotated[int, typer.Option(min=1, help="Synthetic subjects.")] = 4,
-    days: Annotated[float, typer.Option(help="Days recorded per subject.")] = 2.0,
-    seed: Annotated[int, typer.Option(help="Seed for the synthetic recordings.")] = 7,
+    workspace: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the demo study (re-created).")] = Path(
+        "demo-workspace"
+    ),
+    subjects: Annotated[int, typer.Option(metavar="N", min=1, help="Synthetic subjects.")] = 4,
+    days: Annotated[float, typer.Option(metavar="DAYS", help="Days recorded per subject.")] = 2.0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic recordings.")] = 7,
     workers: WorkersOption = DEFAULT_WORKERS,
 ) -> None:
     """Build a small study with synthetic and real recordings and process it end to end."""

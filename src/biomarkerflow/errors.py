@@ -1,11 +1,14 @@
 """Every error biomarkerflow raises on purpose, grouped by what the caller should do.
 
     BiomarkerflowError            message + hint + exit code (the CLI prints these)
+    ├── UsageError                the command line names something wrong    (exit 2)
     ├── ConfigError               a study config is invalid: fix the YAML   (exit 2)
     ├── QueryError                SQL over results failed                   (exit 2)
     ├── RuntimeUnavailableError   the pinned package version cannot run here (exit 2)
     ├── StorageError              a location cannot be listed/read/written  (exit 3)
-    ├── CatalogError              the catalog database refused an operation (exit 4)
+    ├── ExecutorError             the executor cannot be used               (exit 3)
+    ├── CatalogError              the catalog cannot be opened or used      (exit 4)
+    │   └── NotFoundError         a study, workflow or model is not in it   (exit 4)
     └── JobError                  one file's processing failed              (exit 1)
         (retryable=True when trying again may help: lost worker, I/O hiccup)
 
@@ -59,6 +62,12 @@ class ConfigError(BiomarkerflowError):
         super().__init__(message, hint=hint or "Fix the lines above, then run `biomarkerflow validate CONFIG`.")
 
 
+class UsageError(BiomarkerflowError):
+    """An option or argument names something that does not exist or cannot be used."""
+
+    exit_code = 2
+
+
 class QueryError(BiomarkerflowError):
     exit_code = 2
 
@@ -73,6 +82,10 @@ class StorageError(BiomarkerflowError):
 
 class CatalogError(BiomarkerflowError):
     exit_code = 4
+
+
+class NotFoundError(CatalogError):
+    """What a command asked for (a study, a workflow's cost model, a model version) is not in the catalog."""
 
 
 class JobError(BiomarkerflowError):
