@@ -149,3 +149,10 @@ def test_a_home_in_a_read_only_folder_is_refused(tmp_path: Path) -> None:
 def test_empty_option_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="--home is empty"):
         find_home("", {}, tmp_path)
+
+
+def test_a_current_folder_reached_through_a_link_is_described_as_current(project: Path, tmp_path: Path) -> None:
+    (tmp_path / "shortcut").symlink_to(project)
+    found = find_home(None, {}, tmp_path / "shortcut", stop_at=tmp_path)
+    assert found.path == project / ".biomarkerflow"
+    assert found.describe().endswith("(found in the current folder)")

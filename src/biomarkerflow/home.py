@@ -77,7 +77,7 @@ def find_home(
     Raises CatalogError (exit code 4) when the home is a file, or cannot be created because
     the folder it would go in is a file or not writable.
     """
-    cwd = Path(cwd).absolute()
+    cwd = Path(cwd).resolve()  # real folders: the upward search and describe() compare paths
     if option is not None:
         if str(option).strip() == "":
             raise CatalogError("--home is empty", hint=_HINT)
@@ -110,9 +110,8 @@ def _absolute(text: str | Path, env: Mapping[str, str], cwd: Path) -> Path:
 
 def _search_upwards(cwd: Path, stop_at: Path | None) -> Path | None:
     """The nearest `.biomarkerflow` folder in `cwd` or a parent, up to the root (or `stop_at`)."""
-    start = cwd.resolve()
     ceiling = stop_at.resolve() if stop_at is not None else None
-    for folder in (start, *start.parents):
+    for folder in (cwd, *cwd.parents):
         candidate = folder / HOME_FOLDER
         if _is_folder(candidate):
             return candidate
