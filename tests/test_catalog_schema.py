@@ -68,7 +68,7 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
     with sqlite3.connect(database) as raw:
         # The runs table as issue 2 made it: without the columns later migrations add.
         later = ("lock_hash", "workflow", "cost", "currency", "price_table", "capacity", "billed_seconds")
-        for column in (*later, "vcpus", "memory_gb"):
+        for column in (*later, "vcpus", "memory_gb", "failed_step", "traceback", "notices"):
             raw.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         raw.execute(
             "INSERT INTO studies VALUES ('old', 's.yaml', 'abc', '{}', '/out', '/data', 0, "

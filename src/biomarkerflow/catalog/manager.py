@@ -107,6 +107,9 @@ class RunMetrics:
     package_version: str | None = None
     host: str | None = None  # where the job ran (the worker's machine, not the scheduler's)
     charge: Charge | None = None  # what it cost under the price table in force
+    failed_step: str | None = None  # the pipeline step that raised (the reader counts as one)
+    traceback: str | None = None  # the failure's formatted traceback (capped by the job)
+    notices: tuple[str, ...] = ()  # SKDH's result-changing warnings, in words
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class RunRecord:
     billed_seconds: float | None = None
     vcpus: float | None = None
     memory_gb: float | None = None
+    failed_step: str | None = None
+    traceback: str | None = None
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,11 +192,24 @@ class WorkerRecord:
 
 
 @dataclass(frozen=True)
+class FailureDetail:
+    """Why a FAILED file's last run failed, beyond its one-line error."""
+
+    step: str | None  # the pipeline step that raised (the reader counts as one); None: not a step
+    traceback: str | None  # the formatted traceback; None when no exception was caught (lost worker)
+    run_id: str | None  # the run it comes from; None when the file has no run
+
+
+@dataclass(frozen=True)
 class StudyStatus:
     study_id: str
     counts: dict[str, int]
     waiting: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, error)
+    # relative path -> step, traceback and run id of its last run, for every FAILED file
+    failure_details: dict[str, FailureDetail] = field(default_factory=dict)
+    # (relative path, notice) for every SUCCEEDED file whose current run has notices
+    notices: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _file_record(row: DataFile) -> FileRecord:
@@ -347,6 +366,9 @@ def _run_record(row: Run) -> RunRecord:
         billed_seconds=row.billed_seconds,
         vcpus=row.vcpus,
         memory_gb=row.memory_gb,
+        failed_step=row.failed_step,
+        traceback=row.traceback,
+        notices=tuple(row.notices or ()),
     )
 
 
@@ -915,6 +937,9 @@ class Catalog:
             run.recording_seconds = metrics.recording_seconds
             run.sample_rate_hz = metrics.sample_rate_hz
             run.result_location = metrics.result_location
+            run.failed_step = metrics.failed_step
+            run.traceback = metrics.traceback
+            run.notices = list(metrics.notices) or None
             if metrics.package_version:
                 run.package_version = metrics.package_version
             if metrics.host:
@@ -1234,19 +1259,47 @@ class Catalog:
             counts = {state.value: 0 for state in FileState}
             for f in files:
                 counts[f.state] += 1
+            failed = [f for f in files if f.state == FileState.FAILED.value]
             out.append(
                 StudyStatus(
                     study_id=study.id,
                     counts=counts,
                     waiting=[(f.relative_path, f.reason or "") for f in files if f.state == FileState.WAITING.value],
-                    failed=[
-                        (f.relative_path, f.last_error or f.reason or "")
-                        for f in files
-                        if f.state == FileState.FAILED.value
-                    ],
+                    failed=[(f.relative_path, f.last_error or f.reason or "") for f in failed],
+                    failure_details=self._failure_details(study.id, failed),
+                    notices=self._current_notices(study.id),
                 )
             )
         return out
+
+    def _failure_details(self, study_id: str, failed: list[FileRecord]) -> dict[str, FailureDetail]:
+        """Each FAILED file's last run: the step that raised and its traceback."""
+        if not failed:
+            return {}
+        with self._session() as session:
+            rows = session.execute(
+                select(Run.file_id, Run.id, Run.failed_step, Run.traceback)
+                .join(DataFile, DataFile.id == Run.file_id)
+                .where(DataFile.study_id == study_id, DataFile.state == FileState.FAILED.value)
+                .order_by(Run.started_at, Run.attempt)
+            ).all()
+        last = {file_id: FailureDetail(step, traceback, run_id) for file_id, run_id, step, traceback in rows}
+        return {f.relative_path: last.get(f.id, FailureDetail(None, None, None)) for f in failed}
+
+    def _current_notices(self, study_id: str) -> list[tuple[str, str]]:
+        """(relative path, notice) of every SUCCEEDED file whose current run has notices."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DataFile.relative_path, Run.notices)
+                .join(Run, Run.id == DataFile.current_run_id)
+                .where(
+                    DataFile.study_id == study_id,
+                    DataFile.state == FileState.SUCCEEDED.value,
+                    Run.notices.is_not(None),
+                )
+                .order_by(DataFile.relative_path)
+            ).all()
+        return [(path, str(notice)) for path, notices in rows for notice in notices or ()]
 
     def events(self, file_id: int) -> list[tuple[datetime, str | None, str, str | None]]:
         with self._session() as session:

@@ -117,6 +117,11 @@ class Run(Base):
     billed_seconds: Mapped[float | None] = mapped_column(Float)
     vcpus: Mapped[float | None] = mapped_column(Float)
     memory_gb: Mapped[float | None] = mapped_column(Float)
+    # Why a failed run failed, beyond `error` (issue 14): the pipeline step that raised
+    # and the formatted traceback; and for any run, SKDH's result-changing warnings in words.
+    failed_step: Mapped[str | None] = mapped_column(String(200))
+    traceback: Mapped[str | None] = mapped_column(Text)
+    notices: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # NULL, not JSON null
 
 
 class ImportedRun(Base):

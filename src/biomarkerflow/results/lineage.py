@@ -256,6 +256,8 @@ def chain(provenance: dict[str, Any], folder: str) -> dict[str, Any]:
         "run": _run_section(provenance, folder),
         "recording": provenance.get("recording"),
         "warnings": list(provenance.get("warnings") or []),
+        # SKDH's warnings that changed the results, in words (provenance from before issue 14 has none).
+        "notices": list(provenance.get("notices") or []),
     }
 
 
@@ -328,6 +330,9 @@ def _run_entry(run: RunRecord) -> dict[str, Any]:
         "lock_hash": run.lock_hash,
         "config_sha256": run.config_sha256,
         "result_location": run.result_location,
+        "failed_step": run.failed_step,
+        "traceback": run.traceback,
+        "notices": list(run.notices),
     }
 
 
@@ -547,6 +552,7 @@ def lineage(target: str, catalog: Catalog | None = None) -> dict[str, Any]:
 
 LABEL_WIDTH = 8
 LINE_WIDTH = 110
+TRACEBACK_LINES = 15  # the end of a traceback: where it was raised
 
 
 def _line(label: str, text: str) -> str:
@@ -667,6 +673,9 @@ def _render_result(data: dict[str, Any]) -> list[str]:
         lines.append(_line("cost", _cost_text(view)))
     if data["warnings"]:
         lines.append(_line("warnings", f"{len(data['warnings'])} from the algorithm package (see provenance.json)"))
+    # The catalog's copy when the provenance predates notices.
+    notices = data.get("notices") or (view or {}).get("notices") or []
+    lines += [_line("notice", notice) for notice in notices]
     lines += [_line("note", note) for note in data["notes"]]
     return lines
 
@@ -691,6 +700,21 @@ def _render_table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _run_details(run: dict[str, Any]) -> list[str]:
+    """Under a run's line: the step that failed and the end of its traceback; its notices."""
+    lines: list[str] = []
+    if run["outcome"] != "succeeded" and run.get("failed_step"):
+        lines.append(_line("", f"  failed in step {run['failed_step']}"))
+    traceback = (run.get("traceback") or "").rstrip().splitlines() if run["outcome"] != "succeeded" else []
+    if len(traceback) > TRACEBACK_LINES:
+        cut = len(traceback) - TRACEBACK_LINES
+        lines.append(_line("", f"  │ ... {_count(cut, 'earlier line')} (--json shows the whole traceback)"))
+        traceback = traceback[cut:]
+    lines += [_line("", f"  │ {text}") for text in traceback]
+    lines += [_line("", f"  notice: {notice}") for notice in run.get("notices") or []]
+    return lines
+
+
 def _render_input(data: dict[str, Any]) -> list[str]:
     file = data["file"]
     reason = f": {file['reason']}" if file["reason"] else ""
@@ -711,6 +735,7 @@ def _render_input(data: dict[str, Any]) -> list[str]:
             f"{status.upper() if status == 'current' else status}{error}"
         )
         lines.append(_line("runs" if i == 0 else "", text))
+        lines += _run_details(run)
     if not data["runs"]:
         lines.append(_line("runs", "none yet"))
     if data["current"] is not None:

@@ -60,6 +60,42 @@ class JobOutcome:
     sample_rate_hz: float | None = None
     package_version: str | None = None
     host: str | None = None
+    # The pipeline step that raised (the reader counts as one), as named in the pipeline.
+    failed_step: str | None = None
+    # The formatted traceback of a failure, at most MAX_TRACEBACK_CHARS: for a failed step,
+    # that of the exception SKDH raised (with its own chained causes).
+    traceback: str | None = None
+    # SKDH's warnings that changed the results, in words (e.g. no height: no gait speed).
+    notices: tuple[str, ...] = ()
+
+
+# A traceback's useful part is its end (where it was raised); SKDH's chained ones are a few kB.
+MAX_TRACEBACK_CHARS = 20_000
+
+
+def format_traceback(exc: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
+    """The traceback as Python prints it, chained causes included; its end when it is longer than `limit`."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) <= limit:
+        return text
+    kept = text[-limit:]
+    kept = kept[kept.find("\n") + 1 :]  # from a whole line
+    return f"[first {len(text) - len(kept)} characters cut]\n{kept}"
+
+
+@dataclass(frozen=True)
+class _Failure:
+    step: str | None
+    traceback: str
+    notices: tuple[str, ...]
+
+    @classmethod
+    def of(cls, exc: BaseException) -> _Failure:
+        if isinstance(exc, skdh_workflow.StepFailed):
+            # SKDH's traceback (with its own chain): where it raised. The StepFailed wrapping
+            # it adds only our frames, and its message is the run's error already.
+            return cls(exc.step, format_traceback(exc.__cause__ or exc), exc.notices)
+        return cls(None, format_traceback(exc), ())
 
 
 def warm_up(threads: int | None = None) -> None:
@@ -107,11 +143,12 @@ def execute(job: JobSpec) -> JobOutcome:
     output: skdh_workflow.PluginOutput | None = None
     written = 0
     error: tuple[str, bool] | None = None
+    failure: _Failure | None = None
     with Meter() as meter:
         try:
             with store.local_copy(job.input_url) as path:
                 content_sha256 = file_sha256(path)
-                output = skdh_workflow.run(path, job.plan, job.inputs)
+                output = skdh_workflow.run(path, job.plan, job.inputs, subject=job.subject)
             provenance = {
                 **job.provenance,
                 "run_id": job.run_id,
@@ -128,6 +165,7 @@ def execute(job: JobSpec) -> JobOutcome:
                 "pipeline": output.resolved_pipeline,
                 "recording": output.recording,
                 "warnings": output.warnings,
+                "notices": list(output.notices),
                 "platform": {
                     "biomarkerflow": biomarkerflow.__version__,
                     "python": platform.python_version(),
@@ -150,6 +188,8 @@ def execute(job: JobSpec) -> JobOutcome:
             )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
             error = _describe(exc)
+            # Kept as text: the exception's frames hold the whole recording in memory.
+            failure = _Failure.of(exc)
     usage = meter.usage
     assert usage is not None
     return JobOutcome(
@@ -167,4 +207,8 @@ def execute(job: JobSpec) -> JobOutcome:
         sample_rate_hz=output.recording["sample_rate_hz"] if output else None,
         package_version=version,
         host=host,
+        failed_step=failure.step if failure else None,
+        traceback=failure.traceback if failure else None,
+        # A failed step's notices (warnings before it raised), else the finished pipeline's.
+        notices=(failure.notices if failure else ()) or (output.notices if output else ()),
     )

@@ -42,8 +42,7 @@ from biomarkerflow.storage import store
 from biomarkerflow.workflows import discovery, requirements
 
 DEFAULT_HOME = Path(".biomarkerflow")
-LEASE_SECONDS = 600.0
-HEARTBEAT_SECONDS = 30.0
+from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -312,17 +311,26 @@ def _metrics(outcome: JobOutcome, result_location: str, run_charge: Charge | Non
         package_version=outcome.package_version,
         host=outcome.host,
         charge=run_charge,
+        failed_step=outcome.failed_step,
+        traceback=outcome.traceback,
+        notices=outcome.notices,
     )
 
 
 def _lost(job: JobSpec, exc: BaseException) -> JobOutcome:
-    """The worker process died under the job (killed, out of memory): worth retrying."""
+    """The worker process died under the job (killed, out of memory): worth retrying.
+
+    No step is known (the process is gone); what it printed last, kept in the error
+    (e.g. a Fortran runtime error), stands in for the traceback.
+    """
     return JobOutcome(
         run_id=job.run_id,
         file_id=job.file_id,
         succeeded=False,
         error=f"worker process died while running ({type(exc).__name__}: {exc})",
         retryable=True,
+        failed_step=None,
+        traceback=f"{type(exc).__name__}: {exc}",
     )
 
 
@@ -386,6 +394,8 @@ def _over_time(job: JobSpec, limit: float) -> JobOutcome:
         error=f"stopped after {limit:g} s: the run group's max_job_seconds",
         retryable=False,
         wall_seconds=limit,
+        failed_step=None,  # the job was killed from outside: which step it was in is not known
+        traceback=None,
     )
 
 

@@ -6,15 +6,20 @@ a plain, picklable job plan, and runs a plan on one local file, returning tables
 
 from __future__ import annotations
 
+import numbers
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import pandas as pd
 
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.errors import JobError
+from biomarkerflow.plugins.skdh import explain
+from biomarkerflow.plugins.skdh import formats as skdh_formats
 from biomarkerflow.plugins.skdh import steps as skdh_steps
 from biomarkerflow.plugins.skdh import tables as skdh_tables
 
@@ -45,6 +50,21 @@ class PluginOutput:
     recording: dict[str, Any]
     resolved_pipeline: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    # SKDH's warnings that changed the results, in words (see explain.notices).
+    notices: tuple[str, ...] = ()
+
+
+class StepFailed(JobError):
+    """A pipeline step (the reader counts as one) could not run on this file; final.
+
+    `step` is the step's name in the pipeline, the message says in words what is wrong
+    and what to do, and the original exception is chained as `__cause__`.
+    """
+
+    def __init__(self, step: str | None, message: str, *, notices: tuple[str, ...] = ()) -> None:
+        super().__init__(message, retryable=False)
+        self.step = step
+        self.notices = notices
 
 
 def warm_up() -> None:
@@ -63,20 +83,47 @@ def plan(config: StudyConfig) -> JobPlan:
 def _step_instance(step: StepPlan) -> Any:
     step_cls = skdh_steps.find_step(step.name)
     if step_cls is None:
-        raise JobError(skdh_steps.unknown_step_message(step.name))
+        raise StepFailed(step.name, skdh_steps.unknown_step_message(step.name))
     return step_cls(**skdh_steps.coerce_params(step_cls, step.params))
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(skdh_formats.MAGIC_BYTES)
 
 
 def _reader_for(path: Path, job_plan: JobPlan) -> StepPlan:
     if job_plan.reader is not None:
         return job_plan.reader
     name = skdh_steps.reader_for_file(path.name)
-    if name is None:
+    if name is not None:
+        return StepPlan(name, {})
+    # No reader for the extension: the file's first bytes may still say what it is,
+    # e.g. an ActiGraph .gt3x file, for which SKDH has no reader at all.
+    found = skdh_formats.detect_format(_head(path))
+    if found is not None and found.reader is None and found.hint:
+        raise JobError(f"cannot read '{path.name}' ({found.name}): {found.hint}")
+    if found is not None and found.reader is not None:
         raise JobError(
-            f"no reader for '{path.name}' (extension '{path.suffix}')",
-            hint="Set data.reader in the study config, e.g. reader: ReadCwa",
+            f"no reader for the extension '{path.suffix}' of '{path.name}', but the file is {found.name}: "
+            f"set data.reader: {found.reader} in the study config",
+            hint=f"Set data.reader: {found.reader} in the study config",
         )
-    return StepPlan(name, {})
+    raise JobError(
+        f"no reader for '{path.name}' (extension '{path.suffix}'): set data.reader in the study config",
+        hint="Set data.reader in the study config, e.g. reader: ReadCwa",
+    )
+
+
+def _refuse_mismatch(path: Path, reader: str) -> None:
+    """Refuse a file the reader cannot read before the reader touches it.
+
+    Some of SKDH's readers crash the whole process on another device's file (ReadBin on
+    an Axivity .cwa file: SIGSEGV), which would cost the worker and three retries.
+    """
+    reason = skdh_formats.reader_mismatch(reader, _head(path))
+    if reason is not None:
+        raise StepFailed(reader, f"{reader}: '{path.name}' cannot be read: {reason}")
 
 
 def _unique_names(job_plan: JobPlan) -> list[str]:
@@ -90,32 +137,142 @@ def _unique_names(job_plan: JobPlan) -> list[str]:
     return names
 
 
-def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any]) -> PluginOutput:
+def _frames(tb: TracebackType | None) -> list[FrameType]:
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def _window_facts(exc: BaseException) -> tuple[int | None, int | None]:
+    """(window, signal length) in samples when SKDH's moving-window functions refused a window."""
+    for frame in reversed(_frames(exc.__traceback__)):
+        window, shape = frame.f_locals.get("w_len"), getattr(frame.f_locals.get("x"), "shape", None)
+        if isinstance(window, numbers.Integral) and isinstance(shape, tuple) and shape:
+            return int(window), int(shape[-1])
+    return None, None
+
+
+def _defaults(step_name: str) -> dict[str, Any]:
+    try:
+        return skdh_steps.resolve_params(step_name, {})
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+@dataclass
+class _Attempt:
+    """What a run has set up so far: enough to tell which step raised, and on what recording."""
+
+    inputs: dict[str, Any]
+    subject: str | None
+    steps: list[tuple[Any, StepPlan, str]] = field(default_factory=list)  # (instance, plan, name in the pipeline)
+    building: tuple[StepPlan, str] | None = None  # the step being instantiated
+    pipeline: Any = None
+    recording_seconds: float | None = None
+
+    def instance(self, step: StepPlan, name: str) -> Any:
+        self.building = (step, name)
+        instance = _step_instance(step)
+        self.steps.append((instance, step, name))
+        self.building = None
+        return instance
+
+    def step_of(self, exc: BaseException) -> tuple[StepPlan, str] | None:
+        """The step that raised: the first traceback frame running a method of one of our instances.
+
+        Found from the traceback so that the pipeline runs exactly as SKDH's own
+        `Pipeline.run`, untouched; SKDH's steps all run as methods of their instance.
+        """
+        if self.building is not None:
+            return self.building
+        for frame in _frames(exc.__traceback__):
+            owner = frame.f_locals.get("self")
+            for instance, step, name in self.steps:
+                if owner is instance:
+                    return step, name
+        # Raised by the Pipeline itself between steps: the step it was at.
+        current = getattr(self.pipeline, "_current", -1)
+        pipeline_steps = self.steps[1:]  # the reader is always the first instance, outside the Pipeline
+        if isinstance(current, int) and 0 <= current < len(pipeline_steps):
+            return pipeline_steps[current][1], pipeline_steps[current][2]
+        return None
+
+    def failed(self, exc: BaseException, notices: tuple[str, ...]) -> StepFailed:
+        found = self.step_of(exc)
+        step, name = found if found is not None else (None, None)
+        window, signal = _window_facts(exc)
+        failure = explain.Failure(
+            step=name,
+            kind=step.name if step else None,
+            error_types=tuple(c.__name__ for c in type(exc).__mro__ if c not in (BaseException, object)),
+            message=str(exc),
+            params=step.params if step else {},
+            defaults=_defaults(step.name) if step else {},
+            inputs=self.inputs,
+            subject=self.subject,
+            recording_seconds=self.recording_seconds,
+            window_samples=window,
+            signal_samples=signal,
+        )
+        return StepFailed(name, explain.explain(failure), notices=notices)
+
+
+def _skdh_messages(records: list[warnings.WarningMessage]) -> list[str]:
+    """The texts of the warnings SKDH itself raised: numpy's, pandas' and others' are not notices."""
+    import skdh
+
+    root = os.path.dirname(os.path.abspath(skdh.__file__)) + os.sep
+    return [str(r.message) for r in records if os.path.abspath(str(r.filename)).startswith(root)]
+
+
+def _run_steps(
+    path: Path, reader_plan: StepPlan, job_plan: JobPlan, names: list[str], inputs: dict[str, Any], attempt: _Attempt
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    import skdh
+
+    tz_name = inputs.get("tz_name")
+    reader = attempt.instance(reader_plan, reader_plan.name)
+    data = reader.predict(file=str(path), tz_name=tz_name)
+    if not data or "time" not in data or len(data["time"]) == 0:
+        raise StepFailed(reader_plan.name, f"{reader_plan.name}: read no samples from '{path.name}'")
+    attempt.recording_seconds = float(data["time"][-1] - data["time"][0])
+    pipeline = skdh.Pipeline()
+    attempt.pipeline = pipeline
+    for step, name in zip(job_plan.steps, names, strict=True):
+        pipeline.add(attempt.instance(step, name), name=name)
+    kwargs = {**data, **inputs, "file": str(path), "tz_name": tz_name}
+    return data, pipeline.run(**kwargs)
+
+
+def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str | None = None) -> PluginOutput:
     """Read `path` and run the pipeline on it, exactly as SKDH's own Pipeline would.
 
     `inputs` are subject metadata under SKDH keyword names (height, tz_name, ...).
     The reader runs outside the Pipeline only so that its time axis is available to
     turn SKDH's sample-index bouts into timestamps; every step sees the same keyword
     arguments it would see inside the Pipeline.
-    """
-    import skdh
 
+    Raises StepFailed naming the step that failed (the reader counts as one), with what
+    is wrong in words and SKDH's exception chained; a file the reader cannot read is
+    refused from its first bytes, before the reader runs.
+    """
     tz_name = inputs.get("tz_name")
     reader_plan = _reader_for(path, job_plan)
-    caught: list[str] = []
+    _refuse_mismatch(path, reader_plan.name)
+    names = _unique_names(job_plan)
+    attempt = _Attempt(inputs=inputs, subject=subject)
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
-        reader = _step_instance(reader_plan)
-        data = reader.predict(file=str(path), tz_name=tz_name)
-        if not data or "time" not in data:
-            raise JobError(f"{reader_plan.name} returned no samples for '{path.name}'")
-        pipeline = skdh.Pipeline()
-        names = _unique_names(job_plan)
-        for step, name in zip(job_plan.steps, names, strict=True):
-            pipeline.add(_step_instance(step), name=name)
-        kwargs = {**data, **inputs, "file": str(path), "tz_name": tz_name}
-        results = pipeline.run(**kwargs)
+        try:
+            data, results = _run_steps(path, reader_plan, job_plan, names, inputs, attempt)
+        except JobError:
+            raise
+        except Exception as exc:
+            raise attempt.failed(exc, explain.notices(_skdh_messages(records), subject)) from exc
         caught = sorted({f"{r.category.__name__}: {r.message}" for r in records})
+        notices = explain.notices(_skdh_messages(records), subject)
 
     time = data["time"]
     tables: dict[str, pd.DataFrame] = {}
@@ -137,4 +294,6 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any]) -> PluginOutput:
     resolved = [
         {"step": s.name, "params": skdh_steps.resolve_params(s.name, s.params)} for s in (reader_plan, *job_plan.steps)
     ]
-    return PluginOutput(tables=tables, recording=recording, resolved_pipeline=resolved, warnings=caught)
+    return PluginOutput(
+        tables=tables, recording=recording, resolved_pipeline=resolved, warnings=caught, notices=notices
+    )
