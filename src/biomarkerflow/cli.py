@@ -1099,7 +1099,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Files per state for each study, with why files wait and why they failed."""
-    from biomarkerflow.workflows.processing import HEARTBEAT_SECONDS
+    from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
 
     catalog = open_catalog()
     require_studies(catalog, [study] if study else None)
@@ -1184,7 +1184,12 @@ def query(
 
 def _print_frame(frame: Any) -> None:
     """A query result: a table when it fits, else one record per block (nothing squeezed)."""
-    columns = [Column(str(name), key=name in ("study", "subject", "file", "run_id")) for name in frame.columns]
+    from pandas.api.types import is_numeric_dtype
+
+    columns = [
+        Column(str(name), key=name in ("study", "subject", "file", "run_id"), right=is_numeric_dtype(frame[name]))
+        for name in frame.columns
+    ]
     rows = [
         tuple("" if v is None else f"{v:.10g}" if isinstance(v, float) else str(v) for v in row)
         for row in frame.itertuples(index=False)
