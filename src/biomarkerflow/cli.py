@@ -31,6 +31,8 @@ from biomarkerflow.terminal import Column, line, make_console, print_table, styl
 from biomarkerflow.units import format_bytes
 
 if TYPE_CHECKING:  # heavy imports (SQLAlchemy, pandas, pyarrow) wait until a command needs them
+    from rich.console import Console
+
     from biomarkerflow.catalog.manager import Catalog, FileRecord
     from biomarkerflow.engine.executor import Executor
     from biomarkerflow.home import HomeLocation
@@ -342,6 +344,15 @@ def do_scan(catalog: Catalog, configs: str, runtimes: Runtimes, executor: Execut
     return 2 if "invalid" in changes else 3 if "error" in changes else 0
 
 
+def print_outcome(out: Console, file: FileRecord, outcome: JobOutcome, new_state: str, wall: str) -> None:
+    """One finished file: its new state, then the error or the notes SKDH left on its results."""
+    line(out, state_label(new_state), f"{file.study_id}/{file.relative_path} {wall}")
+    if outcome.error:
+        line(out, outcome.error, indent=10)
+    for notice in outcome.notices:
+        line(out, styled("note: ", "yellow"), notice, indent=10)
+
+
 class _RichProgress:
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -366,10 +377,7 @@ class _RichProgress:
         self._running.pop(file.id, None)
         self._progress.advance(self._task)
         wall = f"{outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
-        out = self._progress.console
-        line(out, state_label(new_state), f"{file.study_id}/{file.relative_path} {wall}")
-        if outcome.error:
-            line(out, outcome.error, indent=10)
+        print_outcome(self._progress.console, file, outcome, new_state, wall)
         self._describe()
 
     def waiting_for_retry(self, seconds: float) -> None:
@@ -537,9 +545,8 @@ class _LineProgress:
         pass
 
     def finished(self, file: FileRecord, outcome: JobOutcome, new_state: str) -> None:
-        wall = f" {outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
-        error = f": {outcome.error}" if outcome.error else ""
-        say(f"{new_state:9} {file.study_id}/{file.relative_path}{wall}{error}")
+        wall = f"{outcome.wall_seconds:.1f} s" if outcome.wall_seconds is not None else ""
+        print_outcome(console, file, outcome, new_state, wall)
 
     def waiting_for_retry(self, seconds: float) -> None:
         pass
@@ -1097,8 +1104,16 @@ def retrain_if_due(catalog: Catalog, settings: Settings) -> None:
 def status(
     study: Annotated[str | None, typer.Option(metavar="STUDY", help="Only this study.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also the step and full traceback of every failure.")
+    ] = False,
 ) -> None:
-    """Files per state for each study, with why files wait and why they failed."""
+    """Files per state for each study: why files wait, why they failed, and results SKDH
+    computed only in part (notes such as "no height: gait speed not computed").
+
+    \b
+    Example: biomarkerflow status --study demo-wrist --verbose
+    """
     from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
 
     catalog = open_catalog()
@@ -1113,7 +1128,8 @@ def status(
                     "study": s.study_id,
                     "counts": s.counts,
                     "waiting": [{"file": f, "reason": r} for f, r in s.waiting],
-                    "failed": [{"file": f, "error": e} for f, e in s.failed],
+                    "failed": [_failure_json(f, e, s.failure_details.get(f)) for f, e in s.failed],
+                    "notices": [{"file": f, "notice": n} for f, n in s.notices],
                 }
                 for s in statuses
             ],
@@ -1151,6 +1167,26 @@ def status(
             say(state_label("WAITING"), f"{file}: {reason}", indent=2)
         for file, error in s.failed:
             say(state_label("FAILED"), f"{file}: {error}", indent=2)
+            detail = s.failure_details.get(file)
+            if verbose and detail is not None:
+                _print_failure_detail(detail)
+        for file, notice in s.notices:
+            say(state_label("NOTE"), f"{file}: {notice}", indent=2)
+        if s.failed and not verbose:
+            say("  (`biomarkerflow status --verbose` shows the failing step and traceback of each)")
+
+
+def _failure_json(file: str, error: str, detail: Any) -> dict[str, Any]:
+    extra = {} if detail is None else {"step": detail.step, "run_id": detail.run_id, "traceback": detail.traceback}
+    return {"file": file, "error": error, **extra}
+
+
+def _print_failure_detail(detail: Any) -> None:
+    where = f"step {detail.step}" if detail.step else "no pipeline step (the job itself)"
+    say(f"{where}, run {detail.run_id or '-'}", indent=13)
+    if detail.traceback:
+        for text in detail.traceback.rstrip().splitlines():
+            say(text, indent=13)
 
 
 @app.command()
