@@ -133,3 +133,28 @@ def scanned_study(root: Path, checks: Any = None, catalog_url: str | None = None
     info = scan(catalog, str(configs), lambda url, text: validate_source(url, text, checks or run_workflow_checks))
     assert info.ok, [(s.problems, s.error) for s in info.studies]
     return catalog, configs
+
+
+class DemoWorkspace:
+    """The folder `biomarkerflow demo` built (its catalog is path/.biomarkerflow) and what it printed."""
+
+    def __init__(self, path: Path, output: str) -> None:
+        self.path = path
+        self.output = output
+
+
+DEMO_OPTIONS = ("--subjects", "1", "--days", "1.05", "--workers", "2")
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> DemoWorkspace:
+    """A small demo workspace (1 subject, 1.05 days), built once per session by the real
+    `biomarkerflow demo` (about 45 s). Tests share it: whatever one leaves there, the next sees."""
+    import subprocess
+    import sys
+
+    path = tmp_path_factory.mktemp("demo") / "demo-workspace"
+    command = [str(Path(sys.executable).parent / "biomarkerflow"), "demo", "--workspace", str(path), *DEMO_OPTIONS]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=path.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return DemoWorkspace(path, result.stdout)

@@ -3,12 +3,22 @@
 It writes a workspace with two studies, runs discovery and processing, shows a subject
 waiting for missing metadata, supplies it, finishes, and compares the biomarkers with
 the synthetic recordings' ground truth.
+
+Two of its parts need something from outside the repository, and the demo says so when
+it has to leave one out (a line starting "left out:", with the reason and the fix):
+
+- `demo-lab-gait` needs SKDH's real device files (ax3_sample.cwa, ax6_sample.cwa,
+  gnactv_sample.bin). They are looked for in the folder BIOMARKERFLOW_SAMPLES names, or
+  else in ../shared/data/skdh beside the repository (then beside the current folder).
+- `demo-wrist-skdh-0.16.15` needs a runtime with SKDH 0.16.15, built with uv from the
+  package index on first use (offline, only from uv's cache).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +27,12 @@ from rich.console import Console
 from rich.table import Table
 
 from biomarkerflow.catalog.manager import Catalog, StudyRecord
+from biomarkerflow.errors import BiomarkerflowError, RuntimeUnavailableError
+from biomarkerflow.runtimes.environment import Runtimes
+from biomarkerflow.terminal import line, styled
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "skdh"
+SAMPLES_ENV = "BIOMARKERFLOW_SAMPLES"  # a folder holding REAL_SAMPLES, instead of SHARED_SAMPLES
 REAL_SAMPLES = ("ax3_sample.cwa", "ax6_sample.cwa", "gnactv_sample.bin")
 WAITING_SUBJECT_INDEX = -1  # the last synthetic subject starts without a height
 
@@ -91,16 +105,88 @@ output:
 """
 
 
+def sample_locations() -> list[Path]:
+    """Where the demo looks for SKDH's sample files, in order.
+
+    The folder BIOMARKERFLOW_SAMPLES names, if set (and then only there); else ../shared/data/skdh
+    beside the repository, then beside the current folder.
+    """
+    configured = os.environ.get(SAMPLES_ENV, "").strip()
+    if configured:
+        return [Path(configured).expanduser().resolve()]
+    beside_cwd = (Path.cwd().parent / "shared" / "data" / "skdh").resolve()
+    return list(dict.fromkeys([SHARED_SAMPLES, beside_cwd]))
+
+
 def find_samples() -> Path | None:
-    """The real SKDH sample files shipped beside the repository (../shared/data/skdh)."""
-    for candidate in (SHARED_SAMPLES, Path.cwd().parent / "shared" / "data" / "skdh"):
-        if all((candidate / name).exists() for name in REAL_SAMPLES):
+    """The first of `sample_locations()` that holds every one of REAL_SAMPLES."""
+    for candidate in sample_locations():
+        if all((candidate / name).is_file() for name in REAL_SAMPLES):
             return candidate
     return None
 
 
-def build_workspace(workspace: Path, *, subjects: int, days: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Write configs, recordings and metadata; returns ground truth per subject (daily)."""
+@dataclass(frozen=True)
+class LeftOut:
+    """A part of the demo it could not include here: which, why, and what would include it."""
+
+    study: str
+    what: str
+    because: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"left out: {self.study} ({self.what}), because {self.because.rstrip('. ')}; {self.remedy}"
+
+
+LAB_STUDY = "demo-lab-gait"
+OLD_VERSION_STUDY = f"demo-wrist-skdh-{OLD_VERSION}"
+
+
+def samples_left_out() -> LeftOut | None:
+    """Why `demo-lab-gait` cannot be included (its sample files are not found), or None."""
+    if find_samples() is not None:
+        return None
+    reasons = []
+    for location in sample_locations():
+        missing = [name for name in REAL_SAMPLES if not (location / name).is_file()]
+        if not location.is_dir():
+            reasons.append(f"{location} does not exist")
+        else:
+            reasons.append(f"{location} has no {', '.join(missing)}")
+    return LeftOut(
+        LAB_STUDY,
+        "SKDH's real device files",
+        " and ".join(reasons),
+        f"put the sample files ({', '.join(REAL_SAMPLES)}) in {sample_locations()[0]}, "
+        f"or point {SAMPLES_ENV} at a folder holding them, to include it",
+    )
+
+
+def old_version_left_out(runtimes: Runtimes) -> LeftOut | None:
+    """Why `demo-wrist-skdh-0.16.15` cannot be included (its runtime cannot be built), or None.
+
+    Builds the runtime when it is missing (with uv, from the package index; about 15 s).
+    """
+    try:
+        runtimes.for_pin(f"scikit-digital-health=={OLD_VERSION}")
+    except RuntimeUnavailableError as exc:
+        return LeftOut(
+            OLD_VERSION_STUDY,
+            f"the first subject again under SKDH {OLD_VERSION}",
+            f"its runtime cannot be built here: {exc.message}",
+            "connect to the package index (or set UV_INDEX_URL to a mirror), then run the demo again to include it",
+        )
+    return None
+
+
+def build_workspace(
+    workspace: Path, *, subjects: int, days: float, seed: int, samples: Path | None = None
+) -> dict[str, pd.DataFrame]:
+    """Write configs, recordings and metadata; returns ground truth per subject (daily).
+
+    `demo-lab-gait` is written only when `samples` (a folder holding REAL_SAMPLES) is given.
+    """
     from biomarkerflow.demo import synthetic
 
     if workspace.exists():
@@ -121,7 +207,6 @@ def build_workspace(workspace: Path, *, subjects: int, days: float, seed: int) -
     (workspace / "studies" / "demo-wrist.yaml").write_text(WRIST_CONFIG)
     (workspace / "studies" / f"demo-wrist-skdh-{OLD_VERSION}.yaml").write_text(OLD_VERSION_CONFIG)
 
-    samples = find_samples()
     if samples is not None:
         lab = workspace / "data" / "lab"
         lab.mkdir(parents=True)
@@ -129,7 +214,7 @@ def build_workspace(workspace: Path, *, subjects: int, days: float, seed: int) -
             shutil.copyfile(samples / name, lab / name)
         lab_rows = [{"subject": n.split("_")[0], "height_m": 1.75} for n in REAL_SAMPLES]
         pd.DataFrame(lab_rows).to_csv(workspace / "data" / "lab_subjects.csv", index=False)
-        (workspace / "studies" / "demo-lab-gait.yaml").write_text(LAB_CONFIG)
+        (workspace / "studies" / f"{LAB_STUDY}.yaml").write_text(LAB_CONFIG)
     return {subject: truth.summary() for subject, truth in truths.items()}
 
 
@@ -229,6 +314,27 @@ def _costs(catalog: Catalog, table_name: str) -> Table:
     return table
 
 
+def prepare_workspace(
+    console: Console, workspace: Path, runtimes: Runtimes, *, subjects: int, days: float, seed: int
+) -> tuple[dict[str, pd.DataFrame], list[LeftOut]]:
+    """Stage 1: the workspace with every part that can run here; prints each part left out and why.
+
+    Returns the ground truth per subject and the parts left out.
+    """
+    samples = find_samples()
+    with console.status(f"Writing {subjects} synthetic {days:g}-day GENEActiv recordings at 50 Hz..."):
+        truths = build_workspace(workspace, subjects=subjects, days=days, seed=seed, samples=samples)
+    console.print(f"workspace: {workspace}")
+    left_out = [part for part in (samples_left_out(),) if part is not None]
+    old_version = old_version_left_out(runtimes)  # runtimes may live in the workspace: built after it
+    if old_version is not None:
+        (workspace / "studies" / f"{OLD_VERSION_STUDY}.yaml").unlink()
+        left_out.append(old_version)
+    for part in left_out:
+        line(console, styled("note: ", "yellow"), str(part))
+    return truths, left_out
+
+
 def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, seed: int, workers: int) -> int:
     from biomarkerflow.engine.executor import LocalExecutor
 
@@ -241,33 +347,32 @@ def run_demo(console: Console, workspace: Path, *, subjects: int, days: float, s
         executor.close()
 
 
+def _rule(console: Console, title: str) -> None:
+    console.rule(styled(title, "bold"))
+
+
 def _run_demo(
     console: Console, workspace: Path, executor: Any, *, subjects: int, days: float, seed: int, workers: int
 ) -> int:
     from biomarkerflow.cli import do_process, do_scan
-    from biomarkerflow.runtimes.environment import Runtimes
     from biomarkerflow.settings import load_settings
 
-    console.rule("[bold]1. Build the demo workspace")
-    with console.status(f"Writing {subjects} synthetic {days:g}-day GENEActiv recordings at 50 Hz..."):
-        truths = build_workspace(workspace, subjects=subjects, days=days, seed=seed)
-    console.print(f"workspace: {workspace}")
-    if find_samples() is None:
-        console.print("[yellow]note:[/] ../shared/data/skdh not found; the real-device study is left out")
+    _rule(console, "1. Build the demo workspace")
     home = workspace / ".biomarkerflow"
+    runtimes = Runtimes.for_home(home, progress=console.print)
+    truths, left_out = prepare_workspace(console, workspace, runtimes, subjects=subjects, days=days, seed=seed)
     catalog = Catalog.for_home(home)
     configs = str(workspace / "studies")
 
-    console.rule("[bold]2. Discover and process")
-    runtimes = Runtimes.for_home(home, progress=console.print)
+    _rule(console, "2. Discover and process")
     settings = load_settings(home)
     do_scan(catalog, configs, runtimes, executor)
     first = do_process(catalog, None, workers, runtimes, executor, keep_executor=True, settings=settings)
 
-    console.rule("[bold]3. One subject waits for its metadata")
+    _rule(console, "3. One subject waits for its metadata")
     waiting = [(s.study_id, f, r) for s in catalog.status() for f, r in s.waiting]
     for study, file, reason in waiting:
-        console.print(f"WAITING {study}/{file}: {reason}", highlight=False)
+        console.print(f"WAITING {study}/{file}: {reason}")
     metadata = workspace / "data" / "subjects.csv"
     frame = pd.read_csv(metadata)
     frame.loc[frame["height_m"].isna(), "height_m"] = 1.80
@@ -275,42 +380,50 @@ def _run_demo(
     console.print(f"added the missing height to {metadata.relative_to(workspace)}; processing again")
     second = do_process(catalog, None, workers, runtimes, executor, keep_executor=True, settings=settings)
 
-    console.rule("[bold]4. Results")
+    _rule(console, "4. Results")
     wrist = catalog.get_study("demo-wrist")
     assert wrist is not None
     console.print(_summary(wrist.output_location, truths))
     console.print(
         "Wear is about an hour above the truth per non-wear gap: SKDH's wear detection uses 60-minute "
-        "windows and finds each gap about that much short (a known SKDH behaviour, not a platform error).",
-        highlight=False,
+        "windows and finds each gap about that much short (a known SKDH behaviour, not a platform error)."
     )
-    old_study = catalog.get_study(f"demo-wrist-skdh-{OLD_VERSION}")
+    old_study = catalog.get_study(OLD_VERSION_STUDY)
     if old_study is not None:
-        console.print(_versions(catalog, wrist, old_study))
-        console.print(
-            f"SKDH {OLD_VERSION} and the installed version compute wear and sleep differently; each study gets the "
-            "numbers of the version it pins. `biomarkerflow lineage` shows the runtime behind any result.",
-            highlight=False,
-        )
+        try:
+            console.print(_versions(catalog, wrist, old_study))
+        except BiomarkerflowError as exc:  # e.g. its run failed: no tables to compare
+            part = LeftOut(
+                "the version comparison",
+                f"SKDH {OLD_VERSION} next to the installed version",
+                f"its results cannot be read: {exc.message}",
+                "see `biomarkerflow status` for why",
+            )
+            left_out.append(part)
+            line(console, styled("note: ", "yellow"), str(part))
+        else:
+            console.print(
+                f"SKDH {OLD_VERSION} and the installed version compute wear and sleep differently; each study "
+                "gets the numbers of the version it pins. `biomarkerflow lineage` shows the runtime behind any result."
+            )
     console.print(_costs(catalog, settings.prices.in_force))
     sleep_sql = 'SELECT subject, Date, "total sleep time" FROM sleep'
     gait_sql = "SELECT subject, COUNT(*) AS strides FROM gait GROUP BY 1"
+    tries = [
+        "status",
+        f"query --study demo-wrist '{sleep_sql}'",
+        *([f"query --study {LAB_STUDY} '{gait_sql}'"] if catalog.get_study(LAB_STUDY) is not None else []),
+        f"lineage {wrist.output_location}/tables/sleep.parquet",
+        "runtimes list",
+        "costs --by subject",
+    ]
     console.print(
-        textwrap.dedent(
-            f"""\
-            Results (Parquet, one folder per run, with provenance): {wrist.output_location}/runs
-            Consolidated tables: {wrist.output_location}/tables
-            Try:
-              biomarkerflow --home {home} status
-              biomarkerflow --home {home} query --study demo-wrist '{sleep_sql}'
-              biomarkerflow --home {home} query --study demo-lab-gait '{gait_sql}'
-              biomarkerflow --home {home} lineage {wrist.output_location}/tables/sleep.parquet
-              biomarkerflow --home {home} runtimes list
-              biomarkerflow --home {home} costs --by subject
-            """
-        ),
-        highlight=False,
+        f"Results (Parquet, one folder per run, with provenance): {wrist.output_location}/runs\n"
+        f"Consolidated tables: {wrist.output_location}/tables\n"
+        "Try:\n" + "".join(f"  biomarkerflow --home {home} {command}\n" for command in tries),
         soft_wrap=True,
     )
+    for part in left_out:  # again at the end, where it is read
+        line(console, styled("note: ", "yellow"), str(part))
     catalog.close()
     return first or second
