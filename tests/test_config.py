@@ -6,6 +6,7 @@ can be read off the test itself (line 1 is the first line after the opening quot
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -496,7 +497,7 @@ def test_auto_reader_needs_a_default_for_every_pattern() -> None:
           location: data/raw
           include:
             - "**/*.cwa"
-            - "**/*.gt3x"
+            - "**/*.dat"
         pipeline:
           package: scikit-digital-health==0.17.18
           steps: [GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}, Sleep]
@@ -504,7 +505,7 @@ def test_auto_reader_needs_a_default_for_every_pattern() -> None:
     )
     problem = only(found)
     assert (problem.line, problem.column, problem.field) == (6, 7, "data.include[1]")
-    assert "'**/*.gt3x'" in problem.message and "set data.reader" in problem.message
+    assert "'**/*.dat'" in problem.message and "set data.reader" in problem.message
 
 
 def test_unknown_step_points_at_its_name() -> None:
@@ -903,8 +904,11 @@ def test_problem_falls_back_to_the_nearest_located_parent() -> None:
     assert str(fallback) == f"{SOURCE}:20:7: pipeline.steps[3].Sleep.min_rest_period: too short"
 
 
-def test_validate_paths(tmp_path: Path) -> None:
+def test_validate_paths(tmp_path: Path, samples: Path) -> None:
     (tmp_path / "good.yaml").write_text(CONTRACT, encoding="utf-8")
+    (tmp_path / "data" / "raw").mkdir(parents=True)  # validate_paths wants the data in place
+    shutil.copyfile(samples / "gnactv_sample.bin", tmp_path / "data" / "raw" / "S01_wrist.bin")
+    (tmp_path / "data" / "subjects.csv").write_text("subject,height_m\nS01,1.7\n", encoding="utf-8")
     (tmp_path / "bad.yml").write_text("study: s1\n", encoding="utf-8")
     (tmp_path / "notes.txt").write_text("not a config", encoding="utf-8")
     missing = str(tmp_path / "missing.yaml")

@@ -38,6 +38,7 @@ __all__ = [
     "load_yaml_model",
     "parent_path",
     "parse_study_config",
+    "resolve_location",
     "sorted_problems",
 ]
 
@@ -59,6 +60,25 @@ def parent_path(path: str) -> str | None:
         return None
     match = _LAST_PART.search(path)
     return path[: match.start()] if match else ""
+
+
+def resolve_location(source: str, location: str) -> str:
+    """An absolute local path or URL for a location written in the config at `source`.
+
+    Relative locations are relative to the config file's folder, also when the
+    config itself lives at a URL: for `s3://b/configs/x.yaml`, `data/raw` becomes
+    `s3://b/configs/data/raw`. Absolute paths and URLs come back unchanged.
+    """
+    if is_url(location):
+        return location
+    location = os.path.expanduser(location)
+    if os.path.isabs(location):
+        return location
+    if is_url(source):
+        scheme, rest = source.split("://", 1)
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(rest), location))
+        return f"{scheme}://{joined}"
+    return os.path.normpath(os.path.join(os.path.dirname(source), location))
 
 
 @dataclass(frozen=True)
@@ -87,22 +107,8 @@ class LoadedConfig:
         return os.path.dirname(self.source)
 
     def resolve(self, location: str) -> str:
-        """An absolute local path or URL for a location written in this config.
-
-        Relative locations are relative to the config file's folder, also when the
-        config itself lives at a URL: for `s3://b/configs/x.yaml`, `data/raw` becomes
-        `s3://b/configs/data/raw`. Absolute paths and URLs come back unchanged.
-        """
-        if is_url(location):
-            return location
-        location = os.path.expanduser(location)
-        if os.path.isabs(location):
-            return location
-        if is_url(self.source):
-            scheme, rest = self.source.split("://", 1)
-            joined = posixpath.normpath(posixpath.join(posixpath.dirname(rest), location))
-            return f"{scheme}://{joined}"
-        return os.path.normpath(os.path.join(os.path.dirname(self.source), location))
+        """An absolute local path or URL for a location written in this config (see `resolve_location`)."""
+        return resolve_location(self.source, location)
 
     def locate(self, path: str) -> Position | None:
         """Where a field path is written, else where its nearest written parent is."""
@@ -141,6 +147,10 @@ class ParsedConfig:
     def problem(self, field: str, message: str) -> ConfigProblem:
         """A problem about a field path, located at the field or its nearest parent."""
         return _problem(self.source, self.locations, field, message)
+
+    def resolve(self, location: str) -> str:
+        """An absolute local path or URL for a location written in this config (see `resolve_location`)."""
+        return resolve_location(self.source, location)
 
     def loaded(self) -> LoadedConfig | None:
         """The `LoadedConfig`, or None when the file has any problem."""

@@ -1,23 +1,42 @@
-"""Validate study configs completely: YAML, schema, and the workflow type's own checks.
+"""Validate study configs completely: YAML, schema, the study's files, and the workflow type's own checks.
 
 `validate_source` is what discovery runs on a new or changed config; `validate_paths`
 is what `biomarkerflow validate` runs. Both report every problem, located by line.
+
+The checks run cheapest first and where they are cheapest: the schema, the pin, the
+data and metadata locations and their files (`preflight`) in this process, without
+the algorithm package; only the checks of steps and parameters need the package
+version the study pins, and run in that version's runtime (`SectionChecks`).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import pydantic
 
+from biomarkerflow.config import preflight
 from biomarkerflow.config.loader import LoadedConfig, ParsedConfig, is_url, parse_study_config, sorted_problems
-from biomarkerflow.config.schema import DataConfig, PipelineConfig, StudyConfig
+from biomarkerflow.config.schema import DataConfig, MetadataSource, PipelineConfig, RequirementsConfig, StudyConfig
 from biomarkerflow.errors import ConfigProblem
+from biomarkerflow.storage.store import FileEntry
 
-__all__ = ["CONFIG_SUFFIXES", "check_parsed", "run_workflow_checks", "validate_paths", "validate_source"]
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "IN_PROCESS_CHECKS",
+    "FileChecks",
+    "InProcessChecks",
+    "check_parsed",
+    "run_file_checks",
+    "run_workflow_checks",
+    "validate_paths",
+    "validate_source",
+]
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -39,6 +58,10 @@ class WorkflowChecks(Protocol):
 
     def check_data(self, data: DataConfig) -> list[Problem]: ...
 
+    def check_files(self, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+        """The study's matched files against the `data` section (e.g. formats); needs no package."""
+        ...
+
 
 # Workflow type -> its `WorkflowChecks` module.
 # Imported lazily: the skdh checks import SKDH, which takes seconds.
@@ -54,6 +77,18 @@ class SectionChecks(Protocol):
     (in this process, or in the runtime of the study's pinned package version)."""
 
     def __call__(self, workflow: str, pipeline: Section, data: Section) -> list[Problem]: ...
+
+
+@runtime_checkable
+class FileChecks(Protocol):
+    """Runs a workflow type's checks of the study's files (`WorkflowChecks.check_files`).
+
+    Section checks that also provide this (`RuntimeChecks`, `InProcessChecks`) get the
+    matched files checked too; plain section checks (e.g. a no-op in tests about
+    storage) do not.
+    """
+
+    def check_files(self, workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]: ...
 
 
 def checker(workflow: str) -> WorkflowChecks | None:
@@ -82,12 +117,59 @@ def run_workflow_checks(workflow: str, pipeline: Section, data: Section) -> list
     return found
 
 
-def check_parsed(parsed: ParsedConfig, checks: SectionChecks = run_workflow_checks) -> list[ConfigProblem]:
-    """The workflow type's checks of every well-formed section of a config, located by line."""
+def run_file_checks(workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+    """The workflow type's checks of a study's files, in this process (they need no package)."""
+    checks = checker(workflow)
+    return [] if checks is None else checks.check_files(data, files)
+
+
+class InProcessChecks:
+    """`SectionChecks` and `FileChecks` with the package installed in this process."""
+
+    def __call__(self, workflow: str, pipeline: Section, data: Section) -> list[Problem]:
+        return run_workflow_checks(workflow, pipeline, data)
+
+    def check_files(self, workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+        return run_file_checks(workflow, data, files)
+
+
+IN_PROCESS_CHECKS = InProcessChecks()
+
+
+def _workflow(parsed: ParsedConfig) -> str | None:
+    """The config's workflow type when it is a known one, else None (the schema reports it)."""
+    if not isinstance(parsed.data, dict):
+        return None
+    workflow = parsed.data.get("workflow", StudyConfig.model_fields["workflow"].default)
+    if not isinstance(workflow, str) or checker(workflow) is None:
+        return None
+    return workflow
+
+
+def check_locations(parsed: ParsedConfig, checks: SectionChecks, *, expect_data: bool) -> list[ConfigProblem]:
+    """The cheap checks of what the config's locations hold (see `preflight`), per well-formed section."""
     if not isinstance(parsed.data, dict):
         return []
-    workflow = parsed.data.get("workflow", StudyConfig.model_fields["workflow"].default)
-    if not isinstance(workflow, str) or checker(workflow) is None:  # an unknown workflow type is a schema problem
+    found: list[ConfigProblem] = []
+    data = section(DataConfig, parsed.data.get("data"))
+    if data is not None:
+        workflow = _workflow(parsed)
+        files = None
+        if workflow is not None and isinstance(checks, FileChecks):
+            files = partial(checks.check_files, workflow)
+        found += preflight.check_data(parsed, data, expect_data=expect_data, file_checks=files)
+    sources = parsed.data.get("metadata")
+    metadata = [section(MetadataSource, s) for s in sources] if isinstance(sources, list) else []
+    written = parsed.data.get("requirements")
+    requirements = RequirementsConfig() if written is None else section(RequirementsConfig, written)
+    found += preflight.check_metadata(parsed, metadata, requirements, expect_data=expect_data)
+    return found
+
+
+def check_parsed(parsed: ParsedConfig, checks: SectionChecks = run_workflow_checks) -> list[ConfigProblem]:
+    """The workflow type's checks of every well-formed section of a config, located by line."""
+    workflow = _workflow(parsed)
+    if workflow is None or not isinstance(parsed.data, dict):  # an unknown workflow type is a schema problem
         return []
     pipeline, data = parsed.data.get("pipeline"), parsed.data.get("data")
     found = checks(
@@ -109,41 +191,69 @@ def section(model: type[_Section], value: Any) -> _Section | None:
 
 
 def validate_source(
-    source: str | Path, text: str | bytes | None = None, checks: SectionChecks = run_workflow_checks
+    source: str | Path,
+    text: str | bytes | None = None,
+    checks: SectionChecks = run_workflow_checks,
+    *,
+    expect_data: bool = False,
 ) -> tuple[LoadedConfig | None, list[ConfigProblem]]:
     """Load and fully check one config: (the config or None if it is not well-formed, its problems).
 
-    The config comes back even when the workflow checks found problems (it is
+    The config comes back even when the other checks found problems (it is
     well-formed, so callers can still name the study), but it must not be run then.
-    When the file fails the schema the config is None, and the workflow checks of
-    the sections that are well-formed are still reported with the schema problems.
+    When the file fails the schema the config is None, and the checks of the sections
+    that are well-formed are still reported with the schema problems.
+
+    `expect_data`: whether a data location, data files or metadata file that are not
+    there (yet) are problems (`biomarkerflow validate`) or may still arrive (`scan`).
+    What is there is checked either way.
     """
     parsed = parse_study_config(source, text)
-    loaded = parsed.loaded()
-    if loaded is not None:
-        return loaded, check_parsed(parsed, checks)
-    found = parsed.problems + check_parsed(parsed, checks)
-    return None, sorted_problems(list(dict.fromkeys(found)))
+    # Cheap, in-process checks first; then the ones that need the pinned package.
+    found = parsed.problems + check_locations(parsed, checks, expect_data=expect_data) + check_parsed(parsed, checks)
+    return parsed.loaded(), sorted_problems(list(dict.fromkeys(found)))
 
 
-def validate_paths(paths: list[str], checks: SectionChecks = run_workflow_checks) -> dict[str, list[ConfigProblem]]:
+def validate_paths(paths: list[str], checks: SectionChecks = IN_PROCESS_CHECKS) -> dict[str, list[ConfigProblem]]:
     """Problems per config file, for the CLI; an empty list means the file is valid.
 
     A local folder stands for the *.yaml and *.yml files directly inside it. A path
-    that does not exist gets the single problem "file not found".
+    that does not exist gets the single problem "file not found". Data and metadata
+    must be in place (`expect_data`), and two configs naming one study id are a
+    problem of each.
     """
     results: dict[str, list[ConfigProblem]] = {}
+    loaded: dict[str, LoadedConfig] = {}
     for path in paths:
         if not is_url(path) and os.path.isdir(path):
             files = sorted(str(p) for p in Path(path).iterdir() if p.suffix.lower() in CONFIG_SUFFIXES and p.is_file())
             if not files:
                 message = "no *.yaml or *.yml config files in this folder"
                 results[path] = [ConfigProblem(path, None, None, "", message)]
-            for file in files:
-                results[file] = validate_source(file, checks=checks)[1]
-            continue
-        if not is_url(path) and not os.path.exists(path):
+        elif not is_url(path) and not os.path.exists(path):
             results[path] = [ConfigProblem(path, None, None, "", "file not found")]
             continue
-        results[path] = validate_source(path, checks=checks)[1]
+        else:
+            files = [path]
+        for file in files:
+            config, results[file] = validate_source(file, checks=checks, expect_data=True)
+            if config is not None:
+                loaded[file] = config
+    for file, problem in _duplicate_ids(loaded):
+        results[file] = sorted_problems([*results[file], problem])
     return results
+
+
+def _duplicate_ids(configs: dict[str, LoadedConfig]) -> list[tuple[str, ConfigProblem]]:
+    """A problem on each config whose study id another of `configs` uses too."""
+    by_id: dict[str, list[str]] = {}
+    for file, config in configs.items():
+        by_id.setdefault(config.config.study, []).append(file)
+    found: list[tuple[str, ConfigProblem]] = []
+    for study_id, files in by_id.items():
+        if len(files) < 2:
+            continue
+        for file in files:
+            others = [configs[other].source for other in files if other != file]
+            found.append((file, preflight.duplicate_id_problem(configs[file], study_id, others)))
+    return found

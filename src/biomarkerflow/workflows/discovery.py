@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from biomarkerflow.catalog.manager import Catalog, RegisterInfo
-from biomarkerflow.config.loader import LoadedConfig
-from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.config import preflight
+from biomarkerflow.config.loader import LoadedConfig, parse_study_config
+from biomarkerflow.config.preflight import subject_of
+from biomarkerflow.config.schema import DataConfig, StudyConfig
 from biomarkerflow.config.validate import validate_source
 from biomarkerflow.errors import BiomarkerflowError, ConfigProblem
 from biomarkerflow.storage import store
@@ -71,11 +72,6 @@ def results_identity(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
-def subject_of(file_name: str, pattern: str) -> str | None:
-    match = re.search(pattern, file_name)
-    return match.group("subject") if match and match.group("subject") else None
-
-
 def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]) -> tuple[RegisterInfo, int]:
     """List the study's data location and register what matches; (changes, files matched)."""
     data = config["data"]
@@ -97,8 +93,7 @@ def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]
 Validator = Callable[[str, bytes], tuple[LoadedConfig | None, list[ConfigProblem]]]
 
 
-def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
-    text = store.read_bytes(url)
+def _scan_one(catalog: Catalog, url: str, text: bytes, validate: Validator, declared: dict[str, str]) -> StudyScanInfo:
     sha = hashlib.sha256(text).hexdigest()
     stale = 0
     if catalog.known_config_sha(url) == sha:
@@ -110,16 +105,16 @@ def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
         loaded, problems = validate(url, text)
         if loaded is None or problems:
             return StudyScanInfo(source=url, study_id=None, config_change="invalid", problems=problems)
-        config = stored_config(loaded.config, loaded.resolve)
         study_id = loaded.config.study
-        if not store.exists(config["data"]["location"]):
-            return StudyScanInfo(
-                source=url,
-                study_id=study_id,
-                config_change="error",
-                error=f"data location {config['data']['location']} does not exist",
-                hint=f"Create it or fix data.location in {url}.",
-            )
+        duplicate = _duplicate_id(catalog, loaded, declared)
+        if duplicate is not None:
+            return StudyScanInfo(source=url, study_id=None, config_change="invalid", problems=[duplicate])
+        missing = preflight.location_problem(loaded, loaded.config.data)
+        if missing is not None:
+            # Not a config problem for scan: the location may be a mount that is down, and
+            # exit code 3 says "a location cannot be read". The message is the same as validate's.
+            return StudyScanInfo(source=url, study_id=study_id, config_change="error", error=str(missing))
+        config = stored_config(loaded.config, loaded.resolve)
         previous = catalog.get_study(study_id)
         change = catalog.upsert_study(
             study_id,
@@ -135,7 +130,7 @@ def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
     files, matched = register_study_files(catalog, study_id, config)
     hint = None
     if matched == 0:
-        hint = f"no files in {config['data']['location']} match {config['data']['include']}"
+        hint = preflight.no_match_message(config["data"]["location"], DataConfig.model_validate(config["data"]))
     return StudyScanInfo(
         source=url,
         study_id=study_id,
@@ -147,12 +142,53 @@ def _scan_one(catalog: Catalog, url: str, validate: Validator) -> StudyScanInfo:
     )
 
 
+def _declared_ids(catalog: Catalog, texts: dict[str, bytes]) -> dict[str, str]:
+    """Config URL -> the study id it declares, for every config of this scan that declares one.
+
+    Unchanged configs answer from the catalog; others are parsed (YAML and schema only:
+    milliseconds), so a new config can be checked against a config scanned after it.
+    """
+    registered = {s.config_source: s for s in catalog.studies()}
+    declared: dict[str, str] = {}
+    for url, text in texts.items():
+        study = registered.get(url)
+        if study is not None and study.config_sha256 == hashlib.sha256(text).hexdigest():
+            declared[url] = study.id
+            continue
+        data = parse_study_config(url, text).data
+        study_id = data.get("study") if isinstance(data, dict) else None
+        if isinstance(study_id, str):
+            declared[url] = study_id
+    return declared
+
+
+def _duplicate_id(catalog: Catalog, loaded: LoadedConfig, declared: dict[str, str]) -> ConfigProblem | None:
+    """The problem when another config uses this config's study id, else None.
+
+    The config the catalog has the study from keeps it; a config naming the id of a
+    study registered from another config is refused, and so are all the new configs
+    sharing an id no config has registered yet (none of them can be the right one).
+    """
+    url, study_id = loaded.source, loaded.config.study
+    others = [other for other, other_id in declared.items() if other_id == study_id and other != url]
+    owner = catalog.get_study(study_id)
+    if owner is not None and owner.config_source == url:
+        return None
+    if owner is not None:
+        others = [owner.config_source] + [o for o in others if o != owner.config_source]
+        return preflight.duplicate_id_problem(loaded, study_id, others, registered=True)
+    if others:
+        return preflight.duplicate_id_problem(loaded, study_id, others)
+    return None
+
+
 def scan(catalog: Catalog, configs_location: str, validate: Validator = validate_source) -> ScanInfo:
     """Find configs under `configs_location`, register their studies and data files.
 
     One bad config never stops the others: its problems are returned, and a study
     already in the catalog keeps its last valid config. `validate` may run elsewhere
-    (a warm worker that has SKDH imported already).
+    (a warm worker that has SKDH imported already). Two configs declaring one study id
+    are invalid (except the one the catalog has the study from).
     """
     if store.is_local(configs_location):
         configs_location = str(Path(configs_location.removeprefix("file://")).resolve())
@@ -160,12 +196,21 @@ def scan(catalog: Catalog, configs_location: str, validate: Validator = validate
         urls = [configs_location]
     else:
         urls = [e.url for e in store.list_files(configs_location, CONFIG_PATTERNS)]
-    infos: list[StudyScanInfo] = []
+    infos: dict[str, StudyScanInfo] = {}
+    texts: dict[str, bytes] = {}
     for url in urls:
         try:
-            infos.append(_scan_one(catalog, url, validate))
+            texts[url] = store.read_bytes(url)
         except BiomarkerflowError as exc:
-            infos.append(
-                StudyScanInfo(source=url, study_id=None, config_change="error", error=exc.message, hint=exc.hint)
-            )
-    return ScanInfo(configs_location=configs_location, studies=infos)
+            infos[url] = _failed(url, exc)
+    declared = _declared_ids(catalog, texts)
+    for url, text in texts.items():
+        try:
+            infos[url] = _scan_one(catalog, url, text, validate, declared)
+        except BiomarkerflowError as exc:
+            infos[url] = _failed(url, exc)
+    return ScanInfo(configs_location=configs_location, studies=[infos[url] for url in urls])
+
+
+def _failed(url: str, exc: BiomarkerflowError) -> StudyScanInfo:
+    return StudyScanInfo(source=url, study_id=None, config_change="error", error=exc.message, hint=exc.hint)

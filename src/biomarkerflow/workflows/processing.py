@@ -25,6 +25,7 @@ import pandas as pd
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord, RunMetrics, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
+from biomarkerflow.config import preflight
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost.estimate import MemoryRequests
 from biomarkerflow.cost.identity import workflow_id
@@ -181,6 +182,15 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     ]
     if corrected:
         catalog.mark_stale(study.id, "subject metadata used by the pipeline changed", subjects=corrected)
+    # A required column no metadata file has is the study's mistake, not each subject's:
+    # files wait naming the column and the file, and the per-subject check skips it.
+    absent: dict[str, str] = {}
+    if config.requirements.metadata:
+        columns = preflight.metadata_columns([source["location"] for source in study.config.get("metadata", [])])
+        absent = requirements.absent_columns(config.requirements.metadata, columns or {})
+    if absent:
+        still = [column for column in config.requirements.metadata if column not in absent]
+        config = config.model_copy(update={"requirements": config.requirements.model_copy(update={"metadata": still})})
     if config.requirements.stable_seconds > 0:
         # "Unchanged for T seconds" must be judged on the file as it is now, not as the
         # last scan saw it: re-list the data location (a changed file starts over).
@@ -189,7 +199,7 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     now = now or utcnow()
     to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
     for file in catalog.files(study.id, to_check):
-        decision = _decide(config, file, metadata, counts, now)
+        decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), list(absent.values()))
         catalog.set_gate(file.id, file.state, decision.ready, decision.reason)
         if decision.ready:
             info.ready += 1

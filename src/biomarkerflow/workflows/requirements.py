@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from biomarkerflow.config.schema import RequirementsConfig
@@ -60,3 +62,28 @@ def evaluate(requirements: RequirementsConfig, facts: FileFacts, now: datetime, 
     if reasons:
         return GateDecision(False, "; ".join(reasons))
     return GateDecision(True)
+
+
+def absent_columns(required: Sequence[str], columns_by_file: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Required columns that no metadata file has at all -> why every file waits for them.
+
+    `columns_by_file` maps each metadata file to the columns of its header. Such a column
+    is a mistake of the study, not of one subject: saying "metadata missing for subject
+    S01" would send the user looking at the wrong row.
+    """
+    if not columns_by_file:
+        return {}
+    present = {column for columns in columns_by_file.values() for column in columns}
+    files = " or ".join(PurePosixPath(location).name for location in columns_by_file)
+    return {
+        column: f"column {column} is not in {files}; add it there, or change requirements.metadata in the study config"
+        for column in required
+        if column not in present
+    }
+
+
+def with_reasons(decision: GateDecision, reasons: Sequence[str]) -> GateDecision:
+    """The decision with reasons found outside `evaluate` first (e.g. `absent_columns`)."""
+    if not reasons:
+        return decision
+    return GateDecision(False, "; ".join([*reasons, *([decision.reason] if decision.reason else [])]))

@@ -4,12 +4,18 @@ The schema only knows shapes; these checks know SKDH: which package and version,
 which reader, which steps and parameters exist, and the step orders that make SKDH
 stop or quietly give incomplete results (DESIGN.md, "Known SKDH behaviours").
 Each problem is a (field path, message) pair; the caller locates it in the YAML.
+
+`check_pin` and `check_files` need no SKDH and run in the validating process;
+`check_pipeline` and `check_data` import SKDH and run in the study's runtime.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import posixpath
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePosixPath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -17,9 +23,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from biomarkerflow.config.schema import DataConfig, PipelineConfig, StepSpec
-from biomarkerflow.plugins.skdh import steps
+from biomarkerflow.errors import StorageError
+from biomarkerflow.plugins.skdh import formats, steps
+from biomarkerflow.storage import store
+from biomarkerflow.storage.store import FileEntry
 
-__all__ = ["PACKAGE", "check_data", "check_pin", "check_pipeline", "installed_version"]
+__all__ = ["PACKAGE", "check_data", "check_files", "check_pin", "check_pipeline", "installed_version"]
 
 PACKAGE = "scikit-digital-health"
 
@@ -147,6 +156,12 @@ def _check_auto_patterns(include: Sequence[str], readers: Sequence[str]) -> list
                 )
                 problems.append((f"data.include[{i}]", message))
             continue
+        unreadable = formats.format_without_reader(PurePosixPath(pattern).suffix)
+        if unreadable is not None:
+            # Naming a reader would not help: no SKDH reader opens these files.
+            message = f"'{pattern}' selects {unreadable.name} files, which no reader can open: {unreadable.hint}"
+            problems.append((f"data.include[{i}]", message))
+            continue
         known = ", ".join(
             f"{ext} ({reader})" for ext, reader in steps.READERS_BY_EXTENSION.items() if reader in readers
         )
@@ -156,6 +171,78 @@ def _check_auto_patterns(include: Sequence[str], readers: Sequence[str]) -> list
         )
         problems.append((f"data.include[{i}]", message))
     return problems
+
+
+# --- the files themselves ------------------------------------------------------------------
+
+SAMPLED_PER_EXTENSION = 3  # files whose first bytes are read, per file extension
+SAMPLED_AT_MOST = 24  # and in all: one small (ranged, on S3) read each
+_READ_THREADS = 8
+
+
+def check_files(data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+    """Files the study's reader cannot open, by their first bytes; needs no SKDH.
+
+    SKDH's readers trust the file they get (`ReadBin` on an Axivity file crashes the
+    worker), so a sample of the matched files (the first few of each extension) is
+    checked against the reader each would get. One problem per reader and format found,
+    naming the first such file and how many of the sample are alike.
+    """
+    sample = _sample(files)
+    reader_of = {entry.url: _reader_for(data, entry.relative_path) for entry in sample}
+    sample = [entry for entry in sample if reader_of[entry.url] is not None]
+    if not sample:
+        return []
+    with ThreadPoolExecutor(max_workers=min(_READ_THREADS, len(sample))) as pool:
+        heads = list(pool.map(_head, sample))
+    mismatches: dict[tuple[str, str], list[tuple[FileEntry, bytes]]] = {}
+    for entry, head in zip(sample, heads, strict=True):
+        reader = reader_of[entry.url]
+        found = formats.detect_format(head) if head is not None else None
+        if reader is None or head is None or found is None or formats.reader_mismatch(reader, head) is None:
+            continue  # no reader to check, unreadable now, or a start the reader may take
+        mismatches.setdefault((reader, found.name), []).append((entry, head))
+    return [_mismatch_problem(data, reader, alike, len(sample)) for (reader, _), alike in mismatches.items()]
+
+
+def _sample(files: Sequence[FileEntry]) -> list[FileEntry]:
+    taken: dict[str, int] = {}
+    sample: list[FileEntry] = []
+    for entry in files:
+        suffix = PurePosixPath(entry.relative_path).suffix.lower()
+        if taken.get(suffix, 0) < SAMPLED_PER_EXTENSION and len(sample) < SAMPLED_AT_MOST:
+            taken[suffix] = taken.get(suffix, 0) + 1
+            sample.append(entry)
+    return sample
+
+
+def _reader_for(data: DataConfig, relative_path: str) -> str | None:
+    if data.reader_name == "auto":
+        return steps.reader_for_file(relative_path)
+    return data.reader_name
+
+
+def _head(entry: FileEntry) -> bytes | None:
+    try:
+        return store.read_head(entry.url, formats.MAGIC_BYTES)
+    except StorageError:
+        return None  # unreadable now: the job reports it, with its own retries
+
+
+def _mismatch_problem(data: DataConfig, reader: str, alike: list[tuple[FileEntry, bytes]], checked: int) -> Problem:
+    entry, head = alike[0]
+    shown = posixpath.join(data.location, entry.relative_path)
+    message = formats.reader_mismatch(reader, head, shown) or ""
+    if data.reader_name == "auto":
+        suffix = PurePosixPath(entry.relative_path).suffix
+        message = (
+            f"reader 'auto' picks {reader} for {suffix} files, and {message} "
+            "(or give the file the extension of its format)"
+        )
+    if len(alike) > 1:
+        message += f" ({len(alike)} of the {checked} files checked are alike)"
+    field = "data.reader" if isinstance(data.reader, str) else f"data.reader.{data.reader_name}"
+    return field, message
 
 
 def _step(spec: StepSpec) -> tuple[str, dict[str, Any]]:

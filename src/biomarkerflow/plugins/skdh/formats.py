@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAGIC_BYTES", "FileFormat", "detect_format", "reader_mismatch"]
+__all__ = ["MAGIC_BYTES", "FileFormat", "detect_format", "format_without_reader", "reader_mismatch"]
 
 MAGIC_BYTES = 64  # enough for every signature below
 
@@ -27,12 +27,19 @@ _GENEACTIV = FileFormat("GENEActiv .bin", "ReadBin")
 _AXIVITY = FileFormat("Axivity .cwa", "ReadCwa")
 _HDF5 = FileFormat("HDF5 (.h5)", "ReadApdmH5")
 _AVRO = FileFormat("Avro", "ReadEmpaticaAvro")
+_GT3X_HINT = (
+    "SKDH has no ActiGraph .gt3x reader (removed in 2022): convert the files first, e.g. with pygt3x to CSV, "
+    "and read those with ReadCSV"
+)
 _ZIP = FileFormat(
     "ZIP archive (e.g. ActiGraph .gt3x or NumPy .npz)",
     None,
-    "SKDH has no ActiGraph .gt3x reader (removed in 2022): convert the files first, e.g. with pygt3x to CSV, "
-    "and read those with ReadCSV; a NumPy .npz file needs reader ReadNumpyFile",
+    f"{_GT3X_HINT}; a NumPy .npz file needs reader ReadNumpyFile",
 )
+_GT3X = FileFormat("ActiGraph .gt3x", None, _GT3X_HINT)
+
+# File extensions of device formats no SKDH reader opens, so `reader: auto` can say why.
+_WITHOUT_READER: dict[str, FileFormat] = {".gt3x": _GT3X}
 _TEXT = FileFormat("text (e.g. CSV)", "ReadCSV")
 
 # Readers whose files have no signature of their own are not checked (ReadCSV reads any text).
@@ -64,6 +71,11 @@ def detect_format(head: bytes) -> FileFormat | None:
     return None
 
 
+def format_without_reader(suffix: str) -> FileFormat | None:
+    """The device format a file extension (".gt3x") stands for when SKDH cannot read it, else None."""
+    return _WITHOUT_READER.get(suffix.lower())
+
+
 def _looks_like_text(head: bytes) -> bool:
     try:
         head.decode("utf-8")
@@ -72,11 +84,12 @@ def _looks_like_text(head: bytes) -> bool:
     return b"\x00" not in head
 
 
-def reader_mismatch(reader: str, head: bytes) -> str | None:
+def reader_mismatch(reader: str, head: bytes, name: str = "this file") -> str | None:
     """Why `reader` cannot read a file starting with `head`, or None if it may.
 
     Readers without a file signature (ReadCSV, custom ones) are never refused here,
     and neither is an empty or unrecognised start: SKDH then gives its own answer.
+    `name` is how the message names the file (e.g. its path as the study config writes it).
     """
     expected = _READER_FORMATS.get(reader)
     if expected is None:
@@ -85,7 +98,7 @@ def reader_mismatch(reader: str, head: bytes) -> str | None:
     if found is None or found in expected:
         return None
     wanted = " or ".join(f.name for f in expected)
-    message = f"{reader} reads {wanted} files, but this file is {found.name}"
+    message = f"{reader} reads {wanted} files, but {name} is {found.name}"
     if found.reader is not None:
         return f"{message}: use reader {found.reader}"
     return f"{message}: {found.hint}" if found.hint else message
