@@ -164,6 +164,17 @@ def test_other_failures_name_the_step_and_keep_skdh_words() -> None:
     assert explain.explain(failure) == "Sit2Stand failed: 'x' (KeyError)"
 
 
+def test_running_out_of_memory_stays_retryable() -> None:
+    attempt = skdh_workflow._Attempt(inputs={}, subject="P01", recording_seconds=7 * 86400.0)
+    attempt.building = (StepPlan("ActivityLevelClassification", {}), "ActivityLevelClassification")
+    error = attempt.failed(MemoryError(), notices=())
+    assert error.retryable  # the machine's limit, not the recording's fault: retried as before issue 14
+    assert error.message.startswith(
+        "ActivityLevelClassification: ran out of memory on this recording of 7.0 days; it is tried again"
+    )
+    assert not attempt.failed(ValueError("bad"), notices=()).retryable
+
+
 def test_gt3x_with_reader_auto_says_skdh_has_no_reader_for_it(samples: Path) -> None:
     with pytest.raises(Exception) as raised:
         skdh_workflow.run(samples / "gt3x_sample_from_history.gt3x", JobPlan(reader=None, steps=WRIST), {})

@@ -237,7 +237,18 @@ def _wrong_type(failure: Failure) -> str | None:
     )
 
 
+def _out_of_memory(failure: Failure) -> str | None:
+    if "MemoryError" not in failure.error_types:
+        return None
+    length = f" of {duration(failure.recording_seconds)}" if failure.recording_seconds is not None else ""
+    return (
+        f"{failure.name}: ran out of memory on this recording{length}; it is tried again, but give the jobs "
+        f"more memory (fewer workers per machine, or a larger machine) if it keeps failing"
+    )
+
+
 _EXPLAINERS: tuple[Callable[[Failure], str | None], ...] = (
+    _out_of_memory,
     _window_too_long,
     _day_windows_missing,
     _truncated_bin,

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from biomarkerflow.config.schema import StudyConfig
-from biomarkerflow.errors import JobError
+from biomarkerflow.errors import JobError, StorageError
 from biomarkerflow.plugins.skdh import explain
 from biomarkerflow.plugins.skdh import formats as skdh_formats
 from biomarkerflow.plugins.skdh import steps as skdh_steps
@@ -61,10 +61,16 @@ class StepFailed(JobError):
     and what to do, and the original exception is chained as `__cause__`.
     """
 
-    def __init__(self, step: str | None, message: str, *, notices: tuple[str, ...] = ()) -> None:
-        super().__init__(message, retryable=False)
+    def __init__(
+        self, step: str | None, message: str, *, notices: tuple[str, ...] = (), retryable: bool = False
+    ) -> None:
+        super().__init__(message, retryable=retryable)
         self.step = step
         self.notices = notices
+
+
+# Errors another attempt may not meet (the machine, not the recording): retried as before.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StorageError, MemoryError, ConnectionError, TimeoutError)
 
 
 def warm_up() -> None:
@@ -102,7 +108,7 @@ def _reader_for(path: Path, job_plan: JobPlan) -> StepPlan:
     # e.g. an ActiGraph .gt3x file, for which SKDH has no reader at all.
     found = skdh_formats.detect_format(_head(path))
     if found is not None and found.reader is None and found.hint:
-        raise JobError(f"cannot read '{path.name}' ({found.name}): {found.hint}")
+        raise JobError(f"cannot read '{path.name}', a {found.name}: {found.hint}")
     if found is not None and found.reader is not None:
         raise JobError(
             f"no reader for the extension '{path.suffix}' of '{path.name}', but the file is {found.name}: "
@@ -216,7 +222,8 @@ class _Attempt:
             window_samples=window,
             signal_samples=signal,
         )
-        return StepFailed(name, explain.explain(failure), notices=notices)
+        retryable = isinstance(exc, TRANSIENT_ERRORS)
+        return StepFailed(name, explain.explain(failure), notices=notices, retryable=retryable)
 
 
 def _skdh_messages(records: list[warnings.WarningMessage]) -> list[str]:
