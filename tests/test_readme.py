@@ -64,6 +64,7 @@ FENCE = re.compile(r"^\s*```\s*(?P<language>[\w+-]*)\s*$")
 ANNOTATION = re.compile(r"^\s*<!--\s*readme-test:\s*(?P<body>.*?)\s*-->\s*$")
 ACTIVE_STATES = ("DISCOVERED", "READY", "CLAIMED", "RUNNING", "STALE")
 BLOCK_TIMEOUT_SECONDS = 600
+IDLE_TIMEOUT_SECONDS = 180  # `stop when idle`: a service that never gets there (e.g. a wrong URL) fails
 # Variables that would send a block's commands to another home or catalog than its folder's.
 CLEARED_ENV = ("BIOMARKERFLOW_HOME", "BIOMARKERFLOW_CATALOG", "BIOMARKERFLOW_EXECUTOR")
 
@@ -402,7 +403,7 @@ def run_block(context: Context, text: str, plan: Plan) -> tuple[int, str]:
         )
         try:
             if plan.stop_when_idle:
-                stop_when_idle(process, context.folder / ".biomarkerflow" / "catalog.db", log)
+                stop_when_idle(process, context.folder / ".biomarkerflow" / "catalog.db", log, context.block.line)
             code = process.wait(timeout=BLOCK_TIMEOUT_SECONDS)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -412,16 +413,19 @@ def run_block(context: Context, text: str, plan: Plan) -> tuple[int, str]:
     return code, log.read_text(errors="replace")
 
 
-def stop_when_idle(process: subprocess.Popen[bytes], catalog: Path, log: Path) -> None:
+def stop_when_idle(process: subprocess.Popen[bytes], catalog: Path, log: Path, line: int) -> None:
     """SIGTERM to the block's running command once no file in the catalog is waiting to run."""
     import psutil
 
-    deadline = time.monotonic() + BLOCK_TIMEOUT_SECONDS
+    deadline = time.monotonic() + IDLE_TIMEOUT_SECONDS
     while not idle(catalog):
+        problem = None
         if process.poll() is not None:
-            pytest.fail(f"the service exited {process.returncode} before it was idle:\n{log.read_text()[-6000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"not idle after {BLOCK_TIMEOUT_SECONDS} s:\n{log.read_text()[-6000:]}")
+            problem = f"the service exited {process.returncode} before it was idle"
+        elif time.monotonic() > deadline:
+            problem = f"no file to run, or not idle after {IDLE_TIMEOUT_SECONDS} s"
+        if problem:
+            pytest.fail(f"README.md:{line}: {problem}:\n{log.read_text()[-6000:]}", pytrace=False)
         time.sleep(0.5)
     service = psutil.Process(process.pid).children()  # bash runs one command at a time: the service
     assert len(service) == 1, service
