@@ -119,7 +119,7 @@ def read_blocks(text: str) -> tuple[list[Block], list[str]]:
             last_yaml = body
         number += 1
     for index, text_line in enumerate(lines):
-        if "readme-test" in text_line and index not in used:
+        if re.match(r"\s*<!--\s*readme-test", text_line) and index not in used:
             problems.append(
                 f"{index + 1}: a readme-test annotation that is not on the line right before a ```bash fence"
             )
@@ -266,6 +266,47 @@ BLOCKS, ANNOTATION_PROBLEMS = read_blocks(README.read_text(encoding="utf-8"))
 def test_the_readme_has_command_blocks_and_well_placed_annotations() -> None:
     assert BLOCKS, "no ```bash blocks found in README.md"
     assert not ANNOTATION_PROBLEMS, "\n".join(f"README.md:{p}" for p in ANNOTATION_PROBLEMS)
+
+
+def test_a_block_without_a_run_or_skip_annotation_cannot_pass_unnoticed() -> None:
+    """The checks the README test relies on, on a small Markdown text: an unannotated block, an
+    annotation a blank line away from its fence, a skip without a reason, an unknown clause."""
+    text = textwrap.dedent(
+        """\
+        <!-- readme-test: run -->
+
+        ```bash
+        biomarkerflow status
+        ```
+        ```sh
+        biomarkerflow status
+        ```
+        <!-- readme-test: skip: -->
+        ```bash
+        dask scheduler
+        ```
+        <!-- readme-test: run in demo-workspace; retry: 3 -->
+        ```bash
+        biomarkerflow status
+        ```
+        <!-- readme-test: skip: needs a cluster; and a login node -->
+        ```bash
+        dask scheduler
+        ```
+        """
+    )
+    blocks, problems = read_blocks(text)
+    assert problems == ["1: a readme-test annotation that is not on the line right before a ```bash fence"]
+    assert [b.line for b in blocks] == [3, 6, 10, 14, 18]
+    errors = []
+    for block in blocks[:4]:
+        with pytest.raises(ValueError) as error:
+            parse_annotation(block.annotation)
+        errors.append(str(error.value))
+    assert errors[0].startswith("a command block without an annotation") and errors[1] == errors[0]
+    assert errors[2] == "write `skip: REASON`, with the reason"
+    assert errors[3].startswith("unknown clause `retry: 3`")
+    assert parse_annotation(blocks[4].annotation) == Plan(skip="needs a cluster; and a login node")
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
