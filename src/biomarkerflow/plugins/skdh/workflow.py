@@ -104,8 +104,11 @@ def _reader_for(path: Path, job_plan: JobPlan) -> StepPlan:
     name = skdh_steps.reader_for_file(path.name)
     if name is not None:
         return StepPlan(name, {})
-    # No reader for the extension: the file's first bytes may still say what it is,
-    # e.g. an ActiGraph .gt3x file, for which SKDH has no reader at all.
+    # No reader for the extension: a device format SKDH cannot read at all (ActiGraph
+    # .gt3x) says what to do instead; otherwise the file's first bytes may say what it is.
+    known = skdh_formats.format_without_reader(path.suffix)
+    if known is not None:
+        raise JobError(f"cannot read '{path.name}', an {known.name} file: {known.hint}")
     found = skdh_formats.detect_format(_head(path))
     if found is not None and found.reader is None and found.hint:
         raise JobError(f"cannot read '{path.name}', a {found.name}: {found.hint}")
@@ -127,9 +130,9 @@ def _refuse_mismatch(path: Path, reader: str) -> None:
     Some of SKDH's readers crash the whole process on another device's file (ReadBin on
     an Axivity .cwa file: SIGSEGV), which would cost the worker and three retries.
     """
-    reason = skdh_formats.reader_mismatch(reader, _head(path))
+    reason = skdh_formats.reader_mismatch(reader, _head(path), f"'{path.name}'")
     if reason is not None:
-        raise StepFailed(reader, f"{reader}: '{path.name}' cannot be read: {reason}")
+        raise StepFailed(reader, reason)  # "ReadBin reads GENEActiv .bin files, but 'x.cwa' is Axivity .cwa: ..."
 
 
 def _unique_names(job_plan: JobPlan) -> list[str]:
