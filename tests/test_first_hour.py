@@ -5,6 +5,7 @@ Every test runs the real command in a subprocess, at the 80 columns that piped o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -224,3 +225,52 @@ def test_status_does_not_import_the_heavy_libraries(tmp_path: Path) -> None:
         imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
         for heavy in ("skdh", "sklearn", "pandas", "scipy"):
             assert heavy not in imported, f"`biomarkerflow {' '.join(args)}` imports {heavy}"
+
+
+@pytest.fixture(scope="module")
+def partial_and_failed(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> tuple[Path, Path, str]:
+    """Gait without heights (succeeds with a note) and an 18 s recording through the wrist
+    pipeline (fails in a named step), taken through `run` as a user would."""
+    root = tmp_path_factory.mktemp("partial")
+    write_study(
+        root,
+        study="gait-no-height",
+        files={"S01_lumbar.cwa": samples / "ax3_sample.cwa"},
+        steps="- GaitLumbar: {}\n",
+        metadata=None,
+        requirements="metadata: []",
+    )
+    configs = write_study(
+        root,
+        study="wrist-short",
+        files={"S02_wrist.bin": samples / "gnactv_sample.bin"},
+        metadata=None,
+        requirements="metadata: []",
+        extra="max_attempts: 1\n",
+    )
+    home = root / "home"
+    result = bmf("run", "--configs", str(configs), "--workers", "1", cwd=root, home=home)
+    assert result.returncode == 1, result.stdout + result.stderr  # the short recording failed
+    return root, home, result.stdout
+
+
+def test_run_shows_the_note_on_partial_results_and_the_failing_step(
+    partial_and_failed: tuple[Path, Path, str],
+) -> None:
+    _, _, output = partial_and_failed
+    assert re.search(r"SUCCEEDED gait-no-height/S01_lumbar\.cwa.*\n\s+note: .*height", output), output
+    assert re.search(r"FAILED +wrist-short/S02_wrist\.bin.*\n\s+\w+:", output), output
+
+
+def test_status_shows_notes_and_verbose_shows_step_and_traceback(partial_and_failed: tuple[Path, Path, str]) -> None:
+    root, home, _ = partial_and_failed
+    plain = bmf("status", cwd=root, home=home)
+    assert re.search(r"NOTE +S01_lumbar\.cwa: .*height", plain.stdout), plain.stdout
+    assert "status --verbose" in plain.stdout
+    assert "Traceback" not in plain.stdout
+    verbose = bmf("status", "--verbose", cwd=root, home=home)
+    assert re.search(r"step \w+, run [0-9a-f-]+", verbose.stdout), verbose.stdout
+    assert "Traceback (most recent call last)" in verbose.stdout
+    as_json = json.loads(bmf("status", "--json", cwd=root, home=home).stdout)
+    failed = next(s for s in as_json["studies"] if s["study"] == "wrist-short")["failed"][0]
+    assert failed["step"] and "Traceback" in failed["traceback"]
