@@ -31,6 +31,7 @@ __all__ = [
     "IN_PROCESS_CHECKS",
     "FileChecks",
     "InProcessChecks",
+    "check_locations",
     "check_parsed",
     "run_file_checks",
     "run_workflow_checks",
@@ -63,8 +64,9 @@ class WorkflowChecks(Protocol):
         ...
 
 
-# Workflow type -> its `WorkflowChecks` module.
-# Imported lazily: the skdh checks import SKDH, which takes seconds.
+# Workflow type -> its `WorkflowChecks` module, imported when a config of that type is
+# checked. Importing it must stay cheap: the skdh checks import SKDH (seconds) only
+# inside the checks that need it, which run in the study's runtime.
 _CHECKERS: dict[str, str] = {"skdh": "biomarkerflow.plugins.skdh.checks"}
 
 _Section = TypeVar("_Section", bound=pydantic.BaseModel)
@@ -159,7 +161,9 @@ def check_locations(parsed: ParsedConfig, checks: SectionChecks, *, expect_data:
             files = partial(checks.check_files, workflow)
         found += preflight.check_data(parsed, data, expect_data=expect_data, file_checks=files)
     sources = parsed.data.get("metadata")
-    metadata = [section(MetadataSource, s) for s in sources] if isinstance(sources, list) else []
+    if sources is not None and not isinstance(sources, list):
+        return found  # a malformed metadata section has its schema problem; what it names is unknown
+    metadata = [section(MetadataSource, s) for s in sources or []]
     written = parsed.data.get("requirements")
     requirements = RequirementsConfig() if written is None else section(RequirementsConfig, written)
     found += preflight.check_metadata(parsed, metadata, requirements, expect_data=expect_data)
