@@ -182,15 +182,7 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     ]
     if corrected:
         catalog.mark_stale(study.id, "subject metadata used by the pipeline changed", subjects=corrected)
-    # A required column no metadata file has is the study's mistake, not each subject's:
-    # files wait naming the column and the file, and the per-subject check skips it.
-    absent: dict[str, str] = {}
-    if config.requirements.metadata:
-        columns = preflight.metadata_columns([source["location"] for source in study.config.get("metadata", [])])
-        absent = requirements.absent_columns(config.requirements.metadata, columns or {})
-    if absent:
-        still = [column for column in config.requirements.metadata if column not in absent]
-        config = config.model_copy(update={"requirements": config.requirements.model_copy(update={"metadata": still})})
+    config, absent = _without_absent_columns(study, config)
     if config.requirements.stable_seconds > 0:
         # "Unchanged for T seconds" must be judged on the file as it is now, not as the
         # last scan saw it: re-list the data location (a changed file starts over).
@@ -199,7 +191,7 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     now = now or utcnow()
     to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
     for file in catalog.files(study.id, to_check):
-        decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), list(absent.values()))
+        decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), absent)
         catalog.set_gate(file.id, file.state, decision.ready, decision.reason)
         if decision.ready:
             info.ready += 1
@@ -229,6 +221,23 @@ class PlannedFile:
     why: str
 
 
+def _without_absent_columns(study: StudyRecord, config: StudyConfig) -> tuple[StudyConfig, list[str]]:
+    """(the config without required columns no metadata file has, why files wait for them).
+
+    Such a column is the study's mistake, not each subject's: files wait naming the
+    column and the file, and the per-subject check skips it.
+    """
+    if not config.requirements.metadata:
+        return config, []
+    columns = preflight.metadata_columns([source["location"] for source in study.config.get("metadata", [])])
+    absent = requirements.absent_columns(config.requirements.metadata, columns or {})
+    if not absent:
+        return config, []
+    still = [column for column in config.requirements.metadata if column not in absent]
+    kept = config.model_copy(update={"requirements": config.requirements.model_copy(update={"metadata": still})})
+    return kept, list(absent.values())
+
+
 def plan(catalog: Catalog, study_ids: list[str] | None = None) -> list[PlannedFile]:
     """What `process` would do now, and why, without changing anything (`process --dry-run`).
 
@@ -240,13 +249,13 @@ def plan(catalog: Catalog, study_ids: list[str] | None = None) -> list[PlannedFi
     for study in catalog.studies():
         if study_ids is not None and study.id not in study_ids:
             continue
-        config = StudyConfig.model_validate(study.config)
+        config, absent = _without_absent_columns(study, StudyConfig.model_validate(study.config))
         merged, _ = read_study_metadata(study)
         metadata = merged if merged is not None else catalog.metadata(study.id)
         counts = catalog.subject_file_counts(study.id)
         states = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value, FileState.READY.value]
         for file in catalog.files(study.id, states):
-            decision = _decide(config, file, metadata, counts, now)
+            decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), absent)
             if not decision.ready:
                 planned.append(PlannedFile(study.id, file.relative_path, False, decision.reason or ""))
                 continue
