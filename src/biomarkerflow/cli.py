@@ -863,9 +863,9 @@ def estimate(
     else:
         _print_estimates(results, heading)
     if results and all(e.prediction is None for e in results):
-        from biomarkerflow.errors import NotFoundError
+        from biomarkerflow.errors import EXIT_CODES, Category
 
-        raise typer.Exit(NotFoundError.exit_code)  # no model to answer with; the reason is printed above
+        raise typer.Exit(EXIT_CODES[Category.NOT_FOUND])  # no model to answer with; the reason is printed above
 
 
 def catalog_study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:

@@ -1,34 +1,64 @@
 """Every error biomarkerflow raises on purpose, grouped by what the caller should do.
 
-    BiomarkerflowError            message + hint + exit code (the CLI prints these)
-    ├── UsageError                the command line names something wrong    (exit 2)
-    ├── ConfigError               a study config is invalid: fix the YAML   (exit 2)
-    ├── QueryError                SQL over results failed                   (exit 2)
-    ├── RuntimeUnavailableError   the pinned package version cannot run here (exit 2)
-    ├── StorageError              a location cannot be listed/read/written  (exit 3)
-    ├── ExecutorError             the executor cannot be used               (exit 3)
-    ├── CatalogError              the catalog cannot be opened or used      (exit 4)
-    │   └── NotFoundError         a study, workflow or model is not in it   (exit 4)
-    └── JobError                  one file's processing failed              (exit 1)
+    BiomarkerflowError            message + hint + category
+    ├── UsageError                the command line names something wrong    invalid input
+    ├── ConfigError               a study config is invalid: fix the YAML   invalid input
+    ├── QueryError                SQL over results failed                   invalid input
+    ├── RuntimeUnavailableError   the pinned package version cannot run here invalid input
+    ├── StorageError              a location cannot be listed/read/written  unavailable
+    ├── ExecutorError             the executor cannot be used               unavailable
+    ├── CatalogError              the catalog cannot be opened or used      catalog
+    │   └── NotFoundError         a study, workflow or model is not in it   not found
+    └── JobError                  one file's processing failed              failed
         (retryable=True when trying again may help: lost worker, I/O hiccup)
 
-Exit codes are documented in the README; the CLI maps errors to them in one place.
+Each front door maps the category in one place: the CLI to the exit codes of the
+README's table (`EXIT_CODES`), the API to HTTP statuses.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
-class BiomarkerflowError(Exception):
-    """Base error: a user-facing message, a hint naming the fix, and an exit code."""
+class Category(enum.Enum):
+    """What kind of failure, i.e. what the caller should do about it."""
 
-    exit_code = 1
+    INVALID_INPUT = "invalid input"  # fix the config, the command line or the query
+    NOT_FOUND = "not found"  # the study, workflow or model asked for is not in the catalog
+    CONFLICT = "conflict"  # two things claim the same name or the same file
+    UNAVAILABLE = "unavailable"  # a location or the scheduler cannot be reached: retry later
+    CATALOG = "catalog"  # the catalog database cannot be opened or used
+    FAILED = "failed"  # processing a file failed
+    INTERNAL = "internal"  # a bug
+
+
+# The README's exit-code table.
+EXIT_CODES: dict[Category, int] = {
+    Category.FAILED: 1,
+    Category.INVALID_INPUT: 2,
+    Category.CONFLICT: 2,
+    Category.UNAVAILABLE: 3,
+    Category.CATALOG: 4,
+    Category.NOT_FOUND: 4,
+    Category.INTERNAL: 5,
+}
+
+
+class BiomarkerflowError(Exception):
+    """Base error: a user-facing message, a hint naming the fix, and a category."""
+
+    category = Category.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.category]
 
 
 @dataclass(frozen=True)
@@ -54,7 +84,7 @@ class ConfigProblem:
 class ConfigError(BiomarkerflowError):
     """A study config cannot be used; carries every problem found, not just the first."""
 
-    exit_code = 2
+    category = Category.INVALID_INPUT
 
     def __init__(self, problems: list[ConfigProblem], *, hint: str | None = None) -> None:
         self.problems = problems
@@ -65,33 +95,37 @@ class ConfigError(BiomarkerflowError):
 class UsageError(BiomarkerflowError):
     """An option or argument names something that does not exist or cannot be used."""
 
-    exit_code = 2
+    category = Category.INVALID_INPUT
 
 
 class QueryError(BiomarkerflowError):
-    exit_code = 2
+    category = Category.INVALID_INPUT
 
 
 class RuntimeUnavailableError(BiomarkerflowError):
-    exit_code = 2
+    """No runtime can be built for a study's pin: the config must name another one."""
+
+    category = Category.INVALID_INPUT
 
 
 class StorageError(BiomarkerflowError):
-    exit_code = 3
+    category = Category.UNAVAILABLE
 
 
 class CatalogError(BiomarkerflowError):
-    exit_code = 4
+    category = Category.CATALOG
 
 
 class NotFoundError(CatalogError):
     """What a command asked for (a study, a workflow's cost model, a model version) is not in the catalog."""
 
+    category = Category.NOT_FOUND
+
 
 class JobError(BiomarkerflowError):
     """Processing one file failed. `retryable` says whether another attempt may succeed."""
 
-    exit_code = 1
+    category = Category.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None, retryable: bool = False) -> None:
         super().__init__(message, hint=hint)
@@ -101,4 +135,4 @@ class JobError(BiomarkerflowError):
 class ExecutorError(BiomarkerflowError):
     """The executor asked for cannot be used (unknown kind, scheduler unreachable)."""
 
-    exit_code = 3
+    category = Category.UNAVAILABLE

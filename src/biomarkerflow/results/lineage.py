@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord, RunRecord, StudyRecord
 from biomarkerflow.catalog.models import FileState
-from biomarkerflow.errors import BiomarkerflowError, StorageError
+from biomarkerflow.errors import BiomarkerflowError, Category, StorageError
 from biomarkerflow.results import writer
 from biomarkerflow.results.consolidate import MANIFEST, TABLES_FOLDER, is_current
 from biomarkerflow.storage import store
@@ -49,7 +49,7 @@ HINT = (
 class LineageError(BiomarkerflowError):
     """The target is not something lineage can trace; like a usage error, fixed by another argument."""
 
-    exit_code = 2
+    category = Category.INVALID_INPUT
 
 
 # ---- locations ---------------------------------------------------------------------------
