@@ -147,15 +147,13 @@ def test_retryable_failure_retries_then_fails_for_good(catalog: Catalog) -> None
         _, run_id = run_one(catalog)
         state = catalog.finish_run(
             run_id,
-            RunMetrics(outcome="failed", error=f"boom {attempt}", retryable=True),
+            RunMetrics(outcome="failed", error=f"boom {attempt}"),
             max_attempts=3,
             retry_at=utcnow() - timedelta(seconds=1),
         )
         assert state == "READY"
     _, run_id = run_one(catalog)
-    state = catalog.finish_run(
-        run_id, RunMetrics(outcome="failed", error="boom 3", retryable=True), max_attempts=3, retry_at=None
-    )
+    state = catalog.finish_run(run_id, RunMetrics(outcome="failed", error="boom 3"), max_attempts=3, retry_at=None)
     assert state == "FAILED"
     assert [r.error for r in catalog.runs("s1")] == ["boom 1", "boom 2", "boom 3"]
     assert catalog.status("s1")[0].failed == [("A_1.bin", "boom 3")]
@@ -167,7 +165,7 @@ def test_backoff_holds_the_file_back(catalog: Catalog) -> None:
     _, run_id = run_one(catalog)
     catalog.finish_run(
         run_id,
-        RunMetrics(outcome="failed", error="x", retryable=True),
+        RunMetrics(outcome="failed", error="x"),
         max_attempts=3,
         retry_at=utcnow() + timedelta(minutes=5),
     )

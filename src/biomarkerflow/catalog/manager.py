@@ -38,9 +38,9 @@ from biomarkerflow.catalog.models import (
     Worker,
 )
 from biomarkerflow.cost.history import Observation
-from biomarkerflow.cost.prices import Charge
 from biomarkerflow.cost.reports import CostRow
 from biomarkerflow.errors import CatalogError
+from biomarkerflow.metrics import Charge, RunMetrics
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -87,29 +87,6 @@ class RegisterInfo:
     new: int = 0
     changed: int = 0
     unchanged: int = 0
-
-
-@dataclass(frozen=True)
-class RunMetrics:
-    """What a finished job reports; the catalog stores it with the run."""
-
-    outcome: str  # "succeeded" | "failed"
-    error: str | None = None
-    retryable: bool = False
-    wall_seconds: float | None = None
-    cpu_seconds: float | None = None
-    peak_rss_bytes: int | None = None
-    bytes_read: int | None = None
-    bytes_written: int | None = None
-    recording_seconds: float | None = None
-    sample_rate_hz: float | None = None
-    result_location: str | None = None
-    package_version: str | None = None
-    host: str | None = None  # where the job ran (the worker's machine, not the scheduler's)
-    charge: Charge | None = None  # what it cost under the price table in force
-    failed_step: str | None = None  # the pipeline step that raised (the reader counts as one)
-    traceback: str | None = None  # the failure's formatted traceback (capped by the job)
-    notices: tuple[str, ...] = ()  # SKDH's result-changing warnings, in words
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Capacity = Literal["on-demand", "spot"]
+# A run's charge is stored with the run, so the record lives with the run's metrics.
+from biomarkerflow.metrics import Capacity, Charge
+
 GIB = 1024**3
 
 DEFAULT_TABLE = "aws-fargate-us-east-1"
@@ -73,19 +74,6 @@ class Usage:
     cpu_seconds: float | None = None
     peak_rss_bytes: int | None = None
     cores: float = 1.0  # cores the job was given
-
-
-@dataclass(frozen=True)
-class Charge:
-    """A run's cost and every figure it came from (stored with the run)."""
-
-    amount: float
-    currency: str
-    table: str
-    capacity: Capacity
-    billed_seconds: float
-    vcpus: float
-    memory_gb: float
 
 
 def billed_seconds(wall_seconds: float, table: PriceTable) -> float:

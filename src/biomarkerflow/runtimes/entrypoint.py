@@ -18,6 +18,7 @@ from typing import Any
 
 import biomarkerflow
 from biomarkerflow.errors import BiomarkerflowError, JobError, StorageError
+from biomarkerflow.metrics import RunMetrics
 from biomarkerflow.plugins.skdh import checks as skdh_checks
 from biomarkerflow.plugins.skdh import workflow as skdh_workflow
 from biomarkerflow.results import writer
@@ -44,29 +45,18 @@ class JobSpec:
     memory_bytes: int | None = None
 
 
-@dataclass(frozen=True)
-class JobOutcome:
+@dataclass(frozen=True, kw_only=True)
+class JobOutcome(RunMetrics):
+    """What a job returns: its run's metrics, which run they belong to, and whether retrying may help.
+
+    The traceback is at most MAX_TRACEBACK_CHARS: for a failed step, that of the exception
+    SKDH raised (with its own chained causes); notices are SKDH's warnings that changed the
+    results, in words (e.g. no height: no gait speed).
+    """
+
     run_id: str
     file_id: int
-    succeeded: bool
-    error: str | None = None
-    retryable: bool = False
-    wall_seconds: float | None = None
-    cpu_seconds: float | None = None
-    peak_rss_bytes: int | None = None
-    bytes_read: int | None = None
-    bytes_written: int | None = None
-    recording_seconds: float | None = None
-    sample_rate_hz: float | None = None
-    package_version: str | None = None
-    host: str | None = None
-    # The pipeline step that raised (the reader counts as one), as named in the pipeline.
-    failed_step: str | None = None
-    # The formatted traceback of a failure, at most MAX_TRACEBACK_CHARS: for a failed step,
-    # that of the exception SKDH raised (with its own chained causes).
-    traceback: str | None = None
-    # SKDH's warnings that changed the results, in words (e.g. no height: no gait speed).
-    notices: tuple[str, ...] = ()
+    retryable: bool = False  # the job's judgement; the retry policy (engine.retry) decides, nothing stores it
 
 
 # A traceback's useful part is its end (where it was raised); SKDH's chained ones are a few kB.
@@ -195,7 +185,7 @@ def execute(job: JobSpec) -> JobOutcome:
     return JobOutcome(
         run_id=job.run_id,
         file_id=job.file_id,
-        succeeded=error is None,
+        outcome="succeeded" if error is None else "failed",
         error=None if error is None else error[0],
         retryable=False if error is None else error[1],
         wall_seconds=usage.wall_seconds,
@@ -203,6 +193,7 @@ def execute(job: JobSpec) -> JobOutcome:
         peak_rss_bytes=usage.peak_rss_bytes,
         bytes_read=usage.bytes_read if usage.bytes_read is not None else job.input_size,
         bytes_written=written,
+        result_location=job.result_location if error is None else None,
         recording_seconds=output.recording["seconds"] if output else None,
         sample_rate_hz=output.recording["sample_rate_hz"] if output else None,
         package_version=version,

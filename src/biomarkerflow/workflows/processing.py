@@ -16,14 +16,14 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from biomarkerflow.catalog.manager import Catalog, FileRecord, RunMetrics, StudyRecord, utcnow
+from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config import preflight
 from biomarkerflow.config.schema import StudyConfig
@@ -314,28 +314,6 @@ def _charge(outcome: JobOutcome, prices: PricesSettings, cores: int) -> Charge:
     return charge(usage, prices.table(), table_name=prices.in_force, capacity=prices.capacity)
 
 
-def _metrics(outcome: JobOutcome, result_location: str, run_charge: Charge | None = None) -> RunMetrics:
-    return RunMetrics(
-        outcome="succeeded" if outcome.succeeded else "failed",
-        error=outcome.error,
-        retryable=outcome.retryable,
-        wall_seconds=outcome.wall_seconds,
-        cpu_seconds=outcome.cpu_seconds,
-        peak_rss_bytes=outcome.peak_rss_bytes,
-        bytes_read=outcome.bytes_read,
-        bytes_written=outcome.bytes_written,
-        recording_seconds=outcome.recording_seconds,
-        sample_rate_hz=outcome.sample_rate_hz,
-        result_location=result_location if outcome.succeeded else None,
-        package_version=outcome.package_version,
-        host=outcome.host,
-        charge=run_charge,
-        failed_step=outcome.failed_step,
-        traceback=outcome.traceback,
-        notices=outcome.notices,
-    )
-
-
 def _lost(job: JobSpec, exc: BaseException) -> JobOutcome:
     """The worker process died under the job (killed, out of memory): worth retrying.
 
@@ -345,7 +323,7 @@ def _lost(job: JobSpec, exc: BaseException) -> JobOutcome:
     return JobOutcome(
         run_id=job.run_id,
         file_id=job.file_id,
-        succeeded=False,
+        outcome="failed",
         error=f"worker process died while running ({type(exc).__name__}: {exc})",
         retryable=True,
         failed_step=None,
@@ -409,7 +387,7 @@ def _over_time(job: JobSpec, limit: float) -> JobOutcome:
     return JobOutcome(
         run_id=job.run_id,
         file_id=job.file_id,
-        succeeded=False,
+        outcome="failed",
         error=f"stopped after {limit:g} s: the run group's max_job_seconds",
         retryable=False,
         wall_seconds=limit,
@@ -554,7 +532,8 @@ def process(
                 )
                 state = catalog.finish_run(
                     job.run_id,
-                    _metrics(outcome, job.result_location, _charge(outcome, prices, executor.cores_per_job)),
+                    # The outcome is the run's metrics (a JobOutcome is a RunMetrics) plus its cost.
+                    replace(outcome, charge=_charge(outcome, prices, executor.cores_per_job)),
                     max_attempts=configs[file.study_id].max_attempts,
                     retry_at=when,
                 )
