@@ -46,14 +46,14 @@ from uv import find_uv_bin
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.demo.run import find_samples
 from biomarkerflow.engine.executor import LocalExecutor
-from biomarkerflow.plugins.skdh import workflow as skdh_workflow
+from biomarkerflow.plugins import registry
+from biomarkerflow.plugins.skdh import WORKFLOW_TYPE as SKDH
 from biomarkerflow.results import writer
 from biomarkerflow.runtimes.builder import RuntimeCache, RuntimeSpec
 from biomarkerflow.runtimes.client import WorkerProcess
 from biomarkerflow.runtimes.entrypoint import JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, current_environment
 from biomarkerflow.storage import store
-from biomarkerflow.workflows.processing import pipeline_inputs
 
 OLD_PIN = "scikit-digital-health==0.16.15"  # differs from the installed version: always isolated
 NEW_PIN = "scikit-digital-health==0.17.18"  # the installed version: isolated only with isolate_always
@@ -331,8 +331,9 @@ def job_for(config: StudyConfig, entry: store.FileEntry, index: int, runtime: Ru
         subject=subject,
         input_fingerprint=entry.fingerprint,
         input_size=entry.size,
-        plan=skdh_workflow.plan(config),
-        inputs=pipeline_inputs(config, {"height_m": HEIGHT_M}),
+        workflow_type=registry.reference(SKDH.name),
+        plan=SKDH.plan_job(config),
+        inputs=SKDH.subject_inputs(config, {"height_m": HEIGHT_M}),
         result_location=writer.run_folder(output, subject, entry.relative_path, run_id),
         formats=config.output.formats,
         provenance={

@@ -84,7 +84,7 @@ def test_jobs_ask_for_their_memory_capped_by_the_largest_worker(dask_executor: D
     assert largest is not None and largest > 0
 
     def job(size: int) -> JobSpec:
-        return JobSpec("r", "s", 1, "u", "p", None, "f", size, None, {}, "out", [])  # type: ignore[arg-type]
+        return JobSpec("r", "s", 1, "u", "p", None, "f", size, "t:T", None, {}, "out", [])
 
     assert dask_executor._resources(job(1_000_000)) == {MEMORY: float(memory_needed(1_000_000))}
     assert dask_executor._resources(job(10**13)) == {MEMORY: largest}

@@ -469,7 +469,7 @@ def test_cheap_checks_import_no_skdh(workspace: Path) -> None:
         from biomarkerflow.config.validate import run_file_checks, validate_source
 
         class FilesOnly:  # the workflow type's file checks, but no step checks
-            def __call__(self, workflow, pipeline, data):
+            def __call__(self, workflow, sections):
                 return []
 
             def check_files(self, workflow, data, files):

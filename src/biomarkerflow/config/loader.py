@@ -5,7 +5,7 @@ two equal keys. Here the document is first *composed* with `yaml.SafeLoader` (wh
 keeps node marks), checked for duplicate keys, then constructed with the same safe
 constructor, so no arbitrary Python object can ever be built from a config. Every
 problem is reported with its file, 1-based line and column, and dotted field path
-(`pipeline.steps[2].Sleep.day_window`), and all of them at once.
+(`requirements.metadata[2]`), and all of them at once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from biomarkerflow.config.schema import StudyConfig
+from biomarkerflow.config.schema import StudyConfig, model_for
 from biomarkerflow.errors import ConfigError, ConfigProblem
 
 __all__ = [
@@ -211,14 +211,14 @@ def parse_study_config(source: str | Path, text: str | bytes | None = None) -> P
                 name,
                 *_pos(root),
                 "",
-                f"the top level must be a mapping of fields (study:, data:, pipeline: ...), not {kind}",
+                f"the top level must be a mapping of fields (study:, data:, output: ...), not {kind}",
             )
         )
     else:
         try:
-            config = StudyConfig.model_validate(data)
+            config = StudyConfig.model_validate(data)  # by the model of the workflow type it names
         except pydantic.ValidationError as exc:
-            problems.extend(_translate(name, root, exc.errors()))
+            problems.extend(_translate(name, root, exc.errors(), model_for(data.get("workflow"))))
 
     return ParsedConfig(
         source=name,

@@ -47,7 +47,7 @@ __all__ = [
 
 Problem = tuple[str, str]
 
-# The workflow type's checks of the matched files (e.g. each file's format against the reader).
+# The workflow type's checks of the matched files (e.g. each file's format, from its first bytes).
 FileChecker = Callable[[DataConfig, Sequence[FileEntry]], list[Problem]]
 
 HEADER_BYTES = 64 * 1024  # a CSV header line is far shorter; only this much is read

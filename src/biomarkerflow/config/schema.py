@@ -1,25 +1,20 @@
-"""The study config contract: one YAML file per study, validated by these models.
+"""The core of the study config: what every workflow type's config has, validated by these models.
 
-Field docs here are the reference the README's config section is written from.
+A workflow type adds its own sections and data keys by subclassing `StudyConfig` and
+`DataConfig` (`WorkflowType.config_model`, see plugins/contract.py); `StudyConfig.model_validate`
+returns the model of the type the config names. Field docs here are the reference the
+README's config section is written from, with each type's own.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
 
-# Metadata columns that reach the pipeline under SKDH's own keyword names, unless a
-# study maps its columns itself (`metadata[].columns`).
-DEFAULT_METADATA_INPUTS: dict[str, str] = {
-    "height_m": "height",
-    "height": "height",
-    "leg_length_m": "leg_length",
-    "tz_name": "tz_name",
-    "timezone": "tz_name",
-    "time_zone": "tz_name",
-}
+from biomarkerflow.plugins import registry
+from biomarkerflow.plugins.registry import DEFAULT as _DEFAULT_TYPE
 
 
 class _Strict(BaseModel):
@@ -27,19 +22,17 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
+    """Where a study's files are and how their names tell the subject; types add their own keys."""
+
     location: str = Field(description="Folder or URL holding the recordings; relative to the config file.")
     include: list[str] = Field(
-        default_factory=lambda: ["**/*.cwa", "**/*.bin"],
-        description="Glob patterns (relative to location) of the files to process.",
+        default_factory=lambda: ["**/*"],
+        description="Glob patterns (relative to location) of the files to process; each type has its default.",
     )
     exclude: list[str] = Field(default_factory=list, description="Glob patterns to leave out.")
     subject: str = Field(
         default=r"(?P<subject>[^_.]+)",
         description="Regex searched in the file name; its named group 'subject' is the subject id.",
-    )
-    reader: str | dict[str, dict[str, Any]] = Field(
-        default="auto",
-        description="'auto' (by extension), a reader step name, or {ReaderName: {params}}.",
     )
 
     @field_validator("subject")
@@ -53,38 +46,14 @@ class DataConfig(_Strict):
             raise ValueError("regular expression needs a named group 'subject', e.g. '(?P<subject>[A-Za-z0-9]+)_'")
         return value
 
-    @field_validator("reader", mode="before")
-    @classmethod
-    def _reader_without_params(cls, value: Any) -> Any:
-        # `reader: {ReadCwa: }` is accepted as `reader: {ReadCwa: {}}`, like steps.
-        if isinstance(value, dict) and len(value) == 1:
-            name, params = next(iter(value.items()))
-            return {name: {} if params is None else params}
-        return value
-
-    @field_validator("reader")
-    @classmethod
-    def _one_reader(cls, value: str | dict[str, dict[str, Any]]) -> str | dict[str, dict[str, Any]]:
-        if isinstance(value, dict) and len(value) != 1:
-            raise ValueError("reader must name exactly one reader, e.g. {ReadCSV: {...}}")
-        return value
-
-    @property
-    def reader_name(self) -> str:
-        return self.reader if isinstance(self.reader, str) else next(iter(self.reader))
-
-    @property
-    def reader_params(self) -> dict[str, Any]:
-        return {} if isinstance(self.reader, str) else dict(next(iter(self.reader.values())) or {})
-
 
 class MetadataSource(_Strict):
     location: str = Field(description="CSV file, one row per subject; relative to the config file.")
     subject_column: str = Field(default="subject", description="Column holding the subject id.")
     columns: dict[str, str] = Field(
         default_factory=dict,
-        description="CSV column -> pipeline input (e.g. {height_cm_over_100: height}); "
-        "height_m, timezone, tz_name and leg_length_m are mapped by default.",
+        description="CSV column -> the workflow type's input name (e.g. {stature_m: height}); "
+        "each type maps some columns by default.",
     )
 
 
@@ -92,49 +61,6 @@ class RequirementsConfig(_Strict):
     metadata: list[str] = Field(default_factory=list, description="Fields each subject needs before its files run.")
     min_files_per_subject: int = Field(default=1, ge=1, description="Files a subject must have before any runs.")
     stable_seconds: float = Field(default=0, ge=0, description="A file must be unchanged this long before it runs.")
-
-
-StepSpec = dict[str, dict[str, Any]]
-
-
-def _one_step(step: StepSpec) -> StepSpec:
-    # Checked per item (not on the whole list) so the error points at the step.
-    if len(step) != 1:
-        names = ", ".join(str(name) for name in step) or "none"
-        raise ValueError(f"each step is one mapping {{StepName: {{params}}}}; this one names: {names}")
-    return step
-
-
-_CheckedStep = Annotated[StepSpec, AfterValidator(_one_step)]
-
-
-class PipelineConfig(_Strict):
-    package: str = Field(
-        default="scikit-digital-health",
-        description="The algorithm package and pinned version, e.g. scikit-digital-health==0.17.18.",
-    )
-    constraints: list[str] = Field(
-        default_factory=list,
-        description="Extra requirements for the pinned version's runtime, e.g. ['numpy<2'] for old SKDH versions.",
-    )
-    steps: list[_CheckedStep] = Field(min_length=1, description="Ordered steps: each {StepName: {params}}.")
-
-    @field_validator("steps", mode="before")
-    @classmethod
-    def _normalise_steps(cls, value: Any) -> Any:
-        # `- Sleep` and `- Sleep: ` are accepted as `- Sleep: {}`.
-        if not isinstance(value, list):
-            return value
-        out: list[Any] = []
-        for step in value:
-            if isinstance(step, str):
-                out.append({step: {}})
-            elif isinstance(step, dict) and len(step) == 1:
-                name, params = next(iter(step.items()))
-                out.append({name: {} if params is None else params})
-            else:
-                out.append(step)
-        return out
 
 
 class OutputConfig(_Strict):
@@ -164,11 +90,10 @@ class RunGroupConfig(_Strict):
 class StudyConfig(_Strict):
     study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study id: letters, digits, - _ .")
     description: str = ""
-    workflow: str = Field(default="skdh", description="Workflow type (plugin); only 'skdh' for now.")
+    workflow: str = Field(default=_DEFAULT_TYPE, description="Workflow type: the name of an installed one.")
     data: DataConfig
     metadata: list[MetadataSource] = Field(default_factory=list)
     requirements: RequirementsConfig = Field(default_factory=RequirementsConfig)
-    pipeline: PipelineConfig
     output: OutputConfig = Field(default_factory=OutputConfig)
     priority: int = Field(default=0, description="Higher runs first.")
     max_attempts: int = Field(default=3, ge=1, description="Tries per file before it is FAILED for good.")
@@ -183,13 +108,37 @@ class StudyConfig(_Strict):
     def _known_workflow(cls, value: str) -> str:
         # A field validator (not a model one) so the error points at `workflow:` and
         # is reported together with every other problem.
-        if value != "skdh":
-            raise ValueError(f"unknown workflow type '{value}'; available: skdh")
+        if registry.find(value) is None:
+            raise ValueError(str(registry.UnknownWorkflowType(value)))
         return value
 
-    def metadata_inputs(self) -> dict[str, str]:
-        """CSV column -> pipeline keyword, over all metadata sources."""
-        mapping = dict(DEFAULT_METADATA_INPUTS)
-        for source in self.metadata:
-            mapping.update(source.columns)
-        return mapping
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_its_type(cls, value: Any, handler: ModelWrapValidatorHandler[StudyConfig]) -> StudyConfig:
+        """Validated by the model of the type it names: `StudyConfig.model_validate` gives e.g. the SKDH one."""
+        if cls is not StudyConfig or not isinstance(value, dict):
+            return handler(value)  # a type's own model, or an instance already validated
+        model = model_for(value.get("workflow", _DEFAULT_TYPE))
+        return handler(value) if model is StudyConfig else model.model_validate(value)
+
+    if TYPE_CHECKING:
+        # A type's own sections are typed on its model; code that has only a StudyConfig
+        # reads them untyped. Kept for callers that still read a type's section by name
+        # (the CLI before the service layer); a type's code casts to its own model.
+        def __getattr__(self, name: str) -> Any: ...
+
+
+def model_for(workflow: object) -> type[StudyConfig]:
+    """The config model of the installed type named `workflow`.
+
+    For a name no installed type has, the default type's model: the config is then still
+    checked field by field, and `workflow:` itself gets the "unknown workflow type" problem.
+    """
+    found = registry.find(workflow) or registry.find(_DEFAULT_TYPE)
+    return found.config_model if found is not None else StudyConfig
+
+
+def data_model_for(workflow: object) -> type[DataConfig]:
+    """The `data` section's model of the type named `workflow` (see `model_for`)."""
+    annotation = model_for(workflow).model_fields["data"].annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, DataConfig) else DataConfig

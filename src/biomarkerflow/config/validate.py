@@ -5,25 +5,26 @@ is what `biomarkerflow validate` runs. Both report every problem, located by lin
 
 The checks run cheapest first and where they are cheapest: the schema, the pin, the
 data and metadata locations and their files (`preflight`) in this process, without
-the algorithm package; only the checks of steps and parameters need the package
-version the study pins, and run in that version's runtime (`SectionChecks`).
+the algorithm package; only the workflow type's own checks (`WorkflowType.check`) need
+the package version the study pins, and run in that version's runtime (`SectionChecks`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
 from biomarkerflow.config import preflight
 from biomarkerflow.config.loader import LoadedConfig, ParsedConfig, is_url, parse_study_config, sorted_problems
-from biomarkerflow.config.schema import DataConfig, MetadataSource, PipelineConfig, RequirementsConfig, StudyConfig
+from biomarkerflow.config.schema import DataConfig, MetadataSource, RequirementsConfig, StudyConfig, data_model_for
 from biomarkerflow.errors import ConfigProblem
+from biomarkerflow.plugins import registry
+from biomarkerflow.plugins.contract import Problem, WorkflowType
 from biomarkerflow.storage.store import FileEntry
 
 __all__ = [
@@ -31,9 +32,12 @@ __all__ = [
     "IN_PROCESS_CHECKS",
     "FileChecks",
     "InProcessChecks",
+    "Sections",
     "check_locations",
     "check_parsed",
+    "checked_sections",
     "run_file_checks",
+    "run_type_checks",
     "run_workflow_checks",
     "validate_paths",
     "validate_source",
@@ -41,49 +45,22 @@ __all__ = [
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
-Problem = tuple[str, str]
-
-
-class WorkflowChecks(Protocol):
-    """What a workflow type's checks module provides; problems are (field path, message).
-
-    `check_pin` checks the algorithm package pin without importing the package (it
-    runs before the runtime for the pin is found); `check_pipeline` and `check_data`
-    check one schema-valid section inside the study's runtime, so they can run when
-    another section is broken.
-    """
-
-    def check_pin(self, pipeline: PipelineConfig) -> list[Problem]: ...
-
-    def check_pipeline(self, pipeline: PipelineConfig) -> list[Problem]: ...
-
-    def check_data(self, data: DataConfig) -> list[Problem]: ...
-
-    def check_files(self, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
-        """The study's matched files against the `data` section (e.g. formats); needs no package."""
-        ...
-
-
-# Workflow type -> its `WorkflowChecks` module, imported when a config of that type is
-# checked. Importing it must stay cheap: the skdh checks import SKDH (seconds) only
-# inside the checks that need it, which run in the study's runtime.
-_CHECKERS: dict[str, str] = {"skdh": "biomarkerflow.plugins.skdh.checks"}
-
 _Section = TypeVar("_Section", bound=pydantic.BaseModel)
 
-Section = dict[str, Any] | None
+# Top-level config sections as written (None when absent): what a type's `check` reads.
+Sections = dict[str, Any]
 
 
 class SectionChecks(Protocol):
-    """Runs a workflow type's checks of the `pipeline` and `data` sections somewhere
-    (in this process, or in the runtime of the study's pinned package version)."""
+    """Runs a workflow type's `check` of its `checked_sections` somewhere (in this process,
+    or in the runtime of the study's pinned package version)."""
 
-    def __call__(self, workflow: str, pipeline: Section, data: Section) -> list[Problem]: ...
+    def __call__(self, workflow: str, sections: Sections) -> list[Problem]: ...
 
 
 @runtime_checkable
 class FileChecks(Protocol):
-    """Runs a workflow type's checks of the study's files (`WorkflowChecks.check_files`).
+    """Runs a workflow type's checks of the study's files (`WorkflowType.check_files`).
 
     Section checks that also provide this (`RuntimeChecks`, `InProcessChecks`) get the
     matched files checked too; plain section checks (e.g. a no-op in tests about
@@ -93,43 +70,33 @@ class FileChecks(Protocol):
     def check_files(self, workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]: ...
 
 
-def checker(workflow: str) -> WorkflowChecks | None:
-    module_name = _CHECKERS.get(workflow)
-    if module_name is None:
-        return None
-    return cast(WorkflowChecks, importlib.import_module(module_name))
+def run_workflow_checks(workflow: str, sections: Sections) -> list[Problem]:
+    """The checks of the installed type named `workflow`, in this process (its package installed here).
 
-
-def run_workflow_checks(workflow: str, pipeline: Section, data: Section) -> list[Problem]:
-    """The workflow type's checks of each well-formed section, with the package installed here.
-
-    Sections that are missing or fail the schema are skipped: they already have their
-    schema problems. Runs inside a study's runtime (see `RuntimeChecks`), or in-process.
+    An unknown type has no checks: the schema reports it. Runs in-process (tests,
+    `InProcessChecks`); inside a runtime the type is named by reference (`run_type_checks`).
     """
-    checks = checker(workflow)
-    if checks is None:  # the schema already refuses unknown workflow types
-        return []
-    found: list[Problem] = []
-    pipeline_section = section(PipelineConfig, pipeline)
-    if pipeline_section is not None:
-        found += checks.check_pipeline(pipeline_section)
-    data_section = section(DataConfig, data)
-    if data_section is not None:
-        found += checks.check_data(data_section)
-    return found
+    found = registry.find(workflow)
+    return [] if found is None else found.check(sections)
+
+
+def run_type_checks(reference: str, sections: Sections) -> list[Problem]:
+    """A type's checks, the type named by its "module:attribute" reference: what a runtime's
+    worker runs (no entry points there: the platform's code is on the path, not installed)."""
+    return [(str(field), str(message)) for field, message in registry.load(reference).check(sections)]
 
 
 def run_file_checks(workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
     """The workflow type's checks of a study's files, in this process (they need no package)."""
-    checks = checker(workflow)
-    return [] if checks is None else checks.check_files(data, files)
+    found = registry.find(workflow)
+    return [] if found is None else found.check_files(data, files)
 
 
 class InProcessChecks:
-    """`SectionChecks` and `FileChecks` with the package installed in this process."""
+    """`SectionChecks` and `FileChecks` with the types' packages installed in this process."""
 
-    def __call__(self, workflow: str, pipeline: Section, data: Section) -> list[Problem]:
-        return run_workflow_checks(workflow, pipeline, data)
+    def __call__(self, workflow: str, sections: Sections) -> list[Problem]:
+        return run_workflow_checks(workflow, sections)
 
     def check_files(self, workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
         return run_file_checks(workflow, data, files)
@@ -138,14 +105,16 @@ class InProcessChecks:
 IN_PROCESS_CHECKS = InProcessChecks()
 
 
-def _workflow(parsed: ParsedConfig) -> str | None:
-    """The config's workflow type when it is a known one, else None (the schema reports it)."""
+def _workflow(parsed: ParsedConfig) -> WorkflowType | None:
+    """The config's workflow type when it is an installed one, else None (the schema reports it)."""
     if not isinstance(parsed.data, dict):
         return None
-    workflow = parsed.data.get("workflow", StudyConfig.model_fields["workflow"].default)
-    if not isinstance(workflow, str) or checker(workflow) is None:
-        return None
-    return workflow
+    return registry.find(parsed.data.get("workflow", StudyConfig.model_fields["workflow"].default))
+
+
+def checked_sections(workflow_type: WorkflowType, config: Mapping[str, Any]) -> Sections:
+    """The sections of a config (as written) that the type's `check` reads; None for absent ones."""
+    return {name: config.get(name) for name in workflow_type.checked_sections}
 
 
 def check_locations(parsed: ParsedConfig, checks: SectionChecks, *, expect_data: bool) -> list[ConfigProblem]:
@@ -153,12 +122,12 @@ def check_locations(parsed: ParsedConfig, checks: SectionChecks, *, expect_data:
     if not isinstance(parsed.data, dict):
         return []
     found: list[ConfigProblem] = []
-    data = section(DataConfig, parsed.data.get("data"))
+    workflow = _workflow(parsed)
+    data = section(data_model_for(parsed.data.get("workflow")), parsed.data.get("data"))
     if data is not None:
-        workflow = _workflow(parsed)
         files = None
         if workflow is not None and isinstance(checks, FileChecks):
-            files = partial(checks.check_files, workflow)
+            files = partial(checks.check_files, workflow.name)
         found += preflight.check_data(parsed, data, expect_data=expect_data, file_checks=files)
     sources = parsed.data.get("metadata")
     if sources is not None and not isinstance(sources, list):
@@ -175,12 +144,7 @@ def check_parsed(parsed: ParsedConfig, checks: SectionChecks = run_workflow_chec
     workflow = _workflow(parsed)
     if workflow is None or not isinstance(parsed.data, dict):  # an unknown workflow type is a schema problem
         return []
-    pipeline, data = parsed.data.get("pipeline"), parsed.data.get("data")
-    found = checks(
-        workflow,
-        pipeline if isinstance(pipeline, dict) else None,
-        data if isinstance(data, dict) else None,
-    )
+    found = checks(workflow.name, checked_sections(workflow, parsed.data))
     return sorted_problems([parsed.problem(field, message) for field, message in found])
 
 

@@ -2,9 +2,9 @@
 
 An estimate comes from the workflow's champion model. Without one it says why instead
 of guessing: fewer than 5 past runs, or no model trained (or none beat the baselines).
-For a catalogued file it knows the size, the type, and the sample rate and recording
-length when the file's header says them (GENEActiv, Axivity: the first 4 KB are read,
-one ranged GET on S3).
+For a catalogued file it knows the size, the file type, and what the workflow type reads
+from the file's header (`WorkflowType.header_facts`: e.g. sample rate and recording
+length of a device file, from its first few KB: one ranged GET on S3).
 Inputs outside what the model was trained on are flagged as extrapolation. Every
 estimate given is logged in the catalog with its inputs, so that `models report` can
 later compare it with what the run really used.
@@ -20,13 +20,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord
+from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
+from biomarkerflow.cost.identity import study_workflow_id
 from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
-from biomarkerflow.errors import StorageError
-from biomarkerflow.plugins.skdh.headers import HEAD_BYTES, recording_facts, says_recording_facts
+from biomarkerflow.errors import NotFoundError, StorageError
+from biomarkerflow.plugins import registry as workflow_types
+from biomarkerflow.plugins.contract import WorkflowType
 from biomarkerflow.storage import store
 
 logger = logging.getLogger(__name__)
@@ -114,33 +118,45 @@ def total(estimates: Sequence[Estimate]) -> Total:
     )
 
 
-def file_inputs(file: FileRecord) -> RunInputs:
-    """What is known of a catalogued file before it runs: its size and file type, and its
-    sample rate and recording length when its header says them (GENEActiv, Axivity)."""
+def file_inputs(file: FileRecord, workflow_type: WorkflowType | None = None) -> RunInputs:
+    """What is known of a catalogued file before it runs: its size and file type, and the facts
+    its workflow type reads from its header (e.g. sample rate and recording length).
+
+    `workflow_type` defaults to the default type (callers from before there were types).
+    """
+    workflow_type = workflow_type or workflow_types.get(workflow_types.DEFAULT)
     device = PurePosixPath(file.relative_path).suffix.lower().lstrip(".") or None
-    facts = None
-    if device is not None and says_recording_facts(device):
+    facts: dict[str, Any] = {}
+    wanted = workflow_type.header_bytes(file.relative_path)
+    if wanted > 0:
         try:
-            facts = recording_facts(store.read_head(file.url, HEAD_BYTES), file.size, device)
+            facts = workflow_type.header_facts(store.read_head(file.url, wanted), file.size, file.relative_path)
         except StorageError as exc:
             # An unreadable header costs the estimate some precision, not the estimate.
             logger.info("estimating %s from its size alone: %s", file.url, exc)
-    if facts is None:
-        return RunInputs(input_bytes=file.size, device=device)
-    return RunInputs(
-        input_bytes=file.size,
-        device=device,
-        recording_seconds=facts.recording_seconds,
-        sample_rate_hz=facts.sample_rate_hz,
-    )
+    return RunInputs.of_facts(input_bytes=file.size, device=device, facts=facts)
 
 
-def files_inputs(files: Sequence[FileRecord]) -> list[RunInputs]:
+def files_inputs(files: Sequence[FileRecord], workflow_type: WorkflowType | None = None) -> list[RunInputs]:
     """`file_inputs` of many files; their headers are read side by side (one GET each on S3)."""
     if len(files) < 2:
-        return [file_inputs(f) for f in files]
+        return [file_inputs(f, workflow_type) for f in files]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(file_inputs, files))
+        return list(pool.map(lambda f: file_inputs(f, workflow_type), files))
+
+
+def study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[RunInputs], list[int | None], list[str | None]]:
+    """(the study's workflow, the inputs of its files not processed yet, their ids, their paths).
+
+    What `estimate --study` prices; raises NotFoundError for a study the catalog lacks.
+    """
+    record = catalog.get_study(study_id)
+    if record is None:
+        raise NotFoundError(f"no study '{study_id}' in the catalog", hint="See `biomarkerflow status`.")
+    config = StudyConfig.model_validate(record.config)
+    files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
+    inputs = files_inputs(files, workflow_types.get(config.workflow))
+    return study_workflow_id(config), inputs, [f.id for f in files], [f.relative_path for f in files]
 
 
 class MemoryRequests:
@@ -157,9 +173,9 @@ class MemoryRequests:
             if found is not None:
                 self._models[workflow] = found[1]
 
-    def request(self, workflow: str, file: FileRecord) -> int | None:
+    def request(self, workflow: str, file: FileRecord, workflow_type: WorkflowType | None = None) -> int | None:
         model = self._models.get(workflow)
         if model is None:
             return None  # and no header read: nothing to spend on jobs without a model
-        (prediction,) = model.predict([file_inputs(file)], self._table)
+        (prediction,) = model.predict([file_inputs(file, workflow_type)], self._table)
         return None if prediction.extrapolating else int(prediction.values["peak_rss_bytes"][2])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,6 +37,7 @@ import numpy as np
 
 from biomarkerflow.cost.history import Observation
 from biomarkerflow.cost.prices import PriceTable, Usage, charge
+from biomarkerflow.plugins.contract import RECORDING_SECONDS, SAMPLE_RATE_HZ
 
 QUANTITIES = ("wall_seconds", "cpu_seconds", "peak_rss_bytes")
 REPORTED = ("cost", "wall_seconds", "peak_rss_bytes")  # what estimates and metrics show
@@ -48,6 +49,13 @@ TREES = "boosted-trees"
 MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not used
 
 
+def _number(value: Any) -> float | None:
+    """A fact as a feature: a finite number, else None (a type's fact may be anything JSON)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True)
 class RunInputs:
     """What is known about a run before it runs."""
@@ -57,6 +65,16 @@ class RunInputs:
     recording_seconds: float | None = None
     sample_rate_hz: float | None = None
     device: str | None = None
+
+    @classmethod
+    def of_facts(cls, *, input_bytes: int, device: str | None, facts: Mapping[str, Any]) -> RunInputs:
+        """Inputs from a workflow type's facts about a file; the ones named as cost features are used."""
+        return cls(
+            input_bytes=input_bytes,
+            device=device,
+            recording_seconds=_number(facts.get(RECORDING_SECONDS)),
+            sample_rate_hz=_number(facts.get(SAMPLE_RATE_HZ)),
+        )
 
     @classmethod
     def of(cls, observation: Observation) -> RunInputs:

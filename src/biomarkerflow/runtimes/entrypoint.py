@@ -1,13 +1,16 @@
 """The job entrypoint: what runs inside a runtime's worker process for one file.
 
-It depends only on the plugin, storage and the results writer — never on the catalog
-or the executor — so it can run in an environment pinned to another package version.
-Jobs arrive and leave as plain, picklable values.
+It depends only on the workflow type's contract (plugins/contract.py), storage and the
+results writer — never on the catalog, the executor or any one type — so it can run in an
+environment pinned to another package version. Jobs arrive and leave as plain, picklable
+values; a job names its type by reference ("module:attribute"), imported here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.metadata
 import platform
 import socket
 import traceback
@@ -19,8 +22,8 @@ from typing import Any
 import biomarkerflow
 from biomarkerflow.errors import BiomarkerflowError, JobError, StorageError
 from biomarkerflow.metrics import RunMetrics
-from biomarkerflow.plugins.skdh import checks as skdh_checks
-from biomarkerflow.plugins.skdh import workflow as skdh_workflow
+from biomarkerflow.plugins import registry
+from biomarkerflow.plugins.contract import RECORDING_SECONDS, SAMPLE_RATE_HZ, RunOutput, StepError, WorkflowType
 from biomarkerflow.results import writer
 from biomarkerflow.runtimes.meter import Meter
 from biomarkerflow.storage import store
@@ -36,7 +39,8 @@ class JobSpec:
     subject: str | None
     input_fingerprint: str
     input_size: int
-    plan: skdh_workflow.JobPlan
+    workflow_type: str  # the type's reference, "module:attribute" (see plugins.registry.load)
+    plan: Any  # the type's `plan_job`
     inputs: dict[str, Any]
     result_location: str
     formats: list[str]
@@ -59,7 +63,7 @@ class JobOutcome(RunMetrics):
     retryable: bool = False  # the job's judgement; the retry policy (engine.retry) decides, nothing stores it
 
 
-# A traceback's useful part is its end (where it was raised); SKDH's chained ones are a few kB.
+# A traceback's useful part is its end (where it was raised); chained ones are a few kB.
 MAX_TRACEBACK_CHARS = 20_000
 
 
@@ -81,24 +85,52 @@ class _Failure:
 
     @classmethod
     def of(cls, exc: BaseException) -> _Failure:
-        if isinstance(exc, skdh_workflow.StepFailed):
-            # SKDH's traceback (with its own chain): where it raised. The StepFailed wrapping
-            # it adds only our frames, and its message is the run's error already.
+        if isinstance(exc, StepError):
+            # The algorithm's traceback (with its own chain): where it raised. The StepError
+            # wrapping it adds only the type's frames, and its message is the run's error already.
             return cls(exc.step, format_traceback(exc.__cause__ or exc), exc.notices)
         return cls(None, format_traceback(exc), ())
 
 
 def warm_up(threads: int | None = None) -> None:
-    """Process-pool initializer: pay SKDH's import once per worker, not per job.
+    """Worker start: pay the types' package imports once per worker, not per job.
 
+    Every type installed here is warmed (a worker serves any study of its runtime). Inside
+    an isolated runtime none is listed (the platform's code is on the path, not installed):
+    a job's own type is then warmed before its first job is metered (`_warmed`).
     `threads` caps the BLAS/OpenMP threads of this worker: N workers each spinning up
     one thread per core would fight over the cores and run slower than fewer threads.
     """
-    skdh_workflow.warm_up()
+    for name in registry.names():
+        # A type whose package is missing here fails its own jobs, with the reason; it must
+        # not keep the worker from serving the others.
+        with contextlib.suppress(Exception):
+            _warmed(registry.get(name))
     if threads is not None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads)
+
+
+_WARM: set[str] = set()
+
+
+def _warmed(workflow_type: WorkflowType) -> WorkflowType:
+    """The type, its `warm_up` done once in this process (outside any job's metering)."""
+    if workflow_type.name not in _WARM:
+        workflow_type.warm_up()
+        _WARM.add(workflow_type.name)
+    return workflow_type
+
+
+def package_version(workflow_type: WorkflowType) -> str | None:
+    """The installed version of the type's package here (None: it has none, or it is missing)."""
+    if workflow_type.package is None:
+        return None
+    try:
+        return importlib.metadata.version(workflow_type.package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def file_sha256(path: Path) -> str:
@@ -118,68 +150,91 @@ def _describe(exc: BaseException) -> tuple[str, bool]:
         return f"{type(exc).__name__}: {exc}", True
     if isinstance(exc, BiomarkerflowError):
         return exc.message, False
-    # SKDH raises plain exceptions for bad recordings (too short, corrupt blocks):
+    # Algorithms raise plain exceptions for bad inputs (too short, corrupt blocks):
     # the same file would fail the same way again, so these are final.
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (in {frame.name}, {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
     return f"{type(exc).__name__}: {exc}{where}", False
 
 
-def execute(job: JobSpec) -> JobOutcome:
-    """Process one file: read, run the pipeline, write results; never raises."""
-    host = socket.gethostname()
-    version = skdh_checks.installed_version()
+def _provenance(
+    job: JobSpec, workflow_type: WorkflowType, output: RunOutput, content_sha256: str, started: datetime
+) -> dict[str, Any]:
+    """What the run writes down with its tables: what it read, with what, where and when."""
+    return {
+        **job.provenance,
+        **output.provenance,
+        "run_id": job.run_id,
+        "study": job.study_id,
+        "workflow": workflow_type.name,
+        "input": {
+            "url": job.input_url,
+            "fingerprint": job.input_fingerprint,
+            "size": job.input_size,
+            "sha256": content_sha256,
+        },
+        "subject": job.subject,
+        "subject_inputs": job.inputs,
+        "package": {"name": workflow_type.package, "version": package_version(workflow_type)},
+        # The steps that ran with every parameter; "pipeline" is the key every provenance
+        # file has had, so lineage reads old runs and new alike.
+        "pipeline": output.steps,
+        "warnings": output.warnings,
+        "notices": list(output.notices),
+        "platform": {
+            "biomarkerflow": biomarkerflow.__version__,
+            "python": platform.python_version(),
+            "host": socket.gethostname(),
+        },
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
+    """Run the job on a local copy of its input and publish its tables; (output, bytes written)."""
     started = datetime.now(UTC)
-    output: skdh_workflow.PluginOutput | None = None
+    with store.local_copy(job.input_url) as path:
+        content_sha256 = file_sha256(path)
+        output = workflow_type.run_job(path, job.plan, job.inputs, subject=job.subject)
+    written = writer.write_run(
+        job.result_location,
+        output.tables,
+        _provenance(job, workflow_type, output, content_sha256, started),
+        key_columns={"study": job.study_id, "subject": job.subject, "file": job.relative_path, "run_id": job.run_id},
+        formats=job.formats,
+    )
+    return output, written
+
+
+def _load(job: JobSpec) -> WorkflowType:
+    """The job's type, warmed; a type that cannot be imported here fails the job, for good."""
+    try:
+        return _warmed(registry.load(job.workflow_type))
+    except Exception as exc:  # noqa: BLE001 - any import error: the runtime lacks the type's code
+        raise JobError(f"cannot load workflow type {job.workflow_type} in this runtime: {exc}") from exc
+
+
+def execute(job: JobSpec) -> JobOutcome:
+    """Process one file: read, run the type's job, write results; never raises."""
+    host = socket.gethostname()
+    output: RunOutput | None = None
     written = 0
     error: tuple[str, bool] | None = None
     failure: _Failure | None = None
+    workflow_type: WorkflowType | None = None
+    try:
+        workflow_type = _load(job)  # before the meter: a first job's imports are not its cost
+    except JobError as exc:
+        error, failure = _describe(exc), _Failure.of(exc)
     with Meter() as meter:
-        try:
-            with store.local_copy(job.input_url) as path:
-                content_sha256 = file_sha256(path)
-                output = skdh_workflow.run(path, job.plan, job.inputs, subject=job.subject)
-            provenance = {
-                **job.provenance,
-                "run_id": job.run_id,
-                "study": job.study_id,
-                "input": {
-                    "url": job.input_url,
-                    "fingerprint": job.input_fingerprint,
-                    "size": job.input_size,
-                    "sha256": content_sha256,
-                },
-                "subject": job.subject,
-                "subject_inputs": job.inputs,
-                "package": {"name": skdh_checks.PACKAGE, "version": version},
-                "pipeline": output.resolved_pipeline,
-                "recording": output.recording,
-                "warnings": output.warnings,
-                "notices": list(output.notices),
-                "platform": {
-                    "biomarkerflow": biomarkerflow.__version__,
-                    "python": platform.python_version(),
-                    "host": host,
-                },
-                "started_at": started.isoformat(),
-                "finished_at": datetime.now(UTC).isoformat(),
-            }
-            written = writer.write_run(
-                job.result_location,
-                output.tables,
-                provenance,
-                key_columns={
-                    "study": job.study_id,
-                    "subject": job.subject,
-                    "file": job.relative_path,
-                    "run_id": job.run_id,
-                },
-                formats=job.formats,
-            )
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
-            error = _describe(exc)
-            # Kept as text: the exception's frames hold the whole recording in memory.
-            failure = _Failure.of(exc)
+        if workflow_type is not None:
+            try:
+                output, written = _run(job, workflow_type)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+                error = _describe(exc)
+                # Kept as text: the exception's frames hold the whole input in memory.
+                failure = _Failure.of(exc)
     usage = meter.usage
     assert usage is not None
     return JobOutcome(
@@ -194,12 +249,12 @@ def execute(job: JobSpec) -> JobOutcome:
         bytes_read=usage.bytes_read if usage.bytes_read is not None else job.input_size,
         bytes_written=written,
         result_location=job.result_location if error is None else None,
-        recording_seconds=output.recording["seconds"] if output else None,
-        sample_rate_hz=output.recording["sample_rate_hz"] if output else None,
-        package_version=version,
+        recording_seconds=output.facts.get(RECORDING_SECONDS) if output else None,
+        sample_rate_hz=output.facts.get(SAMPLE_RATE_HZ) if output else None,
+        package_version=package_version(workflow_type) if workflow_type else None,
         host=host,
         failed_step=failure.step if failure else None,
         traceback=failure.traceback if failure else None,
-        # A failed step's notices (warnings before it raised), else the finished pipeline's.
+        # A failed step's notices (warnings before it raised), else the finished job's.
         notices=(failure.notices if failure else ()) or (output.notices if output else ()),
     )

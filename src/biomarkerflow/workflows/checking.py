@@ -1,15 +1,16 @@
 """Check a study config against the algorithm package version it pins.
 
-Step names and parameters differ between SKDH versions (0.17 removed
-`GaitLumbar(provide_leg_length=...)`), so a config is checked by the SKDH of its own
-runtime: the pin is checked here, the runtime is found (or built), and the section
-checks run in a worker of that runtime. A pin no runtime can be built for is a
-problem of the config at `pipeline.package`, not a crash.
+What a config may say differs between versions of a workflow type's package (its
+algorithms and what they accept), so a config is checked by the package of its own runtime: the
+type says which runtime (`WorkflowType.runtime_request`, checked here), the runtime is
+found (or built), and the type's `check` runs in a worker of that runtime. A pin no
+runtime can be built for is a problem of the config where the pin is written, not a
+crash. A type with no pin is checked in the platform's own environment.
 
-Starting that worker means importing SKDH (4-7 s), so the runtime's answer is kept in
-a small cache under the runtimes folder, keyed by everything it depends on: the
-runtime (lock hash), the checking code, the workflow type and the `pipeline` and
-`data` sections. Validating an unchanged config again imports no SKDH at all.
+Starting that worker means importing the package (seconds), so the runtime's answer is
+kept in a small cache under the runtimes folder, keyed by everything it depends on: the
+runtime (lock hash), the checking code, the workflow type and the sections it checks.
+Validating an unchanged config again imports no algorithm package at all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from functools import cache
@@ -25,30 +27,44 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import biomarkerflow
-from biomarkerflow.config.schema import DataConfig, PipelineConfig
-from biomarkerflow.config.validate import Problem, Section, checker, run_file_checks, section
+from biomarkerflow.config.schema import DataConfig
+from biomarkerflow.config.validate import Sections, run_file_checks
 from biomarkerflow.errors import RuntimeUnavailableError
+from biomarkerflow.plugins import registry
+from biomarkerflow.plugins.contract import Problem, WorkflowType
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, current_environment
 from biomarkerflow.storage.store import FileEntry
 
 if TYPE_CHECKING:  # the executor module imports pandas (0.6 s): only when a runtime is asked
     from biomarkerflow.engine.executor import Executor
 
-CHECKS_FUNCTION = "biomarkerflow.config.validate:run_workflow_checks"
+CHECKS_FUNCTION = "biomarkerflow.config.validate:run_type_checks"
 CACHE_FOLDER = ".checks"  # under the runtimes root; dot folders are not runtimes to list or prune
 CACHE_ENTRIES = 2000  # answers kept; the oldest go first (each is a few hundred bytes)
-# The code whose answer is cached: the config checks and the workflow types' checks.
+# The code whose answer is cached: the config checks and the workflow types' checks
+# (a type outside biomarkerflow adds its own package's folder).
 _CHECKING_CODE = ("config", "plugins")
 
 
+def _type_folder(workflow_type: WorkflowType) -> Path | None:
+    """The folder of a type's own package when it lives outside biomarkerflow, else None."""
+    module = sys.modules.get(type(workflow_type).__module__)
+    file = getattr(module, "__file__", None)
+    if file is None:
+        return None
+    folder = Path(file).resolve().parent
+    return None if folder.is_relative_to(Path(biomarkerflow.__file__).resolve().parent) else folder
+
+
 @cache
-def checking_code_hash() -> str:
+def checking_code_hash(extra: Path | None = None) -> str:
     """A hash of the code that decides the checks' answer, so a changed check is never answered from the cache."""
     root = Path(biomarkerflow.__file__).parent
     digest = hashlib.sha256(biomarkerflow.__version__.encode())
-    for folder in _CHECKING_CODE:
-        for path in sorted((root / folder).rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
+    folders = [(root / folder, root) for folder in _CHECKING_CODE] + ([(extra, extra)] if extra else [])
+    for folder, base in folders:
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(str(path.relative_to(base)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -60,13 +76,12 @@ class ChecksCache:
         self.folder = folder
 
     @staticmethod
-    def key(runtime: RuntimeRef, workflow: str, pipeline: Section, data: Section) -> str:
+    def key(runtime: RuntimeRef, workflow_type: WorkflowType, sections: Sections) -> str:
         identity = {
             "runtime": [runtime.key, runtime.lock_hash],
-            "code": checking_code_hash(),
-            "workflow": workflow,
-            "pipeline": pipeline,
-            "data": data,
+            "code": checking_code_hash(_type_folder(workflow_type)),
+            "workflow": workflow_type.name,
+            "sections": sections,
         }
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -126,31 +141,30 @@ class RuntimeChecks:
             self._executor.close()
             self._executor = None
 
-    def __call__(self, workflow: str, pipeline: Section, data: Section) -> list[Problem]:
-        checks = checker(workflow)
-        if checks is None:
+    def __call__(self, workflow: str, sections: Sections) -> list[Problem]:
+        workflow_type = registry.find(workflow)
+        if workflow_type is None:  # the schema reports an unknown type
             return []
-        pipeline_section = section(PipelineConfig, pipeline)
-        runtime = current_environment()  # checks `data` when `pipeline` is broken
-        if pipeline_section is not None:
-            pin_problems = checks.check_pin(pipeline_section)
-            if pin_problems:
-                # No runtime for a malformed pin: the steps are still worth checking,
-                # against the installed version, so every problem shows at once.
-                found = self._run(runtime, workflow, pipeline, data)
-                return list(dict.fromkeys(pin_problems + found))
+        request, pin_problems = workflow_type.runtime_request(sections)
+        runtime = current_environment()  # for a type with no pin, and a pin that is malformed
+        if pin_problems:
+            # No runtime for a malformed pin: the rest is still worth checking, against the
+            # installed version, so every problem shows at once.
+            found = self._run(runtime, workflow_type, sections)
+            return list(dict.fromkeys(pin_problems + found))
+        if request is not None:
             try:
-                runtime = self.runtimes.for_pin(pipeline_section.package, pipeline_section.constraints)
+                runtime = self.runtimes.for_pin(request.package, request.constraints)
             except RuntimeUnavailableError as exc:
-                return [("pipeline.package", exc.message)]
-        return self._run(runtime, workflow, pipeline, data)
+                return [(request.field, exc.message)]
+        return self._run(runtime, workflow_type, sections)
 
     def check_files(self, workflow: str, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
         """The workflow type's checks of the study's files: in this process, they need no package."""
         return run_file_checks(workflow, data, files)
 
-    def _run(self, runtime: RuntimeRef, workflow: str, pipeline: Section, data: Section) -> list[Problem]:
-        key = self.cache.key(runtime, workflow, pipeline, data)
+    def _run(self, runtime: RuntimeRef, workflow_type: WorkflowType, sections: Sections) -> list[Problem]:
+        key = self.cache.key(runtime, workflow_type, sections)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
@@ -159,7 +173,8 @@ class RuntimeChecks:
 
             self._executor = LocalExecutor(1)
         self.runtime_calls += 1
-        found = self._executor.call(runtime, CHECKS_FUNCTION, workflow, pipeline, data).result()
+        reference = registry.reference(workflow_type.name)
+        found = self._executor.call(runtime, CHECKS_FUNCTION, reference, sections).result()
         problems = [(str(field), str(message)) for field, message in found]
         self.cache.put(key, problems)
         return problems

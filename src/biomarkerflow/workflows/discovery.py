@@ -18,12 +18,16 @@ from biomarkerflow.catalog.manager import Catalog, RegisterInfo
 from biomarkerflow.config import preflight
 from biomarkerflow.config.loader import LoadedConfig, parse_study_config
 from biomarkerflow.config.preflight import subject_of
-from biomarkerflow.config.schema import DataConfig, StudyConfig
+from biomarkerflow.config.schema import StudyConfig, data_model_for
 from biomarkerflow.config.validate import validate_source
 from biomarkerflow.errors import BiomarkerflowError, ConfigProblem
+from biomarkerflow.plugins import registry
 from biomarkerflow.storage import store
 
 CONFIG_PATTERNS = ["*.yaml", "*.yml"]
+# Said of every file a config change made STALE: "pipeline" in the general sense, what the
+# workflow type runs (e.g. an algorithm's parameter or the pinned package changed).
+_STALE_REASON = "the study's pipeline, package or metadata mapping changed"
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,13 @@ def stored_config(config: StudyConfig, resolve: Any) -> dict[str, Any]:
 
 
 def results_identity(config: dict[str, Any]) -> str:
-    """A hash of what decides a study's numbers: workflow, reader, pipeline and pinned
-    package, metadata column mapping. Description, priority, locations do not count."""
+    """A hash of what decides a study's numbers: the workflow type, its own part (e.g. which
+    algorithm, with which parameters and package) and the metadata column mapping.
+    Description, priority, locations do not count."""
+    workflow_type = registry.find(config.get("workflow"))
     relevant = {
+        **(workflow_type.results_identity(config) if workflow_type is not None else {}),
         "workflow": config.get("workflow"),
-        "reader": config["data"].get("reader"),
-        # Constraints were added later: no constraints must hash as before they existed.
-        "pipeline": {k: v for k, v in config["pipeline"].items() if not (k == "constraints" and not v)},
         "metadata_columns": [source.get("columns", {}) for source in config.get("metadata", [])],
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
@@ -126,11 +130,12 @@ def _scan_one(catalog: Catalog, url: str, text: bytes, validate: Validator, decl
             priority=loaded.config.priority,
         )
         if previous is not None and results_identity(previous.config) != results_identity(config):
-            stale = catalog.mark_stale(study_id, "the study's pipeline, reader, package or metadata mapping changed")
+            stale = catalog.mark_stale(study_id, _STALE_REASON)
     files, matched = register_study_files(catalog, study_id, config)
     hint = None
     if matched == 0:
-        hint = preflight.no_match_message(config["data"]["location"], DataConfig.model_validate(config["data"]))
+        data = data_model_for(config.get("workflow")).model_validate(config["data"])
+        hint = preflight.no_match_message(config["data"]["location"], data)
     return StudyScanInfo(
         source=url,
         study_id=study_id,

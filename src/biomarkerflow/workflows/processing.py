@@ -33,14 +33,13 @@ from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
 from biomarkerflow.engine.executor import Executor
 from biomarkerflow.errors import BiomarkerflowError, StorageError
-from biomarkerflow.plugins.skdh import workflow as skdh_workflow
-from biomarkerflow.plugins.skdh.checks import PACKAGE
+from biomarkerflow.plugins import registry
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, default_cache_root
 from biomarkerflow.settings import PricesSettings
 from biomarkerflow.storage import store
-from biomarkerflow.workflows import discovery, requirements
+from biomarkerflow.workflows import discovery, requirements, types
 
 DEFAULT_HOME = Path(".biomarkerflow")
 from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS  # noqa: E402,F401  (re-exported)
@@ -156,14 +155,9 @@ def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], li
     return catalog.upsert_metadata(study.id, merged, source=sources), problems
 
 
-def pipeline_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[str, Any]:
-    """Subject metadata under SKDH keyword names (height, tz_name, ...)."""
-    inputs: dict[str, Any] = {}
-    for column, keyword in config.metadata_inputs().items():
-        value = (fields or {}).get(column)
-        if value is not None and keyword not in inputs:
-            inputs[keyword] = value
-    return inputs
+def subject_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[str, Any]:
+    """A subject's metadata as its jobs' inputs, as the study's workflow type maps them."""
+    return types.workflow_type(config).subject_inputs(config, fields)
 
 
 def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = None) -> GateInfo:
@@ -173,15 +167,15 @@ def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = N
     info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
     config = StudyConfig.model_validate(study.config)
     metadata = catalog.metadata(study.id)
-    # A corrected value that reaches SKDH (height, time zone) makes finished results stale;
+    # A corrected value that reaches the jobs (e.g. a height) makes finished results stale;
     # other columns (used only by requirements) do not.
     corrected = [
         subject
         for subject in info.metadata_subjects_changed
-        if pipeline_inputs(config, before.get(subject)) != pipeline_inputs(config, metadata.get(subject))
+        if subject_inputs(config, before.get(subject)) != subject_inputs(config, metadata.get(subject))
     ]
     if corrected:
-        catalog.mark_stale(study.id, "subject metadata used by the pipeline changed", subjects=corrected)
+        catalog.mark_stale(study.id, "subject metadata the jobs use changed", subjects=corrected)
     config, absent = _without_absent_columns(study, config)
     if config.requirements.stable_seconds > 0:
         # "Unchanged for T seconds" must be judged on the file as it is now, not as the
@@ -281,6 +275,8 @@ def _job_for(
     memory_bytes: int | None = None,
 ) -> JobSpec:
     run_id = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    workflow_type = types.workflow_type(config)
+    request = types.runtime_request(config)
     return JobSpec(
         run_id=run_id,
         study_id=study.id,
@@ -290,14 +286,15 @@ def _job_for(
         subject=file.subject,
         input_fingerprint=file.fingerprint,
         input_size=file.size,
-        plan=skdh_workflow.plan(config),
-        inputs=pipeline_inputs(config, metadata),
+        workflow_type=registry.reference(workflow_type.name),
+        plan=workflow_type.plan_job(config),
+        inputs=workflow_type.subject_inputs(config, metadata),
         result_location=writer.run_folder(study.output_location, file.subject, file.relative_path, run_id),
         formats=config.output.formats,
         provenance={
             "config": {"source": study.config_source, "sha256": study.config_sha256},
-            "package_pin": config.pipeline.package,
-            "constraints": config.pipeline.constraints,
+            "package_pin": request.package if request else None,
+            "constraints": list(request.constraints) if request else [],
             "runtime": runtime.provenance(),
         },
         memory_bytes=memory_bytes,
@@ -440,14 +437,13 @@ def process(
     study_runtimes: dict[str, RuntimeRef] = {}
     for study in studies:
         try:
-            pipeline = study.config["pipeline"]
-            study_runtimes[study.id] = runtimes.for_pin(pipeline["package"], pipeline.get("constraints", []))
+            study_runtimes[study.id] = types.study_runtime(runtimes, study.config)
             info.gates.append(refresh_gates(catalog, study))
             selected.append(study.id)
         except BiomarkerflowError as exc:
             # One study's problem (no runtime, unreadable metadata) never stops the others.
             info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
-    # Workers of each runtime start importing SKDH now, while the gates are reported.
+    # Workers of each runtime start importing their packages now, while the gates are reported.
     executor.prestart(list({ref.key: ref for ref in study_runtimes.values()}.values()))
     if on_gates:
         on_gates(info.gates)
@@ -455,7 +451,9 @@ def process(
     configs = {s.id: StudyConfig.model_validate(s.config) for s in studies}
     metadata = {s.id: catalog.metadata(s.id) for s in studies}
     workflow_ids = {
-        s: workflow_id(configs[s], study_runtimes[s].version_of(PACKAGE)) for s in selected if s in study_runtimes
+        s: workflow_id(configs[s], types.package_version(configs[s], study_runtimes[s]))
+        for s in selected
+        if s in study_runtimes
     }
     memory_requests = (
         MemoryRequests(catalog, list(workflow_ids.values()), prices.table()) if executor.reserves_memory else None
@@ -480,7 +478,11 @@ def process(
                     study = by_id[file.study_id]
                     runtime = study_runtimes[study.id]
                     workflow = workflow_ids[study.id]
-                    memory = memory_requests.request(workflow, file) if memory_requests else None
+                    memory = (
+                        memory_requests.request(workflow, file, types.workflow_type(configs[study.id]))
+                        if memory_requests
+                        else None
+                    )
                     job = _job_for(
                         study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime, memory
                     )
@@ -490,7 +492,7 @@ def process(
                         worker=worker,
                         host=host,
                         config_sha256=study.config_sha256,
-                        package_version=runtime.version_of(PACKAGE),
+                        package_version=types.package_version(configs[study.id], runtime),
                         lock_hash=runtime.lock_hash,
                         workflow=workflow,
                     ):

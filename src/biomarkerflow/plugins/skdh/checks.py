@@ -22,9 +22,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from biomarkerflow.config.schema import DataConfig, PipelineConfig, StepSpec
 from biomarkerflow.errors import StorageError
 from biomarkerflow.plugins.skdh import formats, steps
+from biomarkerflow.plugins.skdh.config import PipelineConfig, SkdhDataConfig, StepSpec
 from biomarkerflow.storage import store
 from biomarkerflow.storage.store import FileEntry
 
@@ -56,7 +56,7 @@ def check_pipeline(pipeline: PipelineConfig) -> list[Problem]:
     return problems
 
 
-def check_data(data: DataConfig) -> list[Problem]:
+def check_data(data: SkdhDataConfig) -> list[Problem]:
     """SKDH problems of a schema-valid `data` section: the reader and its parameters.
 
     Usable when the rest of the study config fails the schema; field paths start
@@ -124,7 +124,7 @@ def _check_installed(package: str) -> list[Problem]:
     return []
 
 
-def _check_reader(data: DataConfig) -> list[Problem]:
+def _check_reader(data: SkdhDataConfig) -> list[Problem]:
     name = data.reader_name
     base = "data.reader" if isinstance(data.reader, str) else f"data.reader.{name}"
     readers = steps.reader_names()
@@ -180,7 +180,7 @@ SAMPLED_AT_MOST = 24  # and in all: one small (ranged, on S3) read each
 _READ_THREADS = 8
 
 
-def check_files(data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+def check_files(data: SkdhDataConfig, files: Sequence[FileEntry]) -> list[Problem]:
     """Files the study's reader cannot open, by their first bytes; needs no SKDH.
 
     SKDH's readers trust the file they get (`ReadBin` on an Axivity file crashes the
@@ -216,7 +216,7 @@ def _sample(files: Sequence[FileEntry]) -> list[FileEntry]:
     return sample
 
 
-def _reader_for(data: DataConfig, relative_path: str) -> str | None:
+def _reader_for(data: SkdhDataConfig, relative_path: str) -> str | None:
     if data.reader_name == "auto":
         return steps.reader_for_file(relative_path)
     return data.reader_name
@@ -229,7 +229,7 @@ def _head(entry: FileEntry) -> bytes | None:
         return None  # unreadable now: the job reports it, with its own retries
 
 
-def _mismatch_problem(data: DataConfig, reader: str, alike: list[tuple[FileEntry, bytes]], checked: int) -> Problem:
+def _mismatch_problem(data: SkdhDataConfig, reader: str, alike: list[tuple[FileEntry, bytes]], checked: int) -> Problem:
     entry, head = alike[0]
     shown = posixpath.join(data.location, entry.relative_path)
     message = formats.reader_mismatch(reader, head, shown) or ""

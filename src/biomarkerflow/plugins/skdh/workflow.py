@@ -16,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.errors import JobError, StorageError
+from biomarkerflow.plugins.contract import StepError
 from biomarkerflow.plugins.skdh import explain
 from biomarkerflow.plugins.skdh import formats as skdh_formats
 from biomarkerflow.plugins.skdh import steps as skdh_steps
 from biomarkerflow.plugins.skdh import tables as skdh_tables
+from biomarkerflow.plugins.skdh.config import SkdhStudyConfig
 
 
 @dataclass(frozen=True)
@@ -54,19 +55,12 @@ class PluginOutput:
     notices: tuple[str, ...] = ()
 
 
-class StepFailed(JobError):
+class StepFailed(StepError):
     """A pipeline step (the reader counts as one) could not run on this file; final.
 
     `step` is the step's name in the pipeline, the message says in words what is wrong
     and what to do, and the original exception is chained as `__cause__`.
     """
-
-    def __init__(
-        self, step: str | None, message: str, *, notices: tuple[str, ...] = (), retryable: bool = False
-    ) -> None:
-        super().__init__(message, retryable=retryable)
-        self.step = step
-        self.notices = notices
 
 
 # Errors another attempt may not meet (the machine, not the recording): retried as before.
@@ -78,7 +72,7 @@ def warm_up() -> None:
     skdh_steps.available_steps()
 
 
-def plan(config: StudyConfig) -> JobPlan:
+def plan(config: SkdhStudyConfig) -> JobPlan:
     reader = None
     if config.data.reader_name != "auto":
         reader = StepPlan(config.data.reader_name, config.data.reader_params)

@@ -1,0 +1,138 @@
+"""The `skdh` workflow type: wearable-sensor recordings through a pipeline of SKDH steps.
+
+It owns its whole part of a study config (`pipeline`: package pin, constraints, steps;
+`data.reader`; the metadata columns that become SKDH keywords), reads recording length
+and sample rate from device headers, and runs the pipeline exactly as SKDH's own
+`Pipeline` would. This module imports no SKDH and no pandas: the checks and the job
+import them in the study's runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, cast
+
+import pydantic
+
+from biomarkerflow.config.schema import DataConfig, StudyConfig
+from biomarkerflow.plugins.contract import (
+    RECORDING_SECONDS,
+    SAMPLE_RATE_HZ,
+    Problem,
+    RunOutput,
+    RuntimeRequest,
+    WorkflowType,
+)
+from biomarkerflow.plugins.skdh import headers
+from biomarkerflow.plugins.skdh.config import PipelineConfig, SkdhDataConfig, SkdhStudyConfig
+
+if TYPE_CHECKING:
+    from biomarkerflow.storage.store import FileEntry
+
+PACKAGE = "scikit-digital-health"
+
+
+def _section(model: type[pydantic.BaseModel], value: Any) -> Any:
+    """One section validated alone; None when it is absent or fails the schema (it has its problems)."""
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError:
+        return None
+
+
+class SkdhWorkflowType(WorkflowType):
+    name = "skdh"
+    package = PACKAGE
+    checked_sections = ("pipeline", "data")
+
+    @property
+    def config_model(self) -> type[StudyConfig]:
+        return SkdhStudyConfig
+
+    def runtime_request(self, config: Mapping[str, Any]) -> tuple[RuntimeRequest | None, list[Problem]]:
+        from biomarkerflow.plugins.skdh import checks
+
+        pipeline = _section(PipelineConfig, config.get("pipeline"))
+        if pipeline is None:
+            return None, []
+        problems = checks.check_pin(pipeline)
+        if problems:
+            return None, problems
+        return RuntimeRequest(pipeline.package, tuple(pipeline.constraints), "pipeline.package"), []
+
+    def check(self, sections: Mapping[str, Any]) -> list[Problem]:
+        from biomarkerflow.plugins.skdh import checks
+
+        found: list[Problem] = []
+        pipeline = _section(PipelineConfig, sections.get("pipeline"))
+        if pipeline is not None:
+            found += checks.check_pipeline(pipeline)
+        data = _section(SkdhDataConfig, sections.get("data"))
+        if data is not None:
+            found += checks.check_data(data)
+        return found
+
+    def check_files(self, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+        from biomarkerflow.plugins.skdh import checks
+
+        return checks.check_files(cast(SkdhDataConfig, data), files)
+
+    def subject_inputs(self, config: StudyConfig, fields: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Subject metadata under SKDH keyword names (height, tz_name, ...)."""
+        inputs: dict[str, Any] = {}
+        for column, keyword in cast(SkdhStudyConfig, config).metadata_inputs().items():
+            value = (fields or {}).get(column)
+            if value is not None and keyword not in inputs:
+                inputs[keyword] = value
+        return inputs
+
+    def results_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The reader, the steps with their parameters, and the pinned package and constraints."""
+        pipeline = dict(config.get("pipeline") or {})
+        return {
+            "reader": (config.get("data") or {}).get("reader"),
+            # Constraints were added later: no constraints must hash as before they existed.
+            "pipeline": {k: v for k, v in pipeline.items() if not (k == "constraints" and not v)},
+        }
+
+    def cost_identity(self, config: StudyConfig) -> Any:
+        return cast(SkdhStudyConfig, config).pipeline.steps
+
+    def header_bytes(self, relative_path: str) -> int:
+        return headers.HEAD_BYTES if headers.says_recording_facts(PurePosixPath(relative_path).suffix) else 0
+
+    def header_facts(self, head: bytes, size: int, relative_path: str) -> dict[str, Any]:
+        facts = headers.recording_facts(head, size, PurePosixPath(relative_path).suffix)
+        if facts is None:
+            return {}
+        return {RECORDING_SECONDS: facts.recording_seconds, SAMPLE_RATE_HZ: facts.sample_rate_hz}
+
+    def warm_up(self) -> None:
+        from biomarkerflow.plugins.skdh import workflow
+
+        workflow.warm_up()
+
+    def plan_job(self, config: StudyConfig) -> Any:
+        from biomarkerflow.plugins.skdh import workflow
+
+        return workflow.plan(cast(SkdhStudyConfig, config))
+
+    def run_job(self, path: Path, plan: Any, inputs: dict[str, Any], *, subject: str | None) -> RunOutput:
+        from biomarkerflow.plugins.skdh import workflow
+
+        output = workflow.run(path, plan, inputs, subject=subject)
+        recording = output.recording
+        return RunOutput(
+            tables=output.tables,
+            facts={RECORDING_SECONDS: recording["seconds"], SAMPLE_RATE_HZ: recording["sample_rate_hz"]},
+            steps=output.resolved_pipeline,
+            provenance={"recording": recording},
+            warnings=output.warnings,
+            notices=output.notices,
+        )
+
+
+WORKFLOW_TYPE = SkdhWorkflowType()
