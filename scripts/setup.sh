@@ -13,6 +13,11 @@ fi
 extras=()
 if [ "${1:-}" = "--dev" ]; then extras=(--extra dev); fi
 UV_PROJECT_ENVIRONMENT="$PWD/.venv" .venv/bin/python -m uv sync --quiet --frozen --inexact "${extras[@]}"
+if [ "${1:-}" = "--dev" ]; then
+  # The tests' own workflow type (tests/plugins/csvstats): a separate package that registers
+  # through the entry point, as any other would. Editable, so the tests see its source as it is.
+  .venv/bin/python -m uv pip install --quiet --python .venv/bin/python --no-deps -e tests/plugins/csvstats
+fi
 # Compile everything to bytecode once per lock file: where PYTHONDONTWRITEBYTECODE is set
 # (as on CI), Python would otherwise recompile every module in every process it starts,
 # and each CLI call and worker would pay seconds for it.
