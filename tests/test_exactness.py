@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,10 @@ from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.workflows.processing import process
 from tests.conftest import scanned_study
+
+# The wrist study's subject lives in India (UTC+05:30): a time zone, and one with a half-hour
+# offset, so that a wear time given in UTC or in the device's clock cannot pass for local time.
+WRIST_TZ = "Asia/Kolkata"
 
 
 def plain_skdh(path: Path, reader: Any, steps: list[Any], **inputs: Any) -> dict[str, Any]:
@@ -31,9 +37,9 @@ def run_platform(executor: LocalExecutor, root: Path, **study: Any) -> tuple[Cat
     catalog, _ = scanned_study(root, **study)
     info = process(catalog, executor)
     assert info.failed == 0, [o.error for _, o, _ in info.outcomes]
-    study = catalog.studies()[0]
+    record = catalog.studies()[0]
     tables = {}
-    for parquet in (Path(study.output_location) / "tables").glob("*.parquet"):
+    for parquet in (Path(record.output_location) / "tables").glob("*.parquet"):
         tables[parquet.stem] = pd.read_parquet(parquet)
     return catalog, tables
 
@@ -51,6 +57,49 @@ def assert_same(ours: pd.Series, theirs: Any, label: str) -> None:
             assert str(a) == str(e), f"{label}[{i}]: {a!r} != {e!r}"
 
 
+def wall_clock(unix: float, tz_name: str | None) -> datetime:
+    """A reader's timestamp as SKDH documents it, by the standard library alone: the instant in
+    the subject's time zone, or (no tz_name) the device's own naive clock, which SKDH's readers
+    give as if it were UTC. timedelta keeps microseconds; the float itself resolves ~0.24 us."""
+    instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=float(unix))
+    return instant.astimezone(ZoneInfo(tz_name)) if tz_name else instant.replace(tzinfo=None)
+
+
+def assert_wear_table(
+    ours: pd.DataFrame, wear: Any, time: np.ndarray, fs: float, tz_name: str | None, label: str
+) -> None:
+    """The platform's wear table, row by row, against SKDH's wear bouts (sample indices) and
+    the reader's time axis from the same run: indices and unix times exactly, start/end as the
+    wall-clock times of those samples, durations from the indices and the sample rate."""
+    bouts = np.asarray(wear, dtype=np.int64).reshape(-1, 2)
+    assert len(bouts) >= 1, f"{label}: SKDH found no wear on this recording"
+    assert ((bouts >= 0) & (bouts < len(time))).all(), f"{label}: a bout index past the time axis: {bouts}"
+    ours = ours.reset_index(drop=True)
+    assert len(ours) == len(bouts), f"{label}: {len(ours)} rows, SKDH has {len(bouts)} bouts"
+    assert ours["bout"].tolist() == list(range(1, len(bouts) + 1)), label
+    assert ours["start_index"].tolist() == bouts[:, 0].tolist(), f"{label}.start_index"
+    assert ours["end_index"].tolist() == bouts[:, 1].tolist(), f"{label}.end_index"
+    assert ours["start_unix"].tolist() == time[bouts[:, 0]].tolist(), f"{label}.start_unix"
+    assert ours["end_unix"].tolist() == time[bouts[:, 1]].tolist(), f"{label}.end_unix"
+    for column, index in (("start", 0), ("end", 1)):
+        for row, (value, sample) in enumerate(zip(ours[column], bouts[:, index], strict=True)):
+            actual, expected = pd.Timestamp(value), wall_clock(time[sample], tz_name)
+            where = f"{label}.{column}[{row}] (sample {sample})"
+            if tz_name is None:
+                assert actual.tzinfo is None, f"{where}: {actual} should be the device's naive clock"
+            else:
+                assert str(actual.tzinfo) == tz_name, f"{where}: {actual} should be in {tz_name}"
+                assert actual.utcoffset() == expected.utcoffset(), f"{where}: {actual} != {expected}"
+            # Same wall-clock time (and so, with the offset, the same instant) to the microsecond.
+            wall = actual.tz_localize(None) if tz_name else actual
+            off = abs(wall - expected.replace(tzinfo=None))
+            assert off <= pd.Timedelta(1, "us"), f"{where}: {actual} != {expected} (off by {off})"
+    minutes = (bouts[:, 1] - bouts[:, 0]) / fs / 60.0
+    for row, (actual_minutes, expected_minutes) in enumerate(zip(ours["duration_minutes"], minutes, strict=True)):
+        # From the time axis the platform's minutes carry its float rounding (< 1e-8 min); one sample is 1/(60 fs).
+        assert actual_minutes == pytest.approx(expected_minutes, rel=0, abs=1e-6), f"{label}.duration_minutes[{row}]"
+
+
 def test_wrist_pipeline_numbers_equal_plain_skdh(
     tmp_path: Path, wrist_recording: Path, executor: LocalExecutor
 ) -> None:
@@ -61,7 +110,7 @@ def test_wrist_pipeline_numbers_equal_plain_skdh(
         tmp_path,
         study="wrist",
         files={wrist_recording.name: wrist_recording},
-        metadata="subject,height_m\nP01,1.7\n",
+        metadata=f"subject,height_m,tz_name\nP01,1.7,{WRIST_TZ}\n",
     )
     reference = plain_skdh(
         wrist_recording,
@@ -74,6 +123,7 @@ def test_wrist_pipeline_numbers_equal_plain_skdh(
             skdh.activity.ActivityLevelClassification(cutpoints="migueles_wrist_adult"),
         ],
         height=1.7,
+        tz_name=WRIST_TZ,
     )
     assert set(tables) == {"calibrate_accelerometer", "wear", "sleep", "activity"}
     for key in ("offset", "scale", "temperature scale"):
@@ -84,10 +134,11 @@ def test_wrist_pipeline_numbers_equal_plain_skdh(
         assert_same(tables["sleep"][key], values, f"sleep.{key}")
     for key, values in reference["ActivityLevelClassification"].items():
         assert_same(tables["activity"][key], values, f"activity.{key}")
-    wear = reference["AccelThresholdWearDetection"]["wear"]
-    assert len(wear) >= 1
-    assert tables["wear"]["start_index"].tolist() == wear[:, 0].tolist()
-    assert tables["wear"]["end_index"].tolist() == wear[:, 1].tolist()
+    # The wear table in full: SKDH's bouts on the reader's own time axis, in the subject's time zone.
+    read = reference["ReadBin"]
+    assert_wear_table(
+        tables["wear"], reference["AccelThresholdWearDetection"]["wear"], read["time"], read["fs"], WRIST_TZ, "wear"
+    )
     # Every table row says where it came from.
     assert set(tables["sleep"]["subject"]) == {"P01"}
     assert set(tables["sleep"]["file"]) == {wrist_recording.name}

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -26,7 +27,7 @@ from biomarkerflow.workflows.checking import RuntimeChecks
 from biomarkerflow.workflows.processing import process
 from tests.conftest import WRIST_STEPS, write_study
 from tests.test_cli import cli
-from tests.test_exactness import assert_same
+from tests.test_exactness import assert_same, assert_wear_table
 
 OLD, NEW = "0.16.15", "0.17.18"
 
@@ -45,6 +46,9 @@ PLAIN_SKDH = textwrap.dedent(
     result = pipeline.run(file=sys.argv[1], height=1.7)
     sleep = {k: [None if v is None else (v.item() if hasattr(v, "item") else v) for v in np.asarray(vals, dtype=object)]
              for k, vals in result["Sleep"].items()}
+    # The wear bouts as SKDH gives them (sample indices) and the reader's time axis they index.
+    np.savez(sys.argv[2], wear=result["AccelThresholdWearDetection"]["wear"], time=result["ReadBin"]["time"],
+             fs=result["ReadBin"]["fs"])
     print(json.dumps({"version": skdh.__version__, "sleep": sleep}, default=str))
     """
 )
@@ -56,9 +60,29 @@ def _link_copy(source: Path, target: Path) -> None:
     shutil.copytree(source, target, symlinks=True, copy_function=os.link)
 
 
-def plain_skdh_in(python: str, recording: Path) -> dict[str, Any]:
-    done = subprocess.run([python, "-c", PLAIN_SKDH, str(recording)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def plain_skdh_in(python: str, recording: Path, arrays: Path) -> dict[str, Any]:
+    """PLAIN_SKDH in the environment of `python`: its version, sleep table, wear bouts, time axis, fs."""
+    done = subprocess.run(
+        [python, "-c", PLAIN_SKDH, str(recording), str(arrays)], capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    with np.load(arrays) as saved:
+        result.update(wear=saved["wear"], time=saved["time"], fs=float(saved["fs"]))
+    return result
+
+
+@pytest.fixture(scope="module")
+def plain_versions(
+    tmp_path_factory: pytest.TempPathFactory, wrist_recording: Path, skdh_0_16_runtime: BuiltRuntime
+) -> dict[str, dict[str, Any]]:
+    """Plain SKDH on the wrist recording, once in each version's own environment."""
+    folder = tmp_path_factory.mktemp("plain-skdh")
+    theirs = {
+        "old": plain_skdh_in(skdh_0_16_runtime.python, wrist_recording, folder / "old.npz"),
+        "new": plain_skdh_in(current_environment().python, wrist_recording, folder / "new.npz"),
+    }
+    assert (theirs["old"]["version"], theirs["new"]["version"]) == (OLD, NEW)
+    return theirs
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +134,11 @@ def test_each_study_ran_in_its_own_runtime(two_versions: dict[str, Any], skdh_0_
 
 
 def test_each_version_gives_its_own_numbers_exactly(
-    two_versions: dict[str, Any], wrist_recording: Path, skdh_0_16_runtime: BuiltRuntime
+    two_versions: dict[str, Any], plain_versions: dict[str, dict[str, Any]]
 ) -> None:
     catalog = two_versions["catalog"]
     ours = {study: pd.read_parquet(_run_folder(catalog, study) / "sleep.parquet") for study in ("old", "new")}
-    theirs = {
-        "old": plain_skdh_in(skdh_0_16_runtime.python, wrist_recording),
-        "new": plain_skdh_in(current_environment().python, wrist_recording),
-    }
-    assert (theirs["old"]["version"], theirs["new"]["version"]) == (OLD, NEW)
+    theirs = plain_versions
     for study in ("old", "new"):
         for key, values in theirs[study]["sleep"].items():
             assert_same(ours[study][key], values, f"{study}.sleep.{key}")
@@ -127,6 +147,27 @@ def test_each_version_gives_its_own_numbers_exactly(
     assert differing, "SKDH 0.16.15 and 0.17.18 should disagree on this recording"
     for key in differing:
         assert ours["old"][key].tolist() != ours["new"][key].tolist(), key
+
+
+def test_each_version_gives_its_own_wear_bouts_exactly(
+    two_versions: dict[str, Any], plain_versions: dict[str, dict[str, Any]]
+) -> None:
+    """Each study's wear table, in full, equals its own version's plain SKDH; the versions differ."""
+    catalog = two_versions["catalog"]
+    ours = {study: pd.read_parquet(_run_folder(catalog, study) / "wear.parquet") for study in ("old", "new")}
+    theirs = plain_versions
+    for study in ("old", "new"):
+        # No tz_name in this study's metadata: times are the device's naive clock.
+        assert_wear_table(ours[study], theirs[study]["wear"], theirs[study]["time"], theirs[study]["fs"], None, study)
+    # Both versions read the same time axis, and find different wear on it: the studies do too.
+    assert np.array_equal(theirs["old"]["time"], theirs["new"]["time"])
+    assert theirs["old"]["fs"] == theirs["new"]["fs"]
+    minutes = {study: float(np.diff(theirs[study]["wear"], axis=1).sum()) / theirs[study]["fs"] / 60 for study in ours}
+    assert minutes["old"] != pytest.approx(minutes["new"], abs=1 / 60), f"{OLD} and {NEW} should differ: {minutes}"
+    assert ours["old"]["duration_minutes"].sum() == pytest.approx(minutes["old"], rel=0, abs=1e-6)
+    assert ours["new"]["duration_minutes"].sum() == pytest.approx(minutes["new"], rel=0, abs=1e-6)
+    for column in ("start_index", "end_index", "end"):
+        assert ours["old"][column].tolist() != ours["new"][column].tolist(), column
 
 
 def test_a_parameter_the_pinned_version_lacks_is_a_config_error(
@@ -278,7 +319,11 @@ def test_changing_the_pin_recomputes_in_the_new_runtime_and_keeps_the_old_run(
         with RuntimeChecks(Runtimes(runtime_root), executor) as checks:
             return scan(catalog, str(configs), lambda url, text: validate_source(url, text, checks))
 
-    study = {"study": "gait", "files": {"ax6_a.cwa": samples / "ax6_sample.cwa"}, "steps": "- GaitLumbar: {}\n"}
+    study: dict[str, Any] = {
+        "study": "gait",
+        "files": {"ax6_a.cwa": samples / "ax6_sample.cwa"},
+        "steps": "- GaitLumbar: {}\n",
+    }
     configs = write_study(tmp_path, metadata="subject,height_m\nax6,1.7\n", **study)
     catalog = Catalog.for_home(tmp_path / "home")
     assert scan_with_runtime_checks().ok
