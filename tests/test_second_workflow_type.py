@@ -27,7 +27,8 @@ from biomarkerflow.cost.prices import BUILT_IN_TABLES
 from biomarkerflow.cost.reports import group_costs
 from biomarkerflow.engine.dask_executor import DaskExecutor
 from biomarkerflow.engine.executor import LocalExecutor, make_executor
-from biomarkerflow.plugins import registry
+from biomarkerflow.plugins import registry, suite
+from biomarkerflow.plugins.suite import check_workflow_type
 from biomarkerflow.results.lineage import lineage
 from biomarkerflow.results.query import run_query
 from biomarkerflow.runtimes.environment import Runtimes
@@ -217,3 +218,28 @@ def test_the_type_checks_its_own_section_located_by_line(tmp_path: Path) -> None
     config.write_text(CONFIG.replace("columns: [x]", "columns: [x, x]"))
     _, problems = validate_source(config)
     assert [(p.line, p.field, p.message) for p in problems] == [(11, "stats.columns[1]", "column 'x' is named twice")]
+
+
+SKDH_EXAMPLE = {
+    "study": "wrist",
+    "data": {"location": "data", "reader": "ReadBin"},
+    "pipeline": {"package": "scikit-digital-health==0.17.18", "steps": [{"GaitLumbar": {}}]},
+}
+CSV_EXAMPLE = {"study": "lab", "workflow": "csv-stats", "data": {"location": "d"}, "stats": {"columns": ["x"]}}
+
+
+@pytest.mark.parametrize(("name", "example"), [("skdh", SKDH_EXAMPLE), ("csv-stats", CSV_EXAMPLE)])
+def test_every_type_passes_the_shared_checks(name: str, example: dict[str, object]) -> None:
+    check_workflow_type(registry.get(name), example)
+
+
+def test_the_shared_checks_catch_a_broken_type() -> None:
+    class Careless(type(registry.get("csv-stats"))):  # type: ignore[misc]
+        def plan_job(self, config: StudyConfig) -> object:
+            return lambda: None  # cannot cross into the runtime's process
+
+    careless = Careless()
+    with pytest.raises(AssertionError, match="the entry point of its name gives this type"):
+        check_workflow_type(careless, CSV_EXAMPLE)
+    with pytest.raises(AssertionError, match="plan_job must give plain picklable values"):
+        suite._check_job_values(careless, StudyConfig.model_validate(CSV_EXAMPLE))

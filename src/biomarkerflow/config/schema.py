@@ -115,7 +115,7 @@ class StudyConfig(_Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _as_its_type(cls, value: Any, handler: ModelWrapValidatorHandler[StudyConfig]) -> StudyConfig:
-        """Validated by the model of the type it names: `StudyConfig.model_validate` gives e.g. the SKDH one."""
+        """Validated by the model of the type it names: `StudyConfig.model_validate` gives the type's own model."""
         if cls is not StudyConfig or not isinstance(value, dict):
             return handler(value)  # a type's own model, or an instance already validated
         model = model_for(value.get("workflow", _DEFAULT_TYPE))

@@ -54,8 +54,8 @@ class JobOutcome(RunMetrics):
     """What a job returns: its run's metrics, which run they belong to, and whether retrying may help.
 
     The traceback is at most MAX_TRACEBACK_CHARS: for a failed step, that of the exception
-    SKDH raised (with its own chained causes); notices are SKDH's warnings that changed the
-    results, in words (e.g. no height: no gait speed).
+    the algorithm raised (with its own chained causes); notices are the algorithm's warnings
+    that changed the results, in words (e.g. no height: no gait speed).
     """
 
     run_id: str

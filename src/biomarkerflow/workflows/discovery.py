@@ -192,7 +192,7 @@ def scan(catalog: Catalog, configs_location: str, validate: Validator = validate
 
     One bad config never stops the others: its problems are returned, and a study
     already in the catalog keeps its last valid config. `validate` may run elsewhere
-    (a warm worker that has SKDH imported already). Two configs declaring one study id
+    (a warm worker that has the package imported already). Two configs declaring one study id
     are invalid (except the one the catalog has the study from).
     """
     if store.is_local(configs_location):
