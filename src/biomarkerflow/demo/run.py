@@ -354,20 +354,20 @@ def _rule(console: Console, title: str) -> None:
 def _run_demo(
     console: Console, workspace: Path, executor: Any, *, subjects: int, days: float, seed: int, workers: int
 ) -> int:
-    from biomarkerflow.cli import do_process, do_scan
-    from biomarkerflow.settings import load_settings
+    from biomarkerflow.service.platform import Platform
+    from biomarkerflow.terminal.work import print_scan, process_with_bar
 
     _rule(console, "1. Build the demo workspace")
     home = workspace / ".biomarkerflow"
-    runtimes = Runtimes.for_home(home, progress=console.print)
-    truths, left_out = prepare_workspace(console, workspace, runtimes, subjects=subjects, days=days, seed=seed)
-    catalog = Catalog.for_home(home)
+    platform = Platform(home, announce=lambda message: line(console, message))
+    truths, left_out = prepare_workspace(console, workspace, platform.runtimes, subjects=subjects, days=days, seed=seed)
+    catalog = platform.catalog
     configs = str(workspace / "studies")
 
     _rule(console, "2. Discover and process")
-    settings = load_settings(home)
-    do_scan(catalog, configs, runtimes, executor)
-    first = do_process(catalog, None, workers, runtimes, executor, keep_executor=True, settings=settings)
+    settings = platform.settings
+    print_scan(console, platform.scan(configs, executor), configs)
+    first = _processed(process_with_bar(console, platform, executor))
 
     _rule(console, "3. One subject waits for its metadata")
     waiting = [(s.study_id, f, r) for s in catalog.status() for f, r in s.waiting]
@@ -378,7 +378,7 @@ def _run_demo(
     frame.loc[frame["height_m"].isna(), "height_m"] = 1.80
     frame.to_csv(metadata, index=False)
     console.print(f"added the missing height to {metadata.relative_to(workspace)}; processing again")
-    second = do_process(catalog, None, workers, runtimes, executor, keep_executor=True, settings=settings)
+    second = _processed(process_with_bar(console, platform, executor))
 
     _rule(console, "4. Results")
     wrist = catalog.get_study("demo-wrist")
@@ -425,5 +425,10 @@ def _run_demo(
     )
     for part in left_out:  # again at the end, where it is read
         line(console, styled("note: ", "yellow"), str(part))
-    catalog.close()
+    platform.close()
     return first or second
+
+
+def _processed(info: Any) -> int:
+    """The demo's exit code for one processing round: 1 when a file failed."""
+    return 1 if info is not None and info.failed else 0

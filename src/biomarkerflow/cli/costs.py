@@ -1,0 +1,316 @@
+"""Commands about money: estimate, and the cost models behind it (models ...)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from biomarkerflow.cli.app import JsonOption, app, console, exit_with, handled, platform, say, tell
+from biomarkerflow.terminal import Column, print_table, styled
+from biomarkerflow.units import format_bytes
+
+if TYPE_CHECKING:
+    from biomarkerflow.catalog.manager import CostModelRecord
+    from biomarkerflow.cost.estimate import Estimate
+    from biomarkerflow.cost.model import RunInputs
+    from biomarkerflow.service.costs import EstimateReport
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_amount(text: str, units: dict[str, int], option: str, example: str) -> float:
+    """`2GB` -> 2e9, `7d` -> 604800: a number and an optional unit."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in units:
+        raise typer.BadParameter(f"'{text}' is not an amount like {example}", param_hint=option)
+    return float(match.group(1)) * units[unit]
+
+
+@app.command()
+@handled
+def estimate(
+    study: Annotated[
+        str | None, typer.Option(metavar="STUDY", help="Every file of this study not processed yet.")
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option(metavar="WORKFLOW", help="One run of this workflow (see `models list`).")
+    ] = None,
+    input_size: Annotated[str | None, typer.Option(metavar="SIZE", help="Input file size, e.g. 2GB or 350MB.")] = None,
+    output_size: Annotated[str | None, typer.Option(metavar="SIZE", help="Expected output size, e.g. 50MB.")] = None,
+    duration: Annotated[
+        str | None, typer.Option(metavar="DURATION", help="Recording duration, e.g. 7d or 36h.")
+    ] = None,
+    sample_rate: Annotated[float | None, typer.Option(metavar="HZ", help="Sample rate in Hz, e.g. 50.")] = None,
+    device: Annotated[str | None, typer.Option(metavar="TYPE", help="File type, e.g. bin or cwa.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Predicted cost, duration and peak memory before processing, with 80% intervals.
+
+    \b
+    Examples:
+      biomarkerflow estimate --study trial-a
+      biomarkerflow estimate --workflow skdh-0.17.18-5c1e0a9b --input-size 2GB --duration 7d
+    """
+    if (study is None) == (workflow is None):
+        raise typer.BadParameter("give either --study or --workflow", param_hint="--study/--workflow")
+    if study is not None:
+        report = platform().estimate_study(study)
+    else:
+        if input_size is None:
+            raise typer.BadParameter("--workflow needs --input-size, e.g. 2GB", param_hint="--input-size")
+        inputs = _run_inputs_of(input_size, output_size, duration, sample_rate, device)
+        assert workflow is not None
+        report = platform().estimate_run(workflow, inputs)
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+    elif report.nothing_left is not None:
+        say(
+            f"{study}: all {report.nothing_left} file(s) are processed or running; nothing left to estimate. "
+            f"To price one more run: biomarkerflow estimate --workflow {report.workflow} --input-size 300MB"
+        )
+    else:
+        _print_estimates(report)
+    exit_with(report.category)  # not found: no model could answer (the reason is printed above)
+
+
+def _run_inputs_of(
+    input_size: str, output_size: str | None, duration: str | None, sample_rate: float | None, device: str | None
+) -> RunInputs:
+    from biomarkerflow.cost.model import RunInputs
+
+    return RunInputs(
+        input_bytes=int(parse_amount(input_size, _SIZE_UNITS, "--input-size", "2GB")),
+        output_bytes=int(parse_amount(output_size, _SIZE_UNITS, "--output-size", "50MB")) if output_size else None,
+        recording_seconds=parse_amount(duration, _TIME_UNITS, "--duration", "7d") if duration else None,
+        sample_rate_hz=sample_rate,
+        device=device.lower().lstrip(".") if device else None,
+    )
+
+
+def _print_estimates(report: EstimateReport) -> None:
+    from biomarkerflow.cost.estimate import total
+
+    estimates = report.estimates
+    for reason in sorted({e.refusal for e in estimates if e.prediction is None and e.refusal}):
+        say(styled("no estimate: ", "yellow"), reason)
+    known = [e for e in estimates if e.prediction is not None]
+    if not known:
+        return
+    flagged = any(e.prediction.extrapolating for e in known if e.prediction is not None)
+    headers = ("input", "cost (80% interval)", "duration", "peak memory")
+    columns = [Column("run", key=True), *(Column(h, right=True) for h in headers)]
+    columns += [Column("note")] if flagged else []
+    rows = [_estimate_row(e, flagged) for e in known]
+    print_table(console, columns, rows, title=report.heading, more="--json")
+    if len(estimates) > 1:
+        t = total(estimates)
+        cost, wall = t.values["cost"], t.values["wall_seconds"]
+        say(
+            f"total for {t.estimated} of {t.runs} file(s): ${cost[1]:.2f} "
+            f"(80% interval ${cost[0]:.2f}-${cost[2]:.2f}), "
+            f"{_duration(wall[1])} of compute ({_duration(wall[0])}-{_duration(wall[2])}), "
+            f"peak memory of one job up to {format_bytes(int(t.values['peak_rss_bytes'][2]))}",
+        )
+    if flagged:
+        say(
+            "extrapolating: sizes, lengths, sample rates or devices outside the runs the model learned from; "
+            "trust these less",
+        )
+
+
+def _estimate_row(e: Estimate, flagged: bool) -> tuple[str, ...]:
+    assert e.prediction is not None
+    v = e.prediction.values
+    memory = v["peak_rss_bytes"]
+    return (
+        e.file or e.workflow,
+        _inputs_text(e.inputs),
+        f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
+        _interval(v["wall_seconds"], _duration),
+        f"{format_bytes(int(memory[1]))} (up to {format_bytes(int(memory[2]))})",
+        *(("extrapolating" if e.prediction.extrapolating else "",) if flagged else ()),
+    )
+
+
+def _inputs_text(inputs: RunInputs) -> str:
+    """ "52 MB, 7.0 d at 20 Hz": the size, and what the header said when it said it."""
+    text = format_bytes(inputs.input_bytes)
+    if inputs.recording_seconds:
+        text += f", {inputs.recording_seconds / 86_400:.1f} d"
+    if inputs.sample_rate_hz:
+        text += f" at {inputs.sample_rate_hz:g} Hz"
+    return text
+
+
+def _interval(values: Sequence[float], show: Callable[[float], str]) -> str:
+    """ "12 s (9 s-15 s)": the point, then the 80% interval."""
+    low, point, high = values
+    return f"{show(point)} ({show(low)}-{show(high)})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+models_app = typer.Typer(
+    help="Cost models: train, list, show, report on past estimates, import history.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("train")
+@handled
+def models_train(
+    workflow: Annotated[
+        str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow (default: every one with history).")
+    ] = None,
+) -> None:
+    """Train a challenger per workflow; promote it only if it beats the champion on the newest runs.
+
+    \b
+    Example: biomarkerflow models train --workflow skdh-0.17.18-5c1e0a9b
+    """
+    results = platform().train_models(workflow)
+    if not results:
+        say("no run history yet: process some files or `models import-history` first")
+    for result in results:
+        colour = {"promoted": "green", "kept": "yellow", "refused": "red"}[result.decision]
+        say(styled(f"{result.decision} ", colour), result.message)
+        if result.notification_problem:
+            tell(styled("warning: ", "yellow"), result.notification_problem)
+
+
+def _model_line(model: CostModelRecord) -> str:
+    challenger = model.metrics.get("challenger", {})
+    cost = challenger.get("model", {}).get("cost", {})
+    error = cost.get("median_relative_error")
+    coverage = cost.get("coverage")
+    figures = f"median cost error {error:.1%}, 80% coverage {coverage:.0%}" if error is not None else ""
+    return (
+        f"{model.workflow} v{model.version} ({model.status}) trained {model.created_at:%Y-%m-%d %H:%M} "
+        f"on {model.train_runs} runs ({model.trained_from:%Y-%m-%d} to {model.trained_to:%Y-%m-%d}), "
+        f"tested on {model.test_runs}: {figures}"
+    )
+
+
+@models_app.command("list")
+@handled
+def models_list(
+    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every trained model version with its training window, held-out metrics and status."""
+    from dataclasses import asdict
+
+    models = platform().models(workflow)
+    if as_json:
+        print(json.dumps([asdict(m) for m in models], indent=2, default=str))
+        return
+    if not models:
+        say("no models yet: `biomarkerflow models train`")
+    for model in models:
+        say(_model_line(model))
+
+
+@models_app.command("show")
+@handled
+def models_show(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow id, e.g. skdh-0.17.18-5c1e0a9b.")],
+    version: Annotated[
+        int | None, typer.Option(metavar="N", help="This version (default: the champion, else the newest).")
+    ] = None,
+) -> None:
+    """One model version in full: window, metrics against both baselines, and why it was (not) promoted."""
+    model = platform().model(workflow, version)
+    say(_model_line(model))
+    say(f"decision: {model.note}")
+    challenger = model.metrics.get("challenger", {})
+    predictors = [("model", challenger.get("model", {})), ("median baseline", challenger.get("median_baseline", {}))]
+    predictors += [("size-line baseline", challenger.get("size_line_baseline", {}))]
+    if model.metrics.get("champion"):
+        predictors.append(("champion then", model.metrics["champion"]))
+    rows = [
+        (
+            label,
+            quantity,
+            f"{values['median_relative_error']:.1%}",
+            f"{values['p90_relative_error']:.1%}",
+            f"{values['coverage']:.0%}" if label in ("model", "champion then") else "-",
+        )
+        for label, metrics in predictors
+        for quantity, values in metrics.items()
+    ]
+    headers = ("median rel. error", "P90 rel. error", "80% coverage")
+    columns = [Column("predictor", key=True), Column("quantity"), *(Column(h, right=True) for h in headers)]
+    print_table(console, columns, rows, title="held-out runs")
+    say(f"file: {model.path}")
+
+
+@models_app.command("report")
+@handled
+def models_report(
+    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """How good past estimates were, once their runs finished: errors and interval coverage."""
+    accuracy = platform().estimate_accuracy(workflow)
+    if as_json:
+        print(json.dumps(accuracy, indent=2))
+        return
+    if not accuracy:
+        say("no estimate has met its run yet: `estimate --study`, then `process`")
+        return
+    rows: list[tuple[Any, ...]] = [
+        (
+            name,
+            str(figures["pairs"]),
+            quantity,
+            f"{values['median_relative_error']:.1%}",
+            f"{values['p90_relative_error']:.1%}",
+            f"{values['coverage']:.0%}",
+        )
+        for name, figures in accuracy.items()
+        for quantity, values in figures["quantities"].items()
+    ]
+    headers = ("pairs", "quantity", "median rel. error", "P90 rel. error", "80% coverage")
+    columns = [Column("workflow", key=True), *(Column(h, right=h != "quantity") for h in headers)]
+    print_table(console, columns, rows, title="past estimates against what the runs used", more="--json")
+
+
+@models_app.command("import-history")
+@handled
+def models_import_history(
+    csv_file: Annotated[
+        Path, typer.Argument(metavar="CSV_FILE", help="CSV of past runs, one per line.", exists=True, dir_okay=False)
+    ],
+) -> None:
+    """Load past runs from other platforms as history for the cost models.
+
+    Columns: workflow, started_at, input_bytes, output_bytes, wall_seconds, cpu_seconds,
+    peak_rss_bytes; optional: cost, machine, duration_seconds_of_data. Bad rows are
+    listed by line number and skipped; the good ones are imported.
+
+    \b
+    Example: biomarkerflow models import-history old-platform-runs.csv
+    """
+    report = platform().import_history(csv_file)
+    for problem in report.problems:
+        tell(styled("skipped ", "yellow"), f"{csv_file}:{problem.line}: {problem.message}")
+    say(
+        f"imported {report.imported} run(s) of {report.workflows} workflow(s); "
+        f"skipped {len(report.problems)} bad row(s)"
+    )
+    exit_with(report.category)

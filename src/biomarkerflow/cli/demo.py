@@ -1,0 +1,32 @@
+"""The `demo` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from biomarkerflow.cli.app import DEFAULT_WORKERS, WorkersOption, app, console, handled
+
+
+@app.command()
+@handled
+def demo(
+    workspace: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the demo study (re-created).")] = Path(
+        "demo-workspace"
+    ),
+    subjects: Annotated[int, typer.Option(metavar="N", min=1, help="Synthetic subjects.")] = 4,
+    days: Annotated[float, typer.Option(metavar="DAYS", help="Days recorded per subject.")] = 2.0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic recordings.")] = 7,
+    workers: WorkersOption = DEFAULT_WORKERS,
+) -> None:
+    """Build a small study with synthetic and real recordings and process it end to end.
+
+    SKDH's real device files come from ../shared/data/skdh beside the repository, or from
+    the folder BIOMARKERFLOW_SAMPLES names; without them the demo leaves that study out
+    and says so.
+    """
+    from biomarkerflow.demo.run import run_demo
+
+    raise typer.Exit(run_demo(console, workspace, subjects=subjects, days=days, seed=seed, workers=workers))

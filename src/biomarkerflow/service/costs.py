@@ -1,0 +1,167 @@
+"""Use cases about money: estimates before processing and the cost models behind them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from biomarkerflow.errors import Category, NotFoundError, UsageError
+from biomarkerflow.service.base import PlatformBase
+
+if TYPE_CHECKING:
+    from biomarkerflow.catalog.manager import CostModelRecord
+    from biomarkerflow.cost.estimate import Estimate
+    from biomarkerflow.cost.history import RowProblem
+    from biomarkerflow.cost.model import RunInputs
+    from biomarkerflow.cost.registry import TrainingResult
+
+__all__ = ["CostCases", "EstimateReport", "ImportReport"]
+
+
+@dataclass(frozen=True)
+class EstimateReport:
+    """Estimates for runs not made yet, or why there are none.
+
+    `nothing_left` is set when a study has no file left to estimate (it names the workflow
+    so a caller can offer `estimate --workflow`).
+    """
+
+    heading: str
+    workflow: str
+    estimates: list[Estimate]
+    nothing_left: int | None = None  # the study's file count when every file is processed or running
+
+    @property
+    def category(self) -> Category | None:
+        """Not found when no estimate could be made (no model for the workflow yet)."""
+        if self.estimates and all(e.prediction is None for e in self.estimates):
+            return Category.NOT_FOUND
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"estimates": [_estimate_json(e) for e in self.estimates]}
+
+
+def _estimate_json(estimate: Estimate) -> dict[str, Any]:
+    prediction = estimate.prediction
+    return {
+        "file": estimate.file,
+        "workflow": estimate.workflow,
+        "inputs": asdict(estimate.inputs),
+        "model_version": estimate.model_version,
+        "refusal": estimate.refusal,
+        "extrapolating": prediction.extrapolating if prediction else None,
+        "estimate": None
+        if prediction is None
+        else {q: dict(zip(("low", "point", "high"), v, strict=True)) for q, v in prediction.values.items()},
+    }
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: int
+    workflows: int
+    problems: list[RowProblem]
+
+    @property
+    def category(self) -> Category | None:
+        return Category.FAILED if self.problems else None  # the README: exit 1 when rows were skipped
+
+
+class CostCases(PlatformBase):
+    def estimate_study(self, study: str) -> EstimateReport:
+        """Cost, duration and peak memory of every file of `study` not processed yet."""
+        from biomarkerflow.cost import estimate as estimating
+
+        self.require_studies([study])
+        name, inputs, file_ids, files = self.study_inputs(study)
+        if not inputs:
+            done = len(self.catalog.files(study))
+            return EstimateReport(f"{study}: nothing left", name, [], nothing_left=done)
+        table = self.settings.prices.table()
+        results = estimating.estimate(self.catalog, name, inputs, table, file_ids=file_ids, files=files)
+        return EstimateReport(f"{study}: {len(inputs)} file(s) not processed yet, workflow {name}", name, results)
+
+    def estimate_run(self, workflow: str, inputs: RunInputs) -> EstimateReport:
+        """Cost, duration and peak memory of one run of `workflow` with these inputs."""
+        from biomarkerflow.cost import estimate as estimating
+
+        results = estimating.estimate(self.catalog, workflow, [inputs], self.settings.prices.table())
+        return EstimateReport(f"one run of {workflow}", workflow, results)
+
+    def study_inputs(self, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
+        """A study's workflow id and the inputs of its files not processed yet."""
+        from biomarkerflow.config.schema import StudyConfig
+        from biomarkerflow.cost.estimate import files_inputs
+        from biomarkerflow.cost.identity import workflow_id
+        from biomarkerflow.plugins.skdh.checks import installed_version, pinned_version
+
+        record = self.catalog.get_study(study_id)
+        assert record is not None
+        config = StudyConfig.model_validate(record.config)
+        pinned = pinned_version(config.pipeline.package)
+        name = workflow_id(config, str(pinned) if pinned else installed_version())
+        files = [f for f in self.catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
+        return name, files_inputs(files), [f.id for f in files], [f.relative_path for f in files]
+
+    def train_models(self, workflow: str | None = None) -> list[TrainingResult]:
+        """Train a challenger per workflow; promote it only if it beats the champion."""
+        from biomarkerflow.cost.registry import train_all
+
+        settings = self.settings
+        return train_all(
+            self.catalog, self.home, settings.prices.table(), settings.notifications.webhook_url, workflow=workflow
+        )
+
+    def retrain_if_due(self) -> list[TrainingResult]:
+        """`watch`'s scheduled retraining (models.retrain_every_hours); [] when not due."""
+        from biomarkerflow.catalog.manager import utcnow
+        from biomarkerflow.cost.registry import training_due
+
+        every = self.settings.models.retrain_every_hours
+        if not training_due(self.catalog.last_training_at(), every, utcnow()):
+            return []
+        return self.train_models()
+
+    def models(self, workflow: str | None = None) -> list[CostModelRecord]:
+        return self.catalog.cost_models(workflow)
+
+    def model(self, workflow: str, version: int | None = None) -> CostModelRecord:
+        """One model version (default: the champion, else the newest)."""
+        models = self.catalog.cost_models(workflow)
+        if not models:
+            raise NotFoundError(
+                f"no cost model of workflow '{workflow}' in the catalog at {self.catalog_name()}",
+                hint="`biomarkerflow models list` shows the workflows that have models; "
+                "`biomarkerflow models train` makes them once a workflow has 5 runs.",
+            )
+        if version is None:
+            return next((m for m in models if m.status == "champion"), models[-1])
+        chosen = [m for m in models if m.version == version]
+        if not chosen:
+            versions = ", ".join(str(m.version) for m in models)
+            raise NotFoundError(
+                f"workflow '{workflow}' has no model version {version}", hint=f"Its versions: {versions}."
+            )
+        return chosen[0]
+
+    def estimate_accuracy(self, workflow: str | None = None) -> dict[str, Any]:
+        """How good past estimates were, once their runs finished."""
+        from biomarkerflow.cost.reports import estimate_accuracy
+
+        return estimate_accuracy(self.catalog.estimates(workflow, with_actual=True))
+
+    def import_history(self, csv_file: Path) -> ImportReport:
+        """Past runs from other platforms, as history for the cost models; bad rows skipped."""
+        from biomarkerflow.cost.history import HistoryFormatError, parse_history_csv
+
+        try:
+            parsed = parse_history_csv(csv_file.read_text(encoding="utf-8-sig"))
+        except HistoryFormatError as exc:
+            raise UsageError(f"{csv_file}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{csv_file}: not UTF-8 text (byte {exc.start})", hint="Save it as UTF-8 CSV.") from exc
+        imported = self.catalog.add_imported_runs([(f"{csv_file.name}:{line}", row) for line, row in parsed.rows])
+        workflows = len({row.workflow for _, row in parsed.rows})
+        return ImportReport(imported, workflows, parsed.problems)

@@ -1,0 +1,135 @@
+"""The long-running service: rescan, process, retrain when due, wait, repeat, until stopped.
+
+A `Watcher` runs in the calling thread (`run`) or in a thread of its own (`start`), and
+stops cleanly on `stop()`: running jobs finish, nothing new starts. It registers a worker
+row in the catalog and heartbeats it, so `status` shows it while it runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
+from biomarkerflow.service.work import DEFAULT_WORKERS
+
+if TYPE_CHECKING:
+    from biomarkerflow.cost.registry import TrainingResult
+    from biomarkerflow.service.platform import Platform
+    from biomarkerflow.service.work import ScanReport
+    from biomarkerflow.workflows.processing import GateInfo, Progress
+
+__all__ = ["WatchReporter", "Watcher"]
+
+
+class WatchReporter(Protocol):
+    """What a watcher tells its front door (a log, a terminal, a test)."""
+
+    progress: Progress
+
+    def scanned(self, report: ScanReport) -> None: ...
+
+    def gated(self, gates: list[GateInfo]) -> None: ...
+
+    def retrained(self, results: list[TrainingResult]) -> None: ...
+
+
+class SilentReporter:
+    def __init__(self) -> None:
+        from biomarkerflow.workflows.processing import SilentProgress
+
+        self.progress: Any = SilentProgress()
+
+    def scanned(self, report: ScanReport) -> None:
+        pass
+
+    def gated(self, gates: list[GateInfo]) -> None:
+        pass
+
+    def retrained(self, results: list[TrainingResult]) -> None:
+        pass
+
+
+class Watcher:
+    """Watch a configs location: `Watcher(platform, "s3://bucket/studies").run()`."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        configs: str,
+        *,
+        interval: float = 60.0,
+        executor_spec: str = "local",
+        workers: int = DEFAULT_WORKERS,
+        once: bool = False,
+        reporter: WatchReporter | None = None,
+    ) -> None:
+        from biomarkerflow.workflows.processing import worker_name
+
+        self.platform = platform
+        self.configs = configs
+        self.interval = interval
+        self.executor_spec = executor_spec
+        self.workers = workers
+        self.once = once
+        self.reporter: WatchReporter = reporter or SilentReporter()
+        self.worker_id = worker_name()
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Finish the running jobs, start nothing new, then return from `run`."""
+        self._stop.set()
+
+    def start(self) -> threading.Thread:
+        """Run in a thread of its own (for an API process or a test); `stop()` then `join()`."""
+        self._thread = threading.Thread(target=self.run, name=f"watch {self.configs}", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Rounds of scan, process and retrain, until stopped (or after one round with `once`)."""
+        catalog = self.platform.catalog
+        executor = self.platform.executor(self.executor_spec, self.workers)
+        catalog.register_worker(self.worker_id, kind="watch", executor=self.executor_spec, capacity=executor.capacity)
+        try:
+            executor.prestart()
+            while not self._stop.is_set():
+                self._round(executor)
+                if self.once:
+                    break
+                self._idle()
+        finally:
+            executor.close()
+            catalog.unregister_worker(self.worker_id)
+
+    def _round(self, executor: Any) -> None:
+        self.reporter.scanned(self.platform.scan(self.configs, executor))
+        if self._stop.is_set():
+            return
+        self.platform.process(
+            executor,
+            worker=self.worker_id,
+            stop=self._stop,
+            progress=self.reporter.progress,
+            on_gates=self.reporter.gated,
+        )
+        self.platform.catalog.beat(self.worker_id, 0)
+        self.reporter.retrained(self.platform.retrain_if_due())
+        self.rounds += 1
+
+    def _idle(self) -> None:
+        deadline = time.monotonic() + self.interval
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self._stop.wait(min(HEARTBEAT_SECONDS, max(0.0, deadline - time.monotonic())))
+            self.platform.catalog.beat(self.worker_id, 0)
