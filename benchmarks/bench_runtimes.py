@@ -50,7 +50,7 @@ from biomarkerflow.plugins import registry
 from biomarkerflow.plugins.skdh import WORKFLOW_TYPE as SKDH
 from biomarkerflow.results import writer
 from biomarkerflow.runtimes.builder import RuntimeCache, RuntimeSpec
-from biomarkerflow.runtimes.client import WorkerProcess
+from biomarkerflow.runtimes.client import RuntimeProcess
 from biomarkerflow.runtimes.entrypoint import JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, current_environment
 from biomarkerflow.storage import store
@@ -270,7 +270,7 @@ def reuse_times(root: Path, spec: RuntimeSpec, pin: str, reps: int) -> dict[str,
 def start_worker(runtime: RuntimeRef, threads: int) -> float:
     """Seconds from starting a worker process to its hello (SKDH imported); the worker is closed."""
     start = time.perf_counter()
-    worker = WorkerProcess(runtime, threads)
+    worker = RuntimeProcess(runtime, threads)
     try:
         worker.wait_ready()
         return time.perf_counter() - start
@@ -393,7 +393,7 @@ def per_job(root: Path, isolated: RuntimeRef, rounds: int, probe: LoadProbe, qui
             for name, executor in executors.items():
                 executor.prestart([refs[name]])
             for name, executor in executors.items():  # wait for each worker's hello before timing jobs
-                executor.call(refs[name], "biomarkerflow.runtimes.worker:installed_packages").result()
+                executor.call(refs[name], "biomarkerflow.runtimes.process:installed_packages").result()
             # First job of each warm worker (and first in-process run): lazy imports, caches.
             for entry in entries:
                 for name in CONTENDERS:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from biomarkerflow.errors import ExecutorError
-from biomarkerflow.runtimes import worker as protocol
+from biomarkerflow.runtimes import process as protocol
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef
 
@@ -45,7 +45,7 @@ _runtime_lock = threading.Lock()
 
 def _runtime_worker(runtime: RuntimeRef) -> Any:
     """This Dask worker's warm process for `runtime` (started, or built first, when missing)."""
-    from biomarkerflow.runtimes.client import WorkerProcess
+    from biomarkerflow.runtimes.client import RuntimeProcess
     from biomarkerflow.runtimes.environment import usable_here
 
     runtime = usable_here(runtime)
@@ -53,7 +53,7 @@ def _runtime_worker(runtime: RuntimeRef) -> Any:
     with _runtime_lock:
         process = _runtime_workers.get(key)
         if process is None or not process.alive():
-            process = WorkerProcess(runtime, threads=1)
+            process = RuntimeProcess(runtime, threads=1)
             _runtime_workers[key] = process
         return process
 
@@ -213,7 +213,7 @@ class DaskExecutor:
                 self._futures.pop(forget, None)
             try:
                 bridged.set_result(finished.result())
-            except BaseException as exc:  # noqa: BLE001 - KilledWorker, WorkerDied, cancelled
+            except BaseException as exc:  # noqa: BLE001 - KilledWorker, RuntimeProcessDied, cancelled
                 bridged.set_exception(exc)
 
         dask_future.add_done_callback(done)

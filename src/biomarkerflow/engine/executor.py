@@ -14,8 +14,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
-from biomarkerflow.runtimes import worker as protocol
-from biomarkerflow.runtimes.client import WorkerDied, WorkerProcess
+from biomarkerflow.runtimes import process as protocol
+from biomarkerflow.runtimes.client import RuntimeProcess, RuntimeProcessDied
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, current_environment
 
@@ -62,8 +62,8 @@ class LocalExecutor:
         self.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
         self.cores_per_job = self.threads_per_worker
         self.reserves_memory = False  # one machine: its jobs share its memory as they come
-        self._workers: list[WorkerProcess] = []
-        self._running: dict[str, WorkerProcess] = {}  # run id -> the worker holding it
+        self._workers: list[RuntimeProcess] = []
+        self._running: dict[str, RuntimeProcess] = {}  # run id -> the worker holding it
 
     def prestart(self, runtimes: Sequence[RuntimeRef] = ()) -> None:
         """Start workers now (each imports SKDH, ~4 s) so that cost overlaps other work."""
@@ -74,13 +74,13 @@ class LocalExecutor:
             if len(live) >= 2 * self.capacity:
                 return
             if sum(w.runtime.key == runtime.key for w in live) <= i // len(wanted):
-                with contextlib.suppress(WorkerDied):  # reported when a job needs that runtime
+                with contextlib.suppress(RuntimeProcessDied):  # reported when a job needs that runtime
                     self._start(runtime)
 
     def submit(self, job: JobSpec, runtime: RuntimeRef) -> Future[JobOutcome]:
         try:
             worker = self._worker_for(runtime)
-        except WorkerDied as exc:  # the runtime's Python would not even start
+        except RuntimeProcessDied as exc:  # the runtime's Python would not even start
             return _failed(exc)
         self._running[job.run_id] = worker
         future: Future[JobOutcome] = worker.request(protocol.EXECUTE, job)
@@ -98,7 +98,7 @@ class LocalExecutor:
     def _request(self, runtime: RuntimeRef, kind: str, payload: Any) -> Future[Any]:
         try:
             return self._worker_for(runtime).request(kind, payload)
-        except WorkerDied as exc:  # the runtime's Python would not even start
+        except RuntimeProcessDied as exc:  # the runtime's Python would not even start
             return _failed(exc)
 
     def worker_pids(self) -> list[int]:
@@ -119,15 +119,15 @@ class LocalExecutor:
             with contextlib.suppress(Exception):
                 worker.close()
 
-    def _live(self) -> list[WorkerProcess]:
+    def _live(self) -> list[RuntimeProcess]:
         return [w for w in self._workers if w.alive()]
 
-    def _start(self, runtime: RuntimeRef) -> WorkerProcess:
-        worker = WorkerProcess(runtime, self.threads_per_worker)
+    def _start(self, runtime: RuntimeRef) -> RuntimeProcess:
+        worker = RuntimeProcess(runtime, self.threads_per_worker)
         self._workers.append(worker)
         return worker
 
-    def _worker_for(self, runtime: RuntimeRef) -> WorkerProcess:
+    def _worker_for(self, runtime: RuntimeRef) -> RuntimeProcess:
         """An idle warm worker of this runtime; else a new one, retiring the longest-idle other one."""
         self.recover()
         idle = [w for w in self._workers if w.in_flight == 0]

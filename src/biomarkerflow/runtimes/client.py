@@ -1,8 +1,8 @@
 """The platform's side of one warm worker process running in a runtime.
 
-`WorkerProcess` starts `python -m biomarkerflow.runtimes.worker` with the runtime's
+`RuntimeProcess` starts `python -m biomarkerflow.runtimes.process` with the runtime's
 Python and sends it requests; each request gets a Future. When the process dies, only
-the requests it held fail (with `WorkerDied`), so one crashed job never takes its
+the requests it held fail (with `RuntimeProcessDied`), so one crashed job never takes its
 neighbours down with it.
 """
 
@@ -19,22 +19,22 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from biomarkerflow.runtimes import worker as protocol
+from biomarkerflow.runtimes import process as protocol
 from biomarkerflow.runtimes.environment import RuntimeRef
 
 STDERR_TAIL_LINES = 30
 START_TIMEOUT_SECONDS = 600.0  # a cold import of SKDH on a busy node can take a while
 
 
-class WorkerDied(RuntimeError):
+class RuntimeProcessDied(RuntimeError):
     """The worker process ended while it held this request (killed, out of memory, crashed)."""
 
 
-class WorkerCallError(RuntimeError):
+class RuntimeCallError(RuntimeError):
     """The function raised inside the worker; the message carries its traceback."""
 
 
-class WorkerProcess:
+class RuntimeProcess:
     """One worker process of one runtime, kept warm across requests."""
 
     def __init__(self, runtime: RuntimeRef, threads: int | None = None) -> None:
@@ -44,10 +44,10 @@ class WorkerProcess:
         self._pending: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._died: WorkerDied | None = None
+        self._died: RuntimeProcessDied | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.hello: Future[dict[str, Any]] = Future()
-        command = [runtime.python, "-m", "biomarkerflow.runtimes.worker"]
+        command = [runtime.python, "-m", "biomarkerflow.runtimes.process"]
         if threads is not None:
             command.append(str(threads))
         try:
@@ -59,7 +59,7 @@ class WorkerProcess:
                 env=runtime.worker_environment(),
             )
         except OSError as exc:
-            raise WorkerDied(f"cannot start a worker in {runtime.label} ({runtime.python}): {exc}") from exc
+            raise RuntimeProcessDied(f"cannot start a worker in {runtime.label} ({runtime.python}): {exc}") from exc
         threading.Thread(target=self._read_replies, name=f"worker-{self.pid}-replies", daemon=True).start()
         threading.Thread(target=self._read_stderr, name=f"worker-{self.pid}-stderr", daemon=True).start()
 
@@ -135,7 +135,7 @@ class WorkerProcess:
         if ok:
             future.set_result(value)
         else:
-            future.set_exception(WorkerCallError(value))
+            future.set_exception(RuntimeCallError(value))
 
     def _read_stderr(self) -> None:
         # Forwarded so warnings stay visible, and kept so a crash report can quote them.
@@ -151,7 +151,7 @@ class WorkerProcess:
         how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         tail = "\n".join(list(self._stderr_tail)[-8:])
         message = f"worker process {self.pid} in {self.runtime.label} ended ({how})"
-        died = WorkerDied(message + (f":\n{tail}" if tail else ""))
+        died = RuntimeProcessDied(message + (f":\n{tail}" if tail else ""))
         with self._lock:
             self._died = died
             pending = list(self._pending.values())

@@ -1,4 +1,5 @@
-"""The worker process that runs inside a runtime: `python -m biomarkerflow.runtimes.worker THREADS`.
+"""The runtime process (`python -m biomarkerflow.runtimes.process THREADS`): a warm Python
+started with a runtime's interpreter.
 
 It imports the algorithm package once, says hello (which Python, which packages), then
 takes requests one at a time from stdin and answers on stdout, until stdin closes.
@@ -75,7 +76,7 @@ def packages_hash(packages: dict[str, str]) -> str:
 def _resolve(qualified: str) -> Any:
     module_name, _, function_name = qualified.partition(":")
     if not module_name.startswith("biomarkerflow.") or not function_name:
-        raise ValueError(f"workers only call biomarkerflow functions, not {qualified!r}")
+        raise ValueError(f"runtime processes only call biomarkerflow functions, not {qualified!r}")
     return getattr(importlib.import_module(module_name), function_name)
 
 
@@ -99,7 +100,7 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         request_id, kind, payload = request
         try:
             reply = (request_id, True, _answer(kind, payload))
-        except Exception:  # noqa: BLE001 - the caller gets the error, the worker stays up
+        except Exception:  # noqa: BLE001 - the caller gets the error, the process stays up
             reply = (request_id, False, traceback.format_exc(limit=8))
         send(replies, reply)
 
