@@ -25,7 +25,7 @@ import biomarkerflow
 from biomarkerflow.errors import RuntimeUnavailableError
 from biomarkerflow.home import HOME_FOLDER, find_home
 from biomarkerflow.runtimes.builder import BuiltRuntime, RuntimeCache, RuntimeSpec
-from biomarkerflow.runtimes.worker import installed_packages, packages_hash
+from biomarkerflow.runtimes.process import installed_packages, packages_hash
 
 RUNTIMES_ENV = "BIOMARKERFLOW_RUNTIMES"
 CURRENT = "current"
