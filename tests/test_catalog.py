@@ -240,3 +240,55 @@ def test_failure_of_a_file_changed_while_running_rediscovers_it(catalog: Catalog
     register(catalog, "A_1.bin", fingerprint="f2")
     failed = RunMetrics(outcome="failed", error="corrupt")
     assert catalog.finish_run(run_id, failed, max_attempts=3, retry_at=None) == "DISCOVERED"
+
+
+# ---- the facade ---------------------------------------------------------------------------------
+
+# Catalog's public methods by section: callers rely on each name and signature.
+FACADE = {
+    "opening": ("for_home", "close"),
+    "studies": ("get_study", "studies", "upsert_study", "mark_stale", "known_config_sha"),
+    "files": ("register_files", "files", "get_file", "files_named", "next_retry_at", "subject_file_counts"),
+    "gates and events": ("set_gate", "events"),
+    "metadata": ("upsert_metadata", "metadata"),
+    "claims": ("claim", "renew_leases", "release", "expire_leases"),
+    "runs": ("start_run", "finish_run", "runs", "get_run", "current_results", "status"),
+    "workers": ("register_worker", "beat", "unregister_worker", "live_workers"),
+    "history": ("cost_rows", "add_imported_runs", "observations", "workflows_with_history"),
+    "cost models": ("cost_models", "champion_model", "next_model_version", "record_cost_model", "last_training_at"),
+    "estimates": ("log_estimates", "estimates"),
+}
+
+
+def test_the_facade_keeps_its_methods_and_the_old_module_its_names() -> None:
+    import biomarkerflow.catalog as package
+    from biomarkerflow.catalog import manager
+
+    public = sorted(name for name in vars(Catalog) if not name.startswith("_"))
+    assert public == sorted(name for names in FACADE.values() for name in names)
+    # What src, tests and benchmarks import from the old module still comes from there, and
+    # each name the package exports too is the same object.
+    used = {"Catalog", "CostModelRecord", "FailureDetail", "FileRecord", "RegisterInfo", "RunMetrics", "RunRecord"}
+    assert used | {"StudyRecord", "StudyStatus", "WorkerRecord", "sqlalchemy_url", "utcnow"} <= set(manager.__all__)
+    for name in set(manager.__all__) & set(package.__all__):
+        assert getattr(manager, name) is getattr(package, name), name
+
+
+def test_a_lost_connection_reruns_the_whole_method(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    from biomarkerflow.catalog import connection
+
+    monkeypatch.setattr(connection, "RECONNECT_DELAYS", (0.0, 0.0))
+    real = connection.Database.session
+    broken = {"left": 2}
+
+    def flaky(self: connection.Database) -> Iterator[object]:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise connection.ConnectionLost("server closed the connection unexpectedly")
+        return real(self)
+
+    monkeypatch.setattr(connection.Database, "session", flaky)
+    assert [s.id for s in catalog.studies()] == ["s1"]  # two lost connections, then it worked
+    broken["left"] = 3
+    with pytest.raises(CatalogError, match="could not reconnect"):
+        catalog.studies()

@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+# The catalog stores and returns observations, and must not import cost/: the record lives there.
+from biomarkerflow.catalog.records import Observation
+
 REQUIRED_COLUMNS = (
     "workflow",
     "started_at",
@@ -22,24 +25,6 @@ REQUIRED_COLUMNS = (
     "peak_rss_bytes",
 )
 OPTIONAL_COLUMNS = ("cost", "machine", "duration_seconds_of_data")
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One finished run as the cost models see it: its inputs, and what it used."""
-
-    workflow: str
-    started_at: datetime  # naive UTC
-    input_bytes: int
-    output_bytes: int
-    wall_seconds: float
-    cpu_seconds: float
-    peak_rss_bytes: int
-    recording_seconds: float | None = None
-    sample_rate_hz: float | None = None
-    device: str | None = None
-    cost: float | None = None
-    machine: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,31 +10,15 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from biomarkerflow.catalog.manager import EstimateRecord
+# The catalog returns these records and must not import cost/: they live there.
+from biomarkerflow.catalog.records import CostRow, EstimateRecord
 
 Grouping = Literal["study", "workflow", "subject", "month"]
 GROUPINGS: tuple[Grouping, ...] = ("study", "workflow", "subject", "month")
 GB = 1e9
 DAY_SECONDS = 86_400.0
-
-
-@dataclass(frozen=True)
-class CostRow:
-    """One run, with what it cost and what it processed."""
-
-    study: str
-    workflow: str | None
-    subject: str | None
-    started_at: datetime
-    succeeded: bool
-    cost: float | None
-    currency: str | None
-    input_bytes: int
-    recording_seconds: float | None
 
 
 @dataclass

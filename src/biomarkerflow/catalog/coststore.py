@@ -1,0 +1,270 @@
+"""What the cost side keeps in the catalog: run history, cost models, estimates, cost rows.
+
+It stores and reads records (`records.Observation`, `CostRow`, `CostModelRecord`,
+`EstimateRecord`) that `cost/` computes with; it never imports `cost/` itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from biomarkerflow.catalog.connection import Database, utcnow
+from biomarkerflow.catalog.models import CostEstimate, CostModel, DataFile, ImportedRun, Run
+from biomarkerflow.catalog.records import CostModelRecord, CostRow, EstimateRecord, Observation
+
+
+def _observation(run: Run, size: int, relative_path: str) -> Observation:
+    suffix = PurePosixPath(relative_path).suffix.lower().lstrip(".")
+    return Observation(
+        workflow=run.workflow or "",
+        started_at=run.started_at,
+        input_bytes=size,
+        output_bytes=run.bytes_written or 0,
+        wall_seconds=run.wall_seconds or 0.0,
+        cpu_seconds=run.cpu_seconds or 0.0,
+        peak_rss_bytes=run.peak_rss_bytes or 0,
+        recording_seconds=run.recording_seconds,
+        sample_rate_hz=run.sample_rate_hz,
+        device=suffix or None,
+        cost=run.cost,
+        machine=run.host,
+    )
+
+
+def _imported_observation(row: ImportedRun) -> Observation:
+    return Observation(
+        workflow=row.workflow,
+        started_at=row.started_at,
+        input_bytes=row.input_bytes,
+        output_bytes=row.output_bytes,
+        wall_seconds=row.wall_seconds,
+        cpu_seconds=row.cpu_seconds,
+        peak_rss_bytes=row.peak_rss_bytes,
+        recording_seconds=row.recording_seconds,
+        cost=row.cost,
+        machine=row.machine,
+    )
+
+
+def _cost_model_record(row: CostModel) -> CostModelRecord:
+    return CostModelRecord(
+        id=row.id,
+        workflow=row.workflow,
+        version=row.version,
+        status=row.status,
+        path=row.path,
+        created_at=row.created_at,
+        trained_from=row.trained_from,
+        trained_to=row.trained_to,
+        train_runs=row.train_runs,
+        test_runs=row.test_runs,
+        metrics=row.metrics,
+        note=row.note,
+    )
+
+
+def _estimate_record(row: CostEstimate) -> EstimateRecord:
+    return EstimateRecord(
+        id=row.id,
+        at=row.at,
+        workflow=row.workflow,
+        model_id=row.model_id,
+        file_id=row.file_id,
+        inputs=row.inputs,
+        predicted=row.predicted,
+        run_id=row.run_id,
+        actual=row.actual,
+    )
+
+
+def pair_with_estimate(session: Session, run: Run) -> None:
+    """A succeeded run answers the newest open estimate of its file: keep the pair."""
+    estimate = session.scalars(
+        select(CostEstimate)
+        .where(CostEstimate.file_id == run.file_id, CostEstimate.run_id.is_(None))
+        .order_by(CostEstimate.id.desc())
+    ).first()
+    if estimate is None:
+        return
+    estimate.run_id = run.id
+    estimate.actual = {
+        "wall_seconds": run.wall_seconds,
+        "cpu_seconds": run.cpu_seconds,
+        "peak_rss_bytes": run.peak_rss_bytes,
+        "cost": run.cost,
+        "price_table": run.price_table,
+    }
+
+
+class CostStore:
+    """Run history for the cost models (ours and imported), the model registry, estimates, cost rows."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ---- history ------------------------------------------------------------------------------
+
+    def add_imported_runs(self, rows: list[tuple[str, Observation]]) -> int:
+        """Store past runs from elsewhere, each with where it came from (file:line)."""
+        now = utcnow()
+        with self._db.session() as session:
+            session.add_all(
+                ImportedRun(
+                    workflow=o.workflow,
+                    started_at=o.started_at,
+                    input_bytes=o.input_bytes,
+                    output_bytes=o.output_bytes,
+                    wall_seconds=o.wall_seconds,
+                    cpu_seconds=o.cpu_seconds,
+                    peak_rss_bytes=o.peak_rss_bytes,
+                    cost=o.cost,
+                    machine=o.machine,
+                    recording_seconds=o.recording_seconds,
+                    source=source,
+                    imported_at=now,
+                )
+                for source, o in rows
+            )
+        return len(rows)
+
+    def observations(self, workflow: str | None = None, until: datetime | None = None) -> list[Observation]:
+        """Every succeeded run (ours and imported) with its metering, oldest first."""
+        with self._db.session() as session:
+            ours = (
+                select(Run, DataFile.size, DataFile.relative_path)
+                .join(DataFile, DataFile.id == Run.file_id)
+                .where(Run.outcome == "succeeded", Run.wall_seconds.is_not(None), Run.workflow.is_not(None))
+            )
+            imported = select(ImportedRun)
+            if workflow is not None:
+                ours = ours.where(Run.workflow == workflow)
+                imported = imported.where(ImportedRun.workflow == workflow)
+            if until is not None:
+                ours = ours.where(Run.started_at <= until)
+                imported = imported.where(ImportedRun.started_at <= until)
+            found = [_observation(run, size, path) for run, size, path in session.execute(ours)]
+            found += [_imported_observation(row) for row in session.scalars(imported)]
+        return sorted(found, key=lambda o: o.started_at)
+
+    def workflows_with_history(self) -> list[str]:
+        """Every workflow with at least one succeeded run, ours or imported."""
+        with self._db.session() as session:
+            ours = session.scalars(
+                select(Run.workflow).where(Run.outcome == "succeeded", Run.workflow.is_not(None)).distinct()
+            )
+            imported = session.scalars(select(ImportedRun.workflow).distinct())
+            return sorted({w for w in ours if w} | set(imported))
+
+    def cost_rows(self, study_ids: list[str] | None = None) -> list[CostRow]:
+        """Every finished run with its cost, subject and input size, for cost reports."""
+        with self._db.session() as session:
+            query = (
+                select(Run, DataFile.subject, DataFile.size)
+                .join(DataFile, DataFile.id == Run.file_id)
+                .where(Run.finished_at.is_not(None))
+                .order_by(Run.started_at)
+            )
+            if study_ids is not None:
+                query = query.where(Run.study_id.in_(study_ids))
+            return [
+                CostRow(
+                    study=run.study_id,
+                    workflow=run.workflow,
+                    subject=subject,
+                    started_at=run.started_at,
+                    succeeded=run.outcome == "succeeded",
+                    cost=run.cost,
+                    currency=run.currency,
+                    input_bytes=size,
+                    recording_seconds=run.recording_seconds,
+                )
+                for run, subject, size in session.execute(query)
+            ]
+
+    # ---- the cost model registry --------------------------------------------------------------
+
+    def cost_models(self, workflow: str | None = None) -> list[CostModelRecord]:
+        with self._db.session() as session:
+            query = select(CostModel).order_by(CostModel.workflow, CostModel.version)
+            if workflow is not None:
+                query = query.where(CostModel.workflow == workflow)
+            return [_cost_model_record(row) for row in session.scalars(query)]
+
+    def champion_model(self, workflow: str) -> CostModelRecord | None:
+        with self._db.session() as session:
+            row = session.scalars(
+                select(CostModel).where(CostModel.workflow == workflow, CostModel.status == "champion")
+            ).first()
+            return None if row is None else _cost_model_record(row)
+
+    def next_model_version(self, workflow: str) -> int:
+        with self._db.session() as session:
+            latest = session.scalar(select(func.max(CostModel.version)).where(CostModel.workflow == workflow))
+            return int(latest or 0) + 1
+
+    def record_cost_model(
+        self,
+        workflow: str,
+        *,
+        version: int,
+        promote: bool,
+        path: str,
+        trained_from: datetime,
+        trained_to: datetime,
+        train_runs: int,
+        test_runs: int,
+        metrics: dict[str, Any],
+        note: str | None,
+    ) -> None:
+        """Record a trained model; when promoted, the old champion is retired in the same transaction."""
+        with self._db.session() as session:
+            if promote:
+                session.execute(
+                    update(CostModel)
+                    .where(CostModel.workflow == workflow, CostModel.status == "champion")
+                    .values(status="retired")
+                )
+            session.add(
+                CostModel(
+                    workflow=workflow,
+                    version=version,
+                    status="champion" if promote else "rejected",
+                    path=path,
+                    created_at=utcnow(),
+                    trained_from=trained_from,
+                    trained_to=trained_to,
+                    train_runs=train_runs,
+                    test_runs=test_runs,
+                    metrics=metrics,
+                    note=note,
+                )
+            )
+
+    def last_training_at(self) -> datetime | None:
+        with self._db.session() as session:
+            return session.scalar(select(func.max(CostModel.created_at)))
+
+    # ---- estimates and what really happened ---------------------------------------------------
+
+    def log_estimates(self, estimates: list[dict[str, Any]]) -> list[int]:
+        """Keep estimates as given (workflow, model_id, file_id, inputs, predicted); their ids."""
+        now = utcnow()
+        with self._db.session() as session:
+            rows = [CostEstimate(at=now, **estimate) for estimate in estimates]
+            session.add_all(rows)
+            session.flush()
+            return [row.id for row in rows]
+
+    def estimates(self, workflow: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
+        with self._db.session() as session:
+            query = select(CostEstimate).order_by(CostEstimate.id)
+            if workflow is not None:
+                query = query.where(CostEstimate.workflow == workflow)
+            if with_actual:
+                query = query.where(CostEstimate.run_id.is_not(None))
+            return [_estimate_record(row) for row in session.scalars(query)]

@@ -1,0 +1,302 @@
+"""`Catalog`: the one object the rest of biomarkerflow uses to read and change catalog state.
+
+It keeps no logic of its own: each method hands over to the section that owns its noun
+(studies.py, files.py, claims.py, runs.py, metadata.py, workers.py, coststore.py,
+status.py), all sharing one `connection.Database`. Every public method is one transaction
+(status reads several) and is re-run when the database connection was lost mid-way
+(`connection.reconnecting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from biomarkerflow.catalog.claims import Claims
+from biomarkerflow.catalog.connection import Database, reconnect_on_lost_connections
+from biomarkerflow.catalog.coststore import CostStore
+from biomarkerflow.catalog.files import Files, ListedFile
+from biomarkerflow.catalog.metadata import Metadata
+from biomarkerflow.catalog.records import (
+    CostModelRecord,
+    CostRow,
+    EstimateRecord,
+    FileRecord,
+    Observation,
+    RegisterInfo,
+    RunRecord,
+    StudyRecord,
+    StudyStatus,
+    WorkerRecord,
+)
+from biomarkerflow.catalog.runs import Runs
+from biomarkerflow.catalog.status import StatusReport
+from biomarkerflow.catalog.studies import Studies
+from biomarkerflow.catalog.workers import Workers
+from biomarkerflow.metrics import RunMetrics
+
+
+@reconnect_on_lost_connections
+class Catalog:
+    """Open with `Catalog(url)` or `Catalog.for_home(path)`; the schema is created if missing.
+
+    Values handed out are frozen records (catalog.records), never live ORM objects.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._db = Database(url)
+        self._studies = Studies(self._db)
+        self._files = Files(self._db)
+        self._claims = Claims(self._db)
+        self._runs = Runs(self._db)
+        self._metadata = Metadata(self._db)
+        self._workers = Workers(self._db)
+        self._costs = CostStore(self._db)
+        self._status = StatusReport(self._db, self._studies, self._files)
+
+    @classmethod
+    def for_home(cls, home: Path) -> Catalog:
+        home.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{home.resolve() / 'catalog.db'}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _session(self) -> AbstractContextManager[Session]:
+        # For tests that set up states no public method produces (e.g. a lease that expired an hour ago).
+        return self._db.session()
+
+    # ---- studies ---------------------------------------------------------------------------------
+
+    def get_study(self, study_id: str) -> StudyRecord | None:
+        return self._studies.get(study_id)
+
+    def studies(self) -> list[StudyRecord]:
+        """Every study, highest priority first."""
+        return self._studies.all()
+
+    def upsert_study(
+        self,
+        study_id: str,
+        *,
+        config_source: str,
+        config_sha256: str,
+        config: dict[str, Any],
+        output_location: str,
+        data_location: str,
+        priority: int,
+    ) -> str:
+        """Register or update a study; returns 'new', 'changed' or 'unchanged'."""
+        return self._studies.upsert(
+            study_id,
+            config_source=config_source,
+            config_sha256=config_sha256,
+            config=config,
+            output_location=output_location,
+            data_location=data_location,
+            priority=priority,
+        )
+
+    def mark_stale(self, study_id: str, reason: str, subjects: Iterable[str] | None = None) -> int:
+        """SUCCEEDED/FAILED files of the study (or of these subjects) -> STALE; how many."""
+        return self._studies.mark_stale(study_id, reason, subjects)
+
+    def known_config_sha(self, config_source: str) -> str | None:
+        return self._studies.known_config_sha(config_source)
+
+    # ---- files -----------------------------------------------------------------------------------
+
+    def register_files(self, study_id: str, entries: Iterable[ListedFile]) -> RegisterInfo:
+        """Add new files as DISCOVERED; a file whose fingerprint changed starts over.
+
+        Each entry is (url, relative_path, subject, size, mtime, fingerprint).
+        """
+        return self._files.register(study_id, entries)
+
+    def files(self, study_id: str | None = None, states: Iterable[str] | None = None) -> list[FileRecord]:
+        return self._files.find(study_id, states)
+
+    def get_file(self, file_id: int) -> FileRecord | None:
+        return self._files.get(file_id)
+
+    def files_named(self, urls: Iterable[str] = (), relative_path: str | None = None) -> list[FileRecord]:
+        """Files whose URL is one of `urls`, or else whose path relative to its data location matches."""
+        return self._files.named(urls, relative_path)
+
+    def next_retry_at(self, study_ids: list[str]) -> datetime | None:
+        """The earliest time a READY file held back by a retry backoff may run."""
+        return self._files.next_retry_at(study_ids)
+
+    def subject_file_counts(self, study_id: str) -> dict[str, int]:
+        return self._files.subject_counts(study_id)
+
+    def set_gate(self, file_id: int, expected_state: str, ready: bool, reason: str | None) -> bool:
+        """Record a requirement check: READY, or WAITING with why. No-op when nothing changed."""
+        return self._files.set_gate(file_id, expected_state, ready, reason)
+
+    def events(self, file_id: int) -> list[tuple[datetime, str | None, str, str | None]]:
+        return self._files.events(file_id)
+
+    # ---- metadata --------------------------------------------------------------------------------
+
+    def upsert_metadata(self, study_id: str, rows: dict[str, dict[str, Any]], source: str) -> list[str]:
+        """Store subject metadata; returns the subjects whose fields changed."""
+        return self._metadata.upsert(study_id, rows, source)
+
+    def metadata(self, study_id: str) -> dict[str, dict[str, Any]]:
+        return self._metadata.of_study(study_id)
+
+    # ---- claims and leases -----------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        study_ids: list[str] | None = None,
+        group_limits: dict[str, tuple[str, int]] | None = None,
+    ) -> list[FileRecord]:
+        """Take up to `limit` READY files for `worker`, highest study priority first (see Claims.claim)."""
+        return self._claims.claim(worker, limit, lease_seconds, study_ids, group_limits)
+
+    def renew_leases(self, worker: str, lease_seconds: float) -> int:
+        """Heartbeat: push out the lease of every file this worker holds."""
+        return self._claims.renew(worker, lease_seconds)
+
+    def release(self, worker: str) -> int:
+        """Give back everything `worker` holds (a clean or interrupted stop)."""
+        return self._claims.release(worker)
+
+    def expire_leases(self) -> int:
+        """Files whose worker stopped heartbeating go back to READY (their run is marked lost)."""
+        return self._claims.expire()
+
+    # ---- runs ------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        file_id: int,
+        *,
+        run_id: str,
+        worker: str,
+        host: str,
+        config_sha256: str,
+        package_version: str | None,
+        lock_hash: str | None = None,
+        workflow: str | None = None,
+    ) -> bool:
+        """CLAIMED -> RUNNING and a new run row; False if the claim was lost."""
+        return self._runs.start(
+            file_id,
+            run_id=run_id,
+            worker=worker,
+            host=host,
+            config_sha256=config_sha256,
+            package_version=package_version,
+            lock_hash=lock_hash,
+            workflow=workflow,
+        )
+
+    def finish_run(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
+        """Record a run's outcome and move its file on; returns the file's new state (see Runs.finish)."""
+        return self._runs.finish(run_id, metrics, max_attempts=max_attempts, retry_at=retry_at)
+
+    def runs(self, study_id: str | None = None, file_id: int | None = None) -> list[RunRecord]:
+        return self._runs.find(study_id, file_id)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return self._runs.get(run_id)
+
+    def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
+        """Each SUCCEEDED file with the run whose results are current."""
+        return self._runs.current_results(study_id)
+
+    def status(self, study_id: str | None = None) -> list[StudyStatus]:
+        return self._status.status(study_id)
+
+    # ---- workers ---------------------------------------------------------------------------------
+
+    def register_worker(self, worker: str, *, kind: str, executor: str, capacity: int) -> None:
+        """A `process` or `watch` command announces itself (shown by `status` while it beats)."""
+        self._workers.register(worker, kind=kind, executor=executor, capacity=capacity)
+
+    def beat(self, worker: str, running_jobs: int, state: str = "running") -> None:
+        self._workers.beat(worker, running_jobs, state)
+
+    def unregister_worker(self, worker: str) -> None:
+        self._workers.unregister(worker)
+
+    def live_workers(self, within_seconds: float) -> list[WorkerRecord]:
+        """Workers whose last heartbeat is recent; older rows belong to commands that died."""
+        return self._workers.live(within_seconds)
+
+    # ---- the cost store --------------------------------------------------------------------------
+
+    def cost_rows(self, study_ids: list[str] | None = None) -> list[CostRow]:
+        """Every finished run with its cost, subject and input size, for cost reports."""
+        return self._costs.cost_rows(study_ids)
+
+    def add_imported_runs(self, rows: list[tuple[str, Observation]]) -> int:
+        """Store past runs from elsewhere, each with where it came from (file:line)."""
+        return self._costs.add_imported_runs(rows)
+
+    def observations(self, workflow: str | None = None, until: datetime | None = None) -> list[Observation]:
+        """Every succeeded run (ours and imported) with its metering, oldest first."""
+        return self._costs.observations(workflow, until)
+
+    def workflows_with_history(self) -> list[str]:
+        """Every workflow with at least one succeeded run, ours or imported."""
+        return self._costs.workflows_with_history()
+
+    def cost_models(self, workflow: str | None = None) -> list[CostModelRecord]:
+        return self._costs.cost_models(workflow)
+
+    def champion_model(self, workflow: str) -> CostModelRecord | None:
+        return self._costs.champion_model(workflow)
+
+    def next_model_version(self, workflow: str) -> int:
+        return self._costs.next_model_version(workflow)
+
+    def record_cost_model(
+        self,
+        workflow: str,
+        *,
+        version: int,
+        promote: bool,
+        path: str,
+        trained_from: datetime,
+        trained_to: datetime,
+        train_runs: int,
+        test_runs: int,
+        metrics: dict[str, Any],
+        note: str | None,
+    ) -> None:
+        """Record a trained model; when promoted, the old champion is retired in the same transaction."""
+        self._costs.record_cost_model(
+            workflow,
+            version=version,
+            promote=promote,
+            path=path,
+            trained_from=trained_from,
+            trained_to=trained_to,
+            train_runs=train_runs,
+            test_runs=test_runs,
+            metrics=metrics,
+            note=note,
+        )
+
+    def last_training_at(self) -> datetime | None:
+        return self._costs.last_training_at()
+
+    def log_estimates(self, estimates: list[dict[str, Any]]) -> list[int]:
+        """Keep estimates as given (workflow, model_id, file_id, inputs, predicted); their ids."""
+        return self._costs.log_estimates(estimates)
+
+    def estimates(self, workflow: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
+        return self._costs.estimates(workflow, with_actual)
