@@ -7,9 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Connection, create_engine, inspect, text
 
 from biomarkerflow.catalog import schema
 from biomarkerflow.catalog.manager import Catalog, sqlalchemy_url
@@ -68,8 +70,10 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
     with sqlite3.connect(database) as raw:
         # The runs table as issue 2 made it: without the columns later migrations add.
         later = ("lock_hash", "workflow", "cost", "currency", "price_table", "capacity", "billed_seconds")
-        for column in (*later, "vcpus", "memory_gb", "failed_step", "traceback", "notices"):
+        for column in (*later, "vcpus", "memory_gb", "failed_step", "traceback", "notices", "facts"):
             raw.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        for column in ("recording_seconds", "sample_rate_hz"):  # in issue 2's runs, moved into facts since
+            raw.execute(f"ALTER TABLE runs ADD COLUMN {column} FLOAT")
         raw.execute(
             "INSERT INTO studies VALUES ('old', 's.yaml', 'abc', '{}', '/out', '/data', 0, "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
@@ -81,3 +85,64 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
     assert "workers" in inspect(create_engine(f"sqlite:///{database}")).get_table_names()
     with sqlite3.connect(database) as raw:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(schema.head_revision(),)]
+
+
+def _alembic(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0006_moves_recording_facts_into_the_facts_column(tmp_path: Path, backend: str) -> None:
+    """Runs recorded before facts keep their recording length and sample rate, now under `facts`."""
+    with catalog_url(backend, tmp_path) as url:
+        Catalog(url).close()
+        engine = create_engine(sqlalchemy_url(url))
+        with engine.begin() as connection:
+            command.downgrade(_alembic(connection), "0005")  # a catalog as issue 14 left it
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO studies VALUES ('s', 's.yaml', 'abc', '{}', '/out', '/data', 0, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO files (id, study_id, url, relative_path, size, fingerprint, fingerprint_seen_at, "
+                    "state, attempts, discovered_at, updated_at) VALUES (1, 's', '/data/a.bin', 'a.bin', 10, 'f', "
+                    "'2026-01-01', 'SUCCEEDED', 1, '2026-01-01', '2026-01-01')"
+                )
+            )
+            for run_id, seconds, rate in (("both", 86400.0, 50.0), ("rate", None, 25.0), ("none", None, None)):
+                connection.execute(
+                    text(
+                        "INSERT INTO runs (id, file_id, study_id, attempt, worker, config_sha256, input_fingerprint, "
+                        "started_at, finished_at, outcome, recording_seconds, sample_rate_hz) "
+                        "VALUES (:id, 1, 's', 1, 'w', 'c', 'f', '2026-01-01', '2026-01-01', 'succeeded', "
+                        ":seconds, :rate)"
+                    ),
+                    {"id": run_id, "seconds": seconds, "rate": rate},
+                )
+        with engine.begin() as connection:
+            command.upgrade(_alembic(connection), "head")
+        engine.dispose()
+        catalog = Catalog(url)
+        facts = {run.id: run.facts for run in catalog.runs("s")}
+        assert facts == {
+            "both": {"recording_seconds": 86400.0, "sample_rate_hz": 50.0},
+            "rate": {"sample_rate_hz": 25.0},
+            "none": {},
+        }
+        # Cost reports read the recording length from the facts now.
+        assert sorted(r.recording_seconds or 0.0 for r in catalog.cost_rows(["s"])) == [0.0, 0.0, 86400.0]
+        catalog.close()
+        engine = create_engine(sqlalchemy_url(url))
+        with engine.begin() as connection:
+            command.downgrade(_alembic(connection), "0005")  # and back, values kept
+            rows = connection.execute(text("SELECT id, recording_seconds, sample_rate_hz FROM runs ORDER BY id"))
+            assert sorted(rows) == [("both", 86400.0, 50.0), ("none", None, None), ("rate", None, 25.0)]
+            command.upgrade(_alembic(connection), "head")
+        engine.dispose()

@@ -174,6 +174,7 @@ def _assert_lineage(root: Path, catalog: Catalog) -> None:
     assert traced["config"]["package_pin"] is None  # it pins nothing: the platform's own environment
     assert (traced["catalog"]["status"], traced["catalog"]["id"]) == ("current", run.id)
     assert run.package_version == "0.1.0" and file.subject == "S02"
+    assert run.facts == {"rows": FILES["S02_a.csv"].count("\n") - 1}  # the type's own facts, kept with the run
 
 
 def _assert_costs(catalog: Catalog, *, runs: int) -> None:

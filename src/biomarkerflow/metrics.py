@@ -11,8 +11,8 @@ each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 Capacity = Literal["on-demand", "spot"]
 
@@ -42,10 +42,9 @@ class RunMetrics:
     peak_rss_bytes: int | None = None
     bytes_read: int | None = None
     bytes_written: int | None = None
-    # Facts the workflow type read from its input. Kept together: they are one plugin-provided
-    # group, due to move into one JSON `facts` column (issue 15, point 2).
-    recording_seconds: float | None = None
-    sample_rate_hz: float | None = None
+    # Facts the workflow type learned about its input (`RunOutput.facts`: JSON values such as
+    # recording_seconds and sample_rate_hz, which cost models use); the run's `facts` column.
+    facts: dict[str, Any] = field(default_factory=dict)
     # Where the results went (only when it succeeded), and what made them.
     result_location: str | None = None
     package_version: str | None = None

@@ -18,6 +18,12 @@ from biomarkerflow.catalog.models import CostEstimate, CostModel, DataFile, Impo
 from biomarkerflow.catalog.records import CostModelRecord, CostRow, EstimateRecord, Observation
 
 
+def _fact(facts: dict[str, Any] | None, name: str) -> float | None:
+    """A run's fact as a number for the cost models: the workflow type's facts are any JSON."""
+    value = (facts or {}).get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _observation(run: Run, size: int, relative_path: str) -> Observation:
     suffix = PurePosixPath(relative_path).suffix.lower().lstrip(".")
     return Observation(
@@ -28,8 +34,8 @@ def _observation(run: Run, size: int, relative_path: str) -> Observation:
         wall_seconds=run.wall_seconds or 0.0,
         cpu_seconds=run.cpu_seconds or 0.0,
         peak_rss_bytes=run.peak_rss_bytes or 0,
-        recording_seconds=run.recording_seconds,
-        sample_rate_hz=run.sample_rate_hz,
+        recording_seconds=_fact(run.facts, "recording_seconds"),
+        sample_rate_hz=_fact(run.facts, "sample_rate_hz"),
         device=suffix or None,
         cost=run.cost,
         machine=run.host,
@@ -181,7 +187,7 @@ class CostStore:
                     cost=run.cost,
                     currency=run.currency,
                     input_bytes=size,
-                    recording_seconds=run.recording_seconds,
+                    recording_seconds=_fact(run.facts, "recording_seconds"),
                 )
                 for run, subject, size in session.execute(query)
             ]

@@ -104,8 +104,9 @@ class Run(Base):
     peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
     bytes_read: Mapped[int | None] = mapped_column(BigInteger)
     bytes_written: Mapped[int | None] = mapped_column(BigInteger)
-    recording_seconds: Mapped[float | None] = mapped_column(Float)
-    sample_rate_hz: Mapped[float | None] = mapped_column(Float)
+    # What the workflow type learned about the input (e.g. recording_seconds, sample_rate_hz):
+    # its own JSON facts, since only the type knows which it has (migration 0006).
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # NULL, not JSON null
     result_location: Mapped[str | None] = mapped_column(Text)
     # The pipeline identity cost models learn per (workflow type + steps + pinned version).
     workflow: Mapped[str | None] = mapped_column(String(200))

@@ -30,8 +30,7 @@ def _store_metrics(run: Run, metrics: RunMetrics) -> None:
     run.peak_rss_bytes = metrics.peak_rss_bytes
     run.bytes_read = metrics.bytes_read
     run.bytes_written = metrics.bytes_written
-    run.recording_seconds = metrics.recording_seconds
-    run.sample_rate_hz = metrics.sample_rate_hz
+    run.facts = dict(metrics.facts) or None
     run.result_location = metrics.result_location
     run.failed_step = metrics.failed_step
     run.traceback = metrics.traceback
@@ -85,8 +84,7 @@ def _run_record(row: Run) -> RunRecord:
         peak_rss_bytes=row.peak_rss_bytes,
         bytes_read=row.bytes_read,
         bytes_written=row.bytes_written,
-        recording_seconds=row.recording_seconds,
-        sample_rate_hz=row.sample_rate_hz,
+        facts=dict(row.facts or {}),
         result_location=row.result_location,
         package_version=row.package_version,
         host=row.host,

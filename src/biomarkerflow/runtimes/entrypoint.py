@@ -23,7 +23,7 @@ import biomarkerflow
 from biomarkerflow.errors import BiomarkerflowError, JobError, StorageError
 from biomarkerflow.metrics import RunMetrics
 from biomarkerflow.plugins import registry
-from biomarkerflow.plugins.contract import RECORDING_SECONDS, SAMPLE_RATE_HZ, RunOutput, StepError, WorkflowType
+from biomarkerflow.plugins.contract import RunOutput, StepError, WorkflowType
 from biomarkerflow.results import writer
 from biomarkerflow.runtimes.meter import Meter
 from biomarkerflow.storage import store
@@ -249,8 +249,7 @@ def execute(job: JobSpec) -> JobOutcome:
         bytes_read=usage.bytes_read if usage.bytes_read is not None else job.input_size,
         bytes_written=written,
         result_location=job.result_location if error is None else None,
-        recording_seconds=output.facts.get(RECORDING_SECONDS) if output else None,
-        sample_rate_hz=output.facts.get(SAMPLE_RATE_HZ) if output else None,
+        facts=dict(output.facts) if output else {},
         package_version=package_version(workflow_type) if workflow_type else None,
         host=host,
         failed_step=failure.step if failure else None,
