@@ -121,12 +121,6 @@ class StudyConfig(_Strict):
         model = model_for(value.get("workflow", _DEFAULT_TYPE))
         return handler(value) if model is StudyConfig else model.model_validate(value)
 
-    if TYPE_CHECKING:
-        # A type's own sections are typed on its model; code that has only a StudyConfig
-        # reads them untyped. Kept for callers that still read a type's section by name
-        # (the CLI before the service layer); a type's code casts to its own model.
-        def __getattr__(self, name: str) -> Any: ...
-
 
 def model_for(workflow: object) -> type[StudyConfig]:
     """The config model of the installed type named `workflow`.

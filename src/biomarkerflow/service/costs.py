@@ -91,19 +91,11 @@ class CostCases(PlatformBase):
         return EstimateReport(f"one run of {workflow}", workflow, results)
 
     def study_inputs(self, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
-        """A study's workflow id and the inputs of its files not processed yet."""
-        from biomarkerflow.config.schema import StudyConfig
-        from biomarkerflow.cost.estimate import files_inputs
-        from biomarkerflow.cost.identity import workflow_id
-        from biomarkerflow.plugins.skdh.checks import installed_version, pinned_version
+        """A study's workflow id and the inputs of its files not processed yet (the workflow
+        type reads what it can from each file's header)."""
+        from biomarkerflow.cost.estimate import study_inputs
 
-        record = self.catalog.get_study(study_id)
-        assert record is not None
-        config = StudyConfig.model_validate(record.config)
-        pinned = pinned_version(config.pipeline.package)
-        name = workflow_id(config, str(pinned) if pinned else installed_version())
-        files = [f for f in self.catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
-        return name, files_inputs(files), [f.id for f in files], [f.relative_path for f in files]
+        return study_inputs(self.catalog, study_id)
 
     def train_models(self, workflow: str | None = None) -> list[TrainingResult]:
         """Train a challenger per workflow; promote it only if it beats the champion."""

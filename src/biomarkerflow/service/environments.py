@@ -53,12 +53,13 @@ class BuildOutcome:
 class RuntimeCases(PlatformBase):
     def pinned_specs(self) -> dict[str, RuntimeSpec]:
         """The runtime spec of every study in the catalog, by study id."""
-        from biomarkerflow.runtimes.environment import parse_spec
+        from biomarkerflow.workflows.types import runtime_spec
 
         specs: dict[str, RuntimeSpec] = {}
         for study in self.catalog.studies():
-            pipeline = study.config["pipeline"]
-            specs[study.id] = parse_spec(pipeline["package"], pipeline.get("constraints", []))
+            spec = runtime_spec(study.config)
+            if spec is not None:  # None: the study runs in the platform's own environment
+                specs[study.id] = spec
         return specs
 
     def list_runtimes(self) -> RuntimeListing:
@@ -72,14 +73,16 @@ class RuntimeCases(PlatformBase):
         from biomarkerflow.config.loader import load_study_config
         from biomarkerflow.config.validate import CONFIG_SUFFIXES
         from biomarkerflow.runtimes.environment import parse_spec
+        from biomarkerflow.workflows.types import runtime_spec
 
         specs = [parse_spec(package, constraints)] if package else []
         for path in configs:
             folder = Path(path)
             files = sorted(p for p in folder.iterdir() if p.suffix in CONFIG_SUFFIXES) if folder.is_dir() else [folder]
             for file in files:
-                pipeline = load_study_config(file).config.pipeline
-                specs.append(parse_spec(pipeline.package, pipeline.constraints))
+                spec = runtime_spec(load_study_config(file).config)
+                if spec is not None:
+                    specs.append(spec)
         if not specs:
             raise UsageError("name study configs or --package", hint="e.g. `biomarkerflow runtimes build studies/`")
         return list({s.key: s for s in specs}.values())
