@@ -39,8 +39,8 @@ from tests.databases import catalog_url  # noqa: E402
 from tests.s3server import aws_environment, moto_server, recorded_requests  # noqa: E402
 
 from biomarkerflow.catalog.manager import Catalog, RunMetrics  # noqa: E402
+from biomarkerflow.stages import discovery  # noqa: E402
 from biomarkerflow.storage import store  # noqa: E402
-from biomarkerflow.workflows import discovery  # noqa: E402
 
 STUDY_CONFIG = {"data": {"location": "", "include": ["**/*.bin"], "subject": "(?P<subject>[A-Za-z0-9]+)_"}}
 

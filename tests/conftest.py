@@ -126,7 +126,7 @@ def scanned_study(root: Path, checks: Any = None, catalog_url: str | None = None
     `checks` runs the config checks (default: in this process, with the installed SKDH).
     """
     from biomarkerflow.config.validate import run_workflow_checks, validate_source
-    from biomarkerflow.workflows.discovery import scan
+    from biomarkerflow.stages.discovery import scan
 
     configs = write_study(root, **study)
     catalog = Catalog(catalog_url) if catalog_url else Catalog.for_home(root / "home")

@@ -26,7 +26,7 @@ from biomarkerflow.cost.model import FEATURE_SETS, Affine, CostModel, Features, 
 from biomarkerflow.cost.prices import BUILT_IN_TABLES
 from biomarkerflow.cost.registry import training_due
 from biomarkerflow.engine.executor import LocalExecutor
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.processing import process
 from tests.test_cli import cli
 from tests.test_costs import gait_study
 from tests.test_headers import record

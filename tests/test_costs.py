@@ -18,7 +18,7 @@ from biomarkerflow.cost.reports import CostRow, group_costs
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.errors import ConfigError
 from biomarkerflow.settings import PricesSettings, Settings, load_settings
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study
 from tests.test_cli import cli
 

@@ -15,7 +15,7 @@ import pytest
 from biomarkerflow.engine.dask_executor import MEMORY, DaskExecutor, memory_needed
 from biomarkerflow.engine.executor import LocalExecutor, make_executor
 from biomarkerflow.errors import ExecutorError
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study
 
 GAIT = {"steps": "- GaitLumbar: {}\n", "metadata": "subject,height_m\nax6,1.7\nax3,1.8\n"}
@@ -54,7 +54,7 @@ def test_pinned_runtime_runs_on_dask_workers(
     tmp_path: Path, samples: Path, dask_executor: DaskExecutor, skdh_0_16_runtime: object
 ) -> None:
     from biomarkerflow.runtimes.environment import Runtimes, default_cache_root
-    from biomarkerflow.workflows.checking import RuntimeChecks
+    from biomarkerflow.stages.checking import RuntimeChecks
 
     runtimes = Runtimes(default_cache_root(tmp_path))
     with RuntimeChecks(runtimes) as checks:

@@ -13,7 +13,7 @@ import pytest
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study
 
 # The wrist study's subject lives in India (UTC+05:30): a time zone, and one with a half-hour

@@ -26,8 +26,8 @@ from biomarkerflow.plugins.skdh import workflow as skdh_workflow
 from biomarkerflow.plugins.skdh.workflow import JobPlan, StepFailed, StepPlan
 from biomarkerflow.results.lineage import lineage, render
 from biomarkerflow.runtimes.entrypoint import format_traceback
-from biomarkerflow.workflows.discovery import scan
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.discovery import scan
+from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study, write_study
 from tests.databases import BACKENDS, catalog_url
 from tests.test_catalog import _add_study, make_ready, register, run_one

@@ -30,7 +30,7 @@ RULES: list[tuple[str, str, str]] = [
     ("biomarkerflow.service", "biomarkerflow.cli", "the service serves every front door and knows none"),
     ("biomarkerflow.service", "biomarkerflow.demo", "the service serves every front door and knows none"),
     ("biomarkerflow.terminal", "biomarkerflow.cli", "presentation is shared by the front doors, below them"),
-    ("biomarkerflow.workflows", "biomarkerflow.service", "the stages are below the application layer"),
+    ("biomarkerflow.stages", "biomarkerflow.service", "the stages are below the application layer"),
 ]
 
 # Cycles that exist today and are being removed (issue 15), each as its set of modules.

@@ -19,8 +19,8 @@ from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.results.lineage import LineageError, lineage, render
 from biomarkerflow.results.writer import write_run
-from biomarkerflow.workflows.discovery import scan
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.discovery import scan
+from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study
 
 STUDY = "wrist"

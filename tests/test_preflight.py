@@ -20,8 +20,8 @@ from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.config.validate import validate_paths, validate_source
 from biomarkerflow.errors import ConfigProblem
 from biomarkerflow.runtimes.environment import RUNTIMES_ENV, Runtimes
-from biomarkerflow.workflows import discovery, processing
-from biomarkerflow.workflows.checking import CACHE_FOLDER, RuntimeChecks
+from biomarkerflow.stages import discovery, processing
+from biomarkerflow.stages.checking import CACHE_FOLDER, RuntimeChecks
 
 PIPELINE = """\
 pipeline:

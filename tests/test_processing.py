@@ -13,8 +13,8 @@ import pytest
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
-from biomarkerflow.workflows.discovery import scan
-from biomarkerflow.workflows.processing import plan, process
+from biomarkerflow.stages.discovery import scan
+from biomarkerflow.stages.processing import plan, process
 from tests.conftest import scanned_study
 from tests.databases import BACKENDS, catalog_url
 
@@ -151,7 +151,7 @@ def test_metadata_csv_problems_name_file_and_line(tmp_path: Path) -> None:
     import pytest
 
     from biomarkerflow.errors import StorageError
-    from biomarkerflow.workflows.processing import read_metadata
+    from biomarkerflow.stages.processing import read_metadata
 
     csv = tmp_path / "subjects.csv"
     csv.write_text("subject,height_m\nS1,1.7\nS2,\nS1,1.8\n")

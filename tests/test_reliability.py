@@ -98,7 +98,7 @@ def test_processing_survives_the_catalog_connections_being_killed(
 
     import psycopg
 
-    from biomarkerflow.workflows.processing import process
+    from biomarkerflow.stages.processing import process
     from tests.conftest import scanned_study
     from tests.databases import SERVER
 

@@ -22,7 +22,7 @@ def test_processing_survives_an_s3_outage(s3_endpoint: str, s3_bucket: str, samp
     from urllib.parse import urlsplit
 
     from biomarkerflow.config.validate import run_workflow_checks, validate_source
-    from biomarkerflow.workflows.discovery import scan
+    from biomarkerflow.stages.discovery import scan
     from tests.faultproxy import FaultProxy
 
     files = 10

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from biomarkerflow.config.schema import RequirementsConfig
 from biomarkerflow.engine.retry import retry_at
-from biomarkerflow.workflows.requirements import FileFacts, evaluate
+from biomarkerflow.stages.requirements import FileFacts, evaluate
 
 NOW = datetime(2026, 3, 2, 12, 0, 0)
 PATTERN = "(?P<subject>[A-Za-z0-9]+)_"

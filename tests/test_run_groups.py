@@ -9,7 +9,7 @@ import pytest
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
-from biomarkerflow.workflows.processing import _group_limits, process
+from biomarkerflow.stages.processing import _group_limits, process
 from tests.conftest import scanned_study
 from tests.databases import BACKENDS, catalog_url
 

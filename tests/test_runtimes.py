@@ -23,8 +23,8 @@ from biomarkerflow.config.validate import validate_source
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.runtimes.builder import BuiltRuntime
 from biomarkerflow.runtimes.environment import Runtimes, current_environment
-from biomarkerflow.workflows.checking import RuntimeChecks
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.checking import RuntimeChecks
+from biomarkerflow.stages.processing import process
 from tests.conftest import WRIST_STEPS, write_study
 from tests.test_cli import cli
 from tests.test_exactness import assert_same, assert_wear_table
@@ -228,7 +228,7 @@ def test_unreachable_index_fails_only_that_study(
     import os
 
     from biomarkerflow.catalog.manager import Catalog
-    from biomarkerflow.workflows.discovery import scan
+    from biomarkerflow.stages.discovery import scan
 
     private_root = tmp_path / "runtimes"
     _link_copy(skdh_0_16_runtime.path, private_root / skdh_0_16_runtime.path.name)
@@ -312,8 +312,8 @@ def test_changing_the_pin_recomputes_in_the_new_runtime_and_keeps_the_old_run(
     tmp_path: Path, samples: Path, executor: LocalExecutor, runtime_root: Path, skdh_0_16_runtime: BuiltRuntime
 ) -> None:
     from biomarkerflow.catalog.manager import Catalog
-    from biomarkerflow.workflows.discovery import scan
-    from biomarkerflow.workflows.processing import plan
+    from biomarkerflow.stages.discovery import scan
+    from biomarkerflow.stages.processing import plan
 
     def scan_with_runtime_checks() -> Any:
         with RuntimeChecks(Runtimes(runtime_root), executor) as checks:
@@ -355,7 +355,7 @@ def test_constraints_build_a_runtime_with_numpy_1_and_jobs_run_there(
     import numpy as np
 
     from biomarkerflow.catalog.manager import Catalog
-    from biomarkerflow.workflows.discovery import scan
+    from biomarkerflow.stages.discovery import scan
 
     write_study(
         tmp_path,

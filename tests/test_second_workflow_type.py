@@ -32,9 +32,9 @@ from biomarkerflow.plugins.suite import check_workflow_type
 from biomarkerflow.results.lineage import lineage
 from biomarkerflow.results.query import run_query
 from biomarkerflow.runtimes.environment import Runtimes
-from biomarkerflow.workflows.checking import RuntimeChecks
-from biomarkerflow.workflows.discovery import scan
-from biomarkerflow.workflows.processing import process
+from biomarkerflow.stages.checking import RuntimeChecks
+from biomarkerflow.stages.discovery import scan
+from biomarkerflow.stages.processing import process
 from tests.databases import BACKENDS, catalog_url
 from tests.test_cost_models import _install_champion
 

@@ -38,7 +38,7 @@ class _Recorder:
     """A WatchReporter that keeps what it was told."""
 
     def __init__(self) -> None:
-        from biomarkerflow.workflows.processing import SilentProgress
+        from biomarkerflow.stages.processing import SilentProgress
 
         self.progress: Any = SilentProgress()
         self.scans: list[Any] = []

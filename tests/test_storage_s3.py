@@ -24,8 +24,8 @@ from biomarkerflow.config.loader import load_study_config
 from biomarkerflow.errors import StorageError
 from biomarkerflow.results import consolidate, query
 from biomarkerflow.results.writer import write_run
+from biomarkerflow.stages import discovery
 from biomarkerflow.storage import store
-from biomarkerflow.workflows import discovery
 from tests.s3server import free_port, recorded_requests
 
 if not hasattr(_conftest, "s3_endpoint"):  # until conftest imports them for the whole suite
@@ -348,7 +348,7 @@ def test_process_a_study_whose_data_metadata_and_results_are_on_s3(
     s3_bucket: str, tmp_path: Path, samples: Path
 ) -> None:
     from biomarkerflow.engine.executor import LocalExecutor
-    from biomarkerflow.workflows.processing import process
+    from biomarkerflow.stages.processing import process
 
     data, output = f"{s3_bucket}/raw", f"{s3_bucket}/results/gait"
     put(f"{data}/ax6_a.cwa", (samples / "ax6_sample.cwa").read_bytes())

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from biomarkerflow.cost.registry import TrainingResult
     from biomarkerflow.engine.executor import Executor
     from biomarkerflow.service.work import ScanReport
-    from biomarkerflow.workflows.processing import GateInfo, ProcessInfo
+    from biomarkerflow.stages.processing import GateInfo, ProcessInfo
 
 
 @app.command()

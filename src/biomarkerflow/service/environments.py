@@ -53,7 +53,7 @@ class BuildOutcome:
 class RuntimeCases(PlatformBase):
     def pinned_specs(self) -> dict[str, RuntimeSpec]:
         """The runtime spec of every study in the catalog, by study id."""
-        from biomarkerflow.workflows.types import runtime_spec
+        from biomarkerflow.stages.types import runtime_spec
 
         specs: dict[str, RuntimeSpec] = {}
         for study in self.catalog.studies():
@@ -73,7 +73,7 @@ class RuntimeCases(PlatformBase):
         from biomarkerflow.config.loader import load_study_config
         from biomarkerflow.config.validate import CONFIG_SUFFIXES
         from biomarkerflow.runtimes.environment import parse_spec
-        from biomarkerflow.workflows.types import runtime_spec
+        from biomarkerflow.stages.types import runtime_spec
 
         specs = [parse_spec(package, constraints)] if package else []
         for path in configs:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from biomarkerflow.cost.registry import TrainingResult
     from biomarkerflow.service.platform import Platform
     from biomarkerflow.service.work import ScanReport
-    from biomarkerflow.workflows.processing import GateInfo, Progress
+    from biomarkerflow.stages.processing import GateInfo, Progress
 
 __all__ = ["WatchReporter", "Watcher"]
 
@@ -37,7 +37,7 @@ class WatchReporter(Protocol):
 
 class SilentReporter:
     def __init__(self) -> None:
-        from biomarkerflow.workflows.processing import SilentProgress
+        from biomarkerflow.stages.processing import SilentProgress
 
         self.progress: Any = SilentProgress()
 
@@ -65,7 +65,7 @@ class Watcher:
         once: bool = False,
         reporter: WatchReporter | None = None,
     ) -> None:
-        from biomarkerflow.workflows.processing import worker_name
+        from biomarkerflow.stages.processing import worker_name
 
         self.platform = platform
         self.configs = configs

@@ -14,8 +14,8 @@ from biomarkerflow.service.base import PlatformBase
 
 if TYPE_CHECKING:
     from biomarkerflow.engine.executor import Executor
-    from biomarkerflow.workflows.discovery import ScanInfo
-    from biomarkerflow.workflows.processing import GateInfo, PlannedFile, ProcessInfo, Progress
+    from biomarkerflow.stages.discovery import ScanInfo
+    from biomarkerflow.stages.processing import GateInfo, PlannedFile, ProcessInfo, Progress
 
 __all__ = ["DEFAULT_WORKERS", "ScanReport", "ValidationReport", "WorkCases"]
 
@@ -62,7 +62,7 @@ class WorkCases(PlatformBase):
     def validate(self, paths: list[str]) -> ValidationReport:
         """Every problem of each config (files or folders), checked against the SKDH it pins."""
         from biomarkerflow.config.validate import validate_paths
-        from biomarkerflow.workflows.checking import RuntimeChecks
+        from biomarkerflow.stages.checking import RuntimeChecks
 
         with RuntimeChecks(self.runtimes) as checks:
             return ValidationReport(validate_paths(paths, checks))
@@ -80,8 +80,8 @@ class WorkCases(PlatformBase):
         warm workers), so this process never imports SKDH.
         """
         from biomarkerflow.config.validate import validate_source
-        from biomarkerflow.workflows.checking import RuntimeChecks
-        from biomarkerflow.workflows.discovery import scan
+        from biomarkerflow.stages.checking import RuntimeChecks
+        from biomarkerflow.stages.discovery import scan
 
         self.require_configs_location(configs)
         with RuntimeChecks(self.runtimes, executor) as checks:
@@ -101,7 +101,7 @@ class WorkCases(PlatformBase):
 
     def plan(self, studies: list[str] | None = None) -> list[PlannedFile]:
         """What `process` would run or leave waiting now, and why; changes nothing."""
-        from biomarkerflow.workflows.processing import plan
+        from biomarkerflow.stages.processing import plan
 
         self.require_studies(studies)
         return plan(self.catalog, studies)
@@ -124,7 +124,7 @@ class WorkCases(PlatformBase):
         Runs are charged under the price table of the home's settings. `stop` ends it
         after the running jobs (for `watch`); `worker` is the caller's worker row, if any.
         """
-        from biomarkerflow.workflows.processing import process
+        from biomarkerflow.stages.processing import process
 
         self.require_studies(studies)
         return process(

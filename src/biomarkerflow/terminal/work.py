@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from biomarkerflow.runtimes.entrypoint import JobOutcome
     from biomarkerflow.service.platform import Platform
     from biomarkerflow.service.work import ScanReport
-    from biomarkerflow.workflows.processing import GateInfo, ProcessInfo
+    from biomarkerflow.stages.processing import GateInfo, ProcessInfo
 
 __all__ = [
     "BarProgress",

@@ -38,8 +38,8 @@ from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, default_cache_root
 from biomarkerflow.settings import PricesSettings
+from biomarkerflow.stages import discovery, requirements, types
 from biomarkerflow.storage import store
-from biomarkerflow.workflows import discovery, requirements, types
 
 DEFAULT_HOME = Path(".biomarkerflow")
 from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS  # noqa: E402,F401  (re-exported)
