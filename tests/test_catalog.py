@@ -253,7 +253,7 @@ FACADE = {
     "metadata": ("upsert_metadata", "metadata"),
     "claims": ("claim", "renew_leases", "release", "expire_leases"),
     "runs": ("start_run", "finish_run", "runs", "get_run", "current_results", "status"),
-    "workers": ("register_worker", "beat", "unregister_worker", "live_workers"),
+    "workers": ("register_runner", "beat", "unregister_runner", "live_runners"),
     "history": ("cost_rows", "add_imported_runs", "observations", "workflows_with_history"),
     "cost models": ("cost_models", "champion_model", "next_model_version", "record_cost_model", "last_training_at"),
     "estimates": ("log_estimates", "estimates"),
@@ -269,7 +269,7 @@ def test_the_facade_keeps_its_methods_and_the_old_module_its_names() -> None:
     # What src, tests and benchmarks import from the old module still comes from there, and
     # each name the package exports too is the same object.
     used = {"Catalog", "CostModelRecord", "FailureDetail", "FileRecord", "RegisterInfo", "RunMetrics", "RunRecord"}
-    assert used | {"StudyRecord", "StudyStatus", "WorkerRecord", "sqlalchemy_url", "utcnow"} <= set(manager.__all__)
+    assert used | {"StudyRecord", "StudyStatus", "RunnerRecord", "sqlalchemy_url", "utcnow"} <= set(manager.__all__)
     for name in set(manager.__all__) & set(package.__all__):
         assert getattr(manager, name) is getattr(package, name), name
 

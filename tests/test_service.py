@@ -72,7 +72,7 @@ def test_watcher_runs_in_process_until_stopped(tmp_path: Path, samples: Path) ->
         while not _succeeded(platform) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _succeeded(platform), platform.status().as_json()
-        live = platform.status().workers
+        live = platform.status().runners
         assert [(w.id, w.kind) for w in live] == [(watcher.worker_id, "watch")]
     finally:
         watcher.stop()
@@ -80,7 +80,7 @@ def test_watcher_runs_in_process_until_stopped(tmp_path: Path, samples: Path) ->
     assert watcher.rounds >= 1
     assert recorder.scans and recorder.scans[0].category is None
     assert recorder.scans[0].info.studies[0].study_id == "lab"
-    assert platform.status().workers == []  # its worker row is gone once it stopped
+    assert platform.status().runners == []  # its runner row is gone once it stopped
     assert len(platform.query("lab", 'SELECT "gait speed" FROM gait')) > 0
 
 

@@ -10,7 +10,7 @@ the shared database plumbing of connection.py:
     claims.py      claims, leases and heartbeats on files; giving files back
     runs.py        starting and finishing runs; a run's metrics <-> its row
     metadata.py    subject metadata
-    workers.py     the heartbeat rows of running `process` / `watch` commands
+    runners.py     the rows of running `process` / `watch` commands (runners) and their heartbeats
     coststore.py   run history, cost models and estimates for cost/
     status.py      what `status` shows
     models.py, schema.py, migrations/   the tables and how a database gets to them
@@ -30,10 +30,10 @@ from biomarkerflow.catalog.records import (
     Observation,
     RegisterInfo,
     RunMetrics,
+    RunnerRecord,
     RunRecord,
     StudyRecord,
     StudyStatus,
-    WorkerRecord,
 )
 
 __all__ = [
@@ -50,7 +50,7 @@ __all__ = [
     "RunRecord",
     "StudyRecord",
     "StudyStatus",
-    "WorkerRecord",
+    "RunnerRecord",
     "sqlalchemy_url",
     "utcnow",
 ]

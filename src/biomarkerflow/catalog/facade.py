@@ -1,7 +1,7 @@
 """`Catalog`: the one object the rest of biomarkerflow uses to read and change catalog state.
 
 It keeps no logic of its own: each method hands over to the section that owns its noun
-(studies.py, files.py, claims.py, runs.py, metadata.py, workers.py, coststore.py,
+(studies.py, files.py, claims.py, runs.py, metadata.py, runners.py, coststore.py,
 status.py), all sharing one `connection.Database`. Every public method is one transaction
 (status reads several) and is re-run when the database connection was lost mid-way
 (`connection.reconnecting`).
@@ -29,15 +29,15 @@ from biomarkerflow.catalog.records import (
     FileRecord,
     Observation,
     RegisterInfo,
+    RunnerRecord,
     RunRecord,
     StudyRecord,
     StudyStatus,
-    WorkerRecord,
 )
+from biomarkerflow.catalog.runners import Runners
 from biomarkerflow.catalog.runs import Runs
 from biomarkerflow.catalog.status import StatusReport
 from biomarkerflow.catalog.studies import Studies
-from biomarkerflow.catalog.workers import Workers
 from biomarkerflow.metrics import RunMetrics
 
 
@@ -56,7 +56,7 @@ class Catalog:
         self._claims = Claims(self._db)
         self._runs = Runs(self._db)
         self._metadata = Metadata(self._db)
-        self._workers = Workers(self._db)
+        self._runners = Runners(self._db)
         self._costs = CostStore(self._db)
         self._status = StatusReport(self._db, self._studies, self._files)
 
@@ -220,21 +220,21 @@ class Catalog:
     def status(self, study_id: str | None = None) -> list[StudyStatus]:
         return self._status.status(study_id)
 
-    # ---- workers ---------------------------------------------------------------------------------
+    # ---- runners ---------------------------------------------------------------------------------
 
-    def register_worker(self, worker: str, *, kind: str, executor: str, capacity: int) -> None:
+    def register_runner(self, runner: str, *, kind: str, executor: str, capacity: int) -> None:
         """A `process` or `watch` command announces itself (shown by `status` while it beats)."""
-        self._workers.register(worker, kind=kind, executor=executor, capacity=capacity)
+        self._runners.register(runner, kind=kind, executor=executor, capacity=capacity)
 
-    def beat(self, worker: str, running_jobs: int, state: str = "running") -> None:
-        self._workers.beat(worker, running_jobs, state)
+    def beat(self, runner: str, running_jobs: int, state: str = "running") -> None:
+        self._runners.beat(runner, running_jobs, state)
 
-    def unregister_worker(self, worker: str) -> None:
-        self._workers.unregister(worker)
+    def unregister_runner(self, runner: str) -> None:
+        self._runners.unregister(runner)
 
-    def live_workers(self, within_seconds: float) -> list[WorkerRecord]:
-        """Workers whose last heartbeat is recent; older rows belong to commands that died."""
-        return self._workers.live(within_seconds)
+    def live_runners(self, within_seconds: float) -> list[RunnerRecord]:
+        """Runners whose last heartbeat is recent; older rows belong to commands that died."""
+        return self._runners.live(within_seconds)
 
     # ---- the cost store --------------------------------------------------------------------------
 

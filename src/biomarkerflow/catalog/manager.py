@@ -15,10 +15,10 @@ from biomarkerflow.catalog.records import (
     FileRecord,
     RegisterInfo,
     RunMetrics,
+    RunnerRecord,
     RunRecord,
     StudyRecord,
     StudyStatus,
-    WorkerRecord,
 )
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "RunRecord",
     "StudyRecord",
     "StudyStatus",
-    "WorkerRecord",
+    "RunnerRecord",
     "sqlalchemy_url",
     "utcnow",
 ]

@@ -26,7 +26,7 @@ __all__ = [
     "RunRecord",
     "StudyRecord",
     "StudyStatus",
-    "WorkerRecord",
+    "RunnerRecord",
 ]
 
 
@@ -117,7 +117,7 @@ class RunRecord(RunMetrics):
 
 
 @dataclass(frozen=True)
-class WorkerRecord:
+class RunnerRecord:
     """A live `process` or `watch` command, as its heartbeat row says."""
 
     id: str

@@ -46,9 +46,9 @@ def status(
 
 def _print_status(report: StatusReport, verbose: bool) -> None:
     say(f"catalog: {report.catalog}")
-    for w in report.workers:
+    for w in report.runners:
         say(
-            f"worker {w.host}:{w.pid} ({w.kind}, {w.executor}, {w.state}): {w.running_jobs} of {w.capacity} jobs "
+            f"runner {w.host}:{w.pid} ({w.kind}, {w.executor}, {w.state}): {w.running_jobs} of {w.capacity} jobs "
             f"running, last heartbeat {w.heartbeat_at:%H:%M:%S} UTC",
         )
     if not report.studies:

@@ -11,7 +11,7 @@ from biomarkerflow.service.base import PlatformBase
 if TYPE_CHECKING:
     import pandas as pd
 
-    from biomarkerflow.catalog.manager import StudyStatus, WorkerRecord
+    from biomarkerflow.catalog.manager import RunnerRecord, StudyStatus
     from biomarkerflow.cost.reports import CostGroup
 
 __all__ = ["COST_GROUPINGS", "CostReport", "ReportCases", "StatusReport"]
@@ -26,13 +26,13 @@ class StatusReport:
 
     catalog: str
     studies: list[StudyStatus]
-    workers: list[WorkerRecord]
+    runners: list[RunnerRecord]  # the live `process`/`watch` commands ("workers" in JSON, as before)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "catalog": self.catalog,
             "studies": [_study_json(s) for s in self.studies],
-            "workers": [_worker_json(w) for w in self.workers],
+            "workers": [_runner_json(w) for w in self.runners],
         }
 
 
@@ -51,7 +51,7 @@ def _failure_json(file: str, error: str, detail: Any) -> dict[str, Any]:
     return {"file": file, "error": error, **extra}
 
 
-def _worker_json(worker: WorkerRecord) -> dict[str, Any]:
+def _runner_json(worker: RunnerRecord) -> dict[str, Any]:
     return {
         "id": worker.id,
         "host": worker.host,
@@ -88,7 +88,7 @@ class ReportCases(PlatformBase):
         return StatusReport(
             catalog=self.catalog_name(),
             studies=self.catalog.status(study),
-            workers=self.catalog.live_workers(within_seconds=3 * HEARTBEAT_SECONDS),
+            runners=self.catalog.live_runners(within_seconds=3 * HEARTBEAT_SECONDS),
         )
 
     def query(self, study: str, sql: str) -> pd.DataFrame:

@@ -101,7 +101,7 @@ class Watcher:
         """Rounds of scan, process and retrain, until stopped (or after one round with `once`)."""
         catalog = self.platform.catalog
         executor = self.platform.executor(self.executor_spec, self.workers)
-        catalog.register_worker(self.worker_id, kind="watch", executor=self.executor_spec, capacity=executor.capacity)
+        catalog.register_runner(self.worker_id, kind="watch", executor=self.executor_spec, capacity=executor.capacity)
         try:
             executor.prestart()
             while not self._stop.is_set():
@@ -111,7 +111,7 @@ class Watcher:
                 self._idle()
         finally:
             executor.close()
-            catalog.unregister_worker(self.worker_id)
+            catalog.unregister_runner(self.worker_id)
 
     def _round(self, executor: Any) -> None:
         self.reporter.scanned(self.platform.scan(self.configs, executor))

@@ -462,7 +462,7 @@ def process(
     owns_worker = worker is None
     worker = worker or worker_name()
     if owns_worker:
-        catalog.register_worker(worker, kind="process", executor=type(executor).__name__, capacity=executor.capacity)
+        catalog.register_runner(worker, kind="process", executor=type(executor).__name__, capacity=executor.capacity)
     host = socket.gethostname()
     group_limits = _group_limits(configs, executor.cores_per_job)
     deadlines: dict[str, tuple[float, float]] = {}  # run id -> (monotonic deadline, limit in seconds)
@@ -548,7 +548,7 @@ def process(
     finally:
         catalog.release(worker)
         if owns_worker:
-            catalog.unregister_worker(worker)
+            catalog.unregister_runner(worker)
     for study in studies:
         if not consolidate.is_current(catalog, study):
             info.consolidated[study.id] = consolidate.consolidate_study(catalog, study)

@@ -1,4 +1,4 @@
-"""Worker rows: each live `process` or `watch` command announces itself and heartbeats.
+"""Runner rows: each live `process` or `watch` command (a runner) announces itself and heartbeats.
 
 These rows are what `status` shows as running commands; the leases on files (claims.py)
 are what actually keeps two commands from running the same file.
@@ -14,11 +14,11 @@ from sqlalchemy import delete, select, update
 
 from biomarkerflow.catalog.connection import Database, utcnow
 from biomarkerflow.catalog.models import Worker
-from biomarkerflow.catalog.records import WorkerRecord
+from biomarkerflow.catalog.records import RunnerRecord
 
 
-def _worker_record(row: Worker) -> WorkerRecord:
-    return WorkerRecord(
+def _runner_record(row: Worker) -> RunnerRecord:
+    return RunnerRecord(
         id=row.id,
         host=row.host,
         pid=row.pid,
@@ -32,7 +32,7 @@ def _worker_record(row: Worker) -> WorkerRecord:
     )
 
 
-class Workers:
+class Runners:
     """The commands processing files right now, as their heartbeats say."""
 
     def __init__(self, db: Database) -> None:
@@ -70,9 +70,9 @@ class Workers:
         with self._db.session() as session:
             session.execute(delete(Worker).where(Worker.id == worker))
 
-    def live(self, within_seconds: float) -> list[WorkerRecord]:
-        """Workers whose last heartbeat is recent; older rows belong to commands that died."""
+    def live(self, within_seconds: float) -> list[RunnerRecord]:
+        """Runners whose last heartbeat is recent; older rows belong to commands that died."""
         since = utcnow() - timedelta(seconds=within_seconds)
         with self._db.session() as session:
             rows = session.scalars(select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.started_at))
-            return [_worker_record(r) for r in rows]
+            return [_runner_record(r) for r in rows]
