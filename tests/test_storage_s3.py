@@ -52,7 +52,7 @@ def no_validation_checks(url: str, text: bytes) -> Any:
     """Schema validation only: these tests are about storage, not SKDH's step checks."""
     from biomarkerflow.config.validate import validate_source
 
-    return validate_source(url, text, lambda workflow, pipeline, data: [])
+    return validate_source(url, text, lambda workflow, sections: [])
 
 
 # ---- the storage layer ---------------------------------------------------------------------
