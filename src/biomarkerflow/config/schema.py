@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
 
-from biomarkerflow.plugins import registry
-from biomarkerflow.plugins.registry import DEFAULT as _DEFAULT_TYPE
+from biomarkerflow.plugins import names as workflow_types
+from biomarkerflow.plugins.names import DEFAULT as _DEFAULT_TYPE
 
 
 class _Strict(BaseModel):
@@ -108,8 +108,8 @@ class StudyConfig(_Strict):
     def _known_workflow(cls, value: str) -> str:
         # A field validator (not a model one) so the error points at `workflow:` and
         # is reported together with every other problem.
-        if registry.find(value) is None:
-            raise ValueError(str(registry.UnknownWorkflowType(value)))
+        if not workflow_types.is_installed(value):
+            raise ValueError(str(workflow_types.UnknownWorkflowType(value)))
         return value
 
     @model_validator(mode="wrap")
@@ -128,8 +128,11 @@ def model_for(workflow: object) -> type[StudyConfig]:
     For a name no installed type has, the default type's model: the config is then still
     checked field by field, and `workflow:` itself gets the "unknown workflow type" problem.
     """
-    found = registry.find(workflow) or registry.find(_DEFAULT_TYPE)
-    return found.config_model if found is not None else StudyConfig
+    name = workflow if workflow_types.is_installed(workflow) else _DEFAULT_TYPE
+    if not workflow_types.is_installed(name):
+        return StudyConfig
+    model = workflow_types.import_reference(workflow_types.reference(str(name))).config_model
+    return model if isinstance(model, type) and issubclass(model, StudyConfig) else StudyConfig
 
 
 def data_model_for(workflow: object) -> type[DataConfig]:
