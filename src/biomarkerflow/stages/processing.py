@@ -1,14 +1,14 @@
-"""Workflow 2, file processing: metadata -> requirement gate -> jobs -> recorded runs.
+"""Workflow 2, file processing: metadata -> requirement gate (gating.py) -> jobs -> recorded runs.
 
-`process()` ingests each study's metadata, re-checks every DISCOVERED/WAITING file,
-then claims READY files and runs them on the executor until no READY work is left.
+`process()` ingests each study's metadata and re-checks every DISCOVERED/WAITING file
+(`gating.refresh_gates`), then claims READY files and runs them on the executor until no
+READY work is left.
 All state changes go through the catalog; the decisions come from pure functions
 (`requirements.evaluate`, `retry.retry_at`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import threading
@@ -17,41 +17,35 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import pandas as pd
-
 from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
-from biomarkerflow.config import preflight
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost.estimate import MemoryRequests
 from biomarkerflow.cost.identity import workflow_id
 from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
 from biomarkerflow.engine.executor import Executor
-from biomarkerflow.errors import BiomarkerflowError, StorageError
+from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.plugins import registry
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, default_cache_root
 from biomarkerflow.settings import PricesSettings
-from biomarkerflow.stages import discovery, requirements, types
-from biomarkerflow.storage import store
+from biomarkerflow.stages import types
+from biomarkerflow.stages.gating import (  # noqa: F401  (plan, read_metadata, PlannedFile: re-exported)
+    GateInfo,
+    PlannedFile,
+    plan,
+    read_metadata,
+    refresh_gates,
+    subject_inputs,
+)
 
 DEFAULT_HOME = Path(".biomarkerflow")
 from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS  # noqa: E402,F401  (re-exported)
-
-
-@dataclass
-class GateInfo:
-    study_id: str
-    ready: int = 0
-    waiting: int = 0
-    metadata_subjects_changed: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -93,173 +87,6 @@ class SilentProgress:
 
     def waiting_for_retry(self, seconds: float) -> None:
         pass
-
-
-def _clean(value: Any) -> Any:
-    """CSV cell -> JSON value; missing cells become None."""
-    if hasattr(value, "item"):  # numpy scalar -> Python
-        value = value.item()
-    return None if requirements.is_missing(value) else value
-
-
-def read_metadata(location: str, subject_column: str) -> dict[str, dict[str, Any]]:
-    """Subject -> fields from one metadata CSV; raises StorageError naming file and line."""
-    raw = store.read_bytes(location)
-    try:
-        frame = pd.read_csv(io.BytesIO(raw), dtype={subject_column: str})
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise StorageError(f"cannot read metadata CSV {location}: {exc}") from exc
-    if subject_column not in frame.columns:
-        raise StorageError(
-            f"metadata CSV {location} has no column '{subject_column}' (columns: {', '.join(map(str, frame.columns))})",
-            hint="Add the column, or set metadata[].subject_column in the study config.",
-        )
-    rows: dict[str, dict[str, Any]] = {}
-    for line, record in enumerate(frame.to_dict(orient="records"), start=2):
-        subject = _clean(record.pop(subject_column))
-        if subject is None:
-            raise StorageError(f"{location}:{line}: empty subject id in column '{subject_column}'")
-        subject = str(subject)
-        if subject in rows:
-            raise StorageError(f"{location}:{line}: subject '{subject}' appears twice")
-        rows[subject] = {str(k): _clean(v) for k, v in record.items()}
-    return rows
-
-
-def read_study_metadata(study: StudyRecord) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
-    """Every metadata source of a study, merged per subject; None when any source failed."""
-    merged: dict[str, dict[str, Any]] = {}
-    problems: list[str] = []
-    sources = study.config.get("metadata", [])
-    for source in sources:
-        try:
-            if not store.exists(source["location"]):
-                problems.append(f"metadata file {source['location']} does not exist (yet)")
-                continue
-            for subject, fields in read_metadata(source["location"], source["subject_column"]).items():
-                merged.setdefault(subject, {}).update(fields)
-        except StorageError as exc:
-            problems.append(exc.message)
-    if not sources or problems:
-        # All or nothing: a partial read would replace good fields with fewer.
-        return None, problems
-    return merged, problems
-
-
-def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], list[str]]:
-    """Load every metadata source of a study into the catalog; (changed subjects, problems)."""
-    merged, problems = read_study_metadata(study)
-    if merged is None:
-        return [], problems
-    sources = ", ".join(s["location"] for s in study.config.get("metadata", []))
-    return catalog.upsert_metadata(study.id, merged, source=sources), problems
-
-
-def subject_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[str, Any]:
-    """A subject's metadata as its jobs' inputs, as the study's workflow type maps them."""
-    return types.workflow_type(config).subject_inputs(config, fields)
-
-
-def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = None) -> GateInfo:
-    """Ingest metadata and move each DISCOVERED/WAITING/STALE file to READY or WAITING (with why)."""
-    info = GateInfo(study_id=study.id)
-    before = catalog.metadata(study.id)
-    info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
-    config = StudyConfig.model_validate(study.config)
-    metadata = catalog.metadata(study.id)
-    # A corrected value that reaches the jobs (e.g. a height) makes finished results stale;
-    # other columns (used only by requirements) do not.
-    corrected = [
-        subject
-        for subject in info.metadata_subjects_changed
-        if subject_inputs(config, before.get(subject)) != subject_inputs(config, metadata.get(subject))
-    ]
-    if corrected:
-        catalog.mark_stale(study.id, "subject metadata the jobs use changed", subjects=corrected)
-    config, absent = _without_absent_columns(study, config)
-    if config.requirements.stable_seconds > 0:
-        # "Unchanged for T seconds" must be judged on the file as it is now, not as the
-        # last scan saw it: re-list the data location (a changed file starts over).
-        discovery.register_study_files(catalog, study.id, study.config)
-    counts = catalog.subject_file_counts(study.id)
-    now = now or utcnow()
-    to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
-    for file in catalog.files(study.id, to_check):
-        decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), absent)
-        catalog.set_gate(file.id, file.state, decision.ready, decision.reason)
-        if decision.ready:
-            info.ready += 1
-        else:
-            info.waiting += 1
-    return info
-
-
-def _decide(
-    config: StudyConfig, file: FileRecord, metadata: dict[str, dict[str, Any]], counts: dict[str, int], now: datetime
-) -> requirements.GateDecision:
-    facts = requirements.FileFacts(
-        relative_path=file.relative_path,
-        subject=file.subject,
-        fingerprint_seen_at=file.fingerprint_seen_at,
-        subject_metadata=metadata.get(file.subject) if file.subject else None,
-        subject_file_count=counts.get(file.subject, 0) if file.subject else 0,
-    )
-    return requirements.evaluate(config.requirements, facts, now, config.data.subject)
-
-
-@dataclass(frozen=True)
-class PlannedFile:
-    study_id: str
-    relative_path: str
-    will_run: bool
-    why: str
-
-
-def _without_absent_columns(study: StudyRecord, config: StudyConfig) -> tuple[StudyConfig, list[str]]:
-    """(the config without required columns no metadata file has, why files wait for them).
-
-    Such a column is the study's mistake, not each subject's: files wait naming the
-    column and the file, and the per-subject check skips it.
-    """
-    if not config.requirements.metadata:
-        return config, []
-    columns = preflight.metadata_columns([source["location"] for source in study.config.get("metadata", [])])
-    absent = requirements.absent_columns(config.requirements.metadata, columns or {})
-    if not absent:
-        return config, []
-    still = [column for column in config.requirements.metadata if column not in absent]
-    kept = config.model_copy(update={"requirements": config.requirements.model_copy(update={"metadata": still})})
-    return kept, list(absent.values())
-
-
-def plan(catalog: Catalog, study_ids: list[str] | None = None) -> list[PlannedFile]:
-    """What `process` would do now, and why, without changing anything (`process --dry-run`).
-
-    Metadata is read from the CSV files as they are now; a STALE file names the change
-    that made it stale.
-    """
-    planned: list[PlannedFile] = []
-    now = utcnow()
-    for study in catalog.studies():
-        if study_ids is not None and study.id not in study_ids:
-            continue
-        config, absent = _without_absent_columns(study, StudyConfig.model_validate(study.config))
-        merged, _ = read_study_metadata(study)
-        metadata = merged if merged is not None else catalog.metadata(study.id)
-        counts = catalog.subject_file_counts(study.id)
-        states = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value, FileState.READY.value]
-        for file in catalog.files(study.id, states):
-            decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), absent)
-            if not decision.ready:
-                planned.append(PlannedFile(study.id, file.relative_path, False, decision.reason or ""))
-                continue
-            why = {
-                FileState.DISCOVERED.value: f"new or changed file ({file.reason})",
-                FileState.WAITING.value: "its requirements are now met",
-                FileState.STALE.value: f"results are STALE: {file.reason}",
-            }.get(file.state, file.reason or "ready")
-            planned.append(PlannedFile(study.id, file.relative_path, True, why))
-    return planned
 
 
 def worker_name() -> str:
@@ -422,134 +249,202 @@ def process(
     """Run every READY file of the selected studies, each in its study's runtime; returns what happened.
 
     `worker` names the lease owner when a long-running caller (`watch`) registered itself;
-    otherwise this call registers (and finally unregisters) a worker of its own. When `stop`
+    otherwise this call registers (and finally unregisters) a runner of its own. When `stop`
     is set, no new file is claimed and the call returns once the running jobs finished.
     Every run is charged under `prices` (default: the built-in AWS Fargate table, on-demand).
     """
-    progress = progress or SilentProgress()
-    stop = stop or threading.Event()
-    runtimes = runtimes or Runtimes(default_cache_root(DEFAULT_HOME))
-    prices = prices or PricesSettings()
-    info = ProcessInfo()
-    catalog.expire_leases()
-    studies = [s for s in catalog.studies() if study_ids is None or s.id in study_ids]
-    selected: list[str] = []
-    study_runtimes: dict[str, RuntimeRef] = {}
-    for study in studies:
-        try:
-            study_runtimes[study.id] = types.study_runtime(runtimes, study.config)
-            info.gates.append(refresh_gates(catalog, study))
-            selected.append(study.id)
-        except BiomarkerflowError as exc:
-            # One study's problem (no runtime, unreadable metadata) never stops the others.
-            info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
-    # Workers of each runtime start importing their packages now, while the gates are reported.
-    executor.prestart(list({ref.key: ref for ref in study_runtimes.values()}.values()))
-    if on_gates:
-        on_gates(info.gates)
-    by_id = {s.id: s for s in studies}
-    configs = {s.id: StudyConfig.model_validate(s.config) for s in studies}
-    metadata = {s.id: catalog.metadata(s.id) for s in studies}
-    workflow_ids = {
-        s: workflow_id(configs[s], types.package_version(configs[s], study_runtimes[s]))
-        for s in selected
-        if s in study_runtimes
-    }
-    memory_requests = (
-        MemoryRequests(catalog, list(workflow_ids.values()), prices.table()) if executor.reserves_memory else None
+    round_ = _Round(
+        catalog,
+        executor,
+        progress=progress or SilentProgress(),
+        runtimes=runtimes or Runtimes(default_cache_root(DEFAULT_HOME)),
+        stop=stop or threading.Event(),
+        prices=prices or PricesSettings(),
     )
-    progress.planned(sum(len(catalog.files(s, [FileState.READY.value])) for s in selected))
-    owns_worker = worker is None
-    worker = worker or worker_name()
-    if owns_worker:
-        catalog.register_runner(worker, kind="process", executor=type(executor).__name__, capacity=executor.capacity)
-    host = socket.gethostname()
-    group_limits = _group_limits(configs, executor.cores_per_job)
-    deadlines: dict[str, tuple[float, float]] = {}  # run id -> (monotonic deadline, limit in seconds)
-    timed_out: set[str] = set()
-    pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]] = {}
-    last_beat = time.monotonic()
-    try:
-        while True:
-            free = executor.capacity - len(pending)
-            if free > 0 and selected and not stop.is_set():
-                selected = _runtimes_ready(runtimes, study_runtimes, selected, info)
-                for file in catalog.claim(worker, free, LEASE_SECONDS, selected, group_limits):
-                    study = by_id[file.study_id]
-                    runtime = study_runtimes[study.id]
-                    workflow = workflow_ids[study.id]
-                    memory = (
-                        memory_requests.request(workflow, file, types.workflow_type(configs[study.id]))
-                        if memory_requests
-                        else None
-                    )
-                    job = _job_for(
-                        study, configs[study.id], file, metadata[study.id].get(file.subject or ""), runtime, memory
-                    )
-                    if not catalog.start_run(
-                        file.id,
-                        run_id=job.run_id,
-                        worker=worker,
-                        host=host,
-                        config_sha256=study.config_sha256,
-                        package_version=types.package_version(configs[study.id], runtime),
-                        lock_hash=runtime.lock_hash,
-                        workflow=workflow,
-                    ):
-                        continue
-                    progress.started(file)
-                    future = executor.submit(job, runtime)
-                    pending[future] = (job, file)
-                    limit = _time_limit(configs[study.id])
-                    if limit is not None:
-                        deadlines[job.run_id] = (time.monotonic() + limit, limit)
-            if not pending:
-                delay = None if stop.is_set() else _next_retry_seconds(catalog, selected)
-                if delay is None:
-                    break
-                progress.waiting_for_retry(delay)
-                stop.wait(min(delay + 0.1, HEARTBEAT_SECONDS))
-                continue
-            done, _ = wait(list(pending), timeout=_wait_seconds(deadlines), return_when=FIRST_COMPLETED)
-            _stop_overdue(executor, pending, deadlines, timed_out)
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS / 2:
-                catalog.renew_leases(worker, LEASE_SECONDS)
-                catalog.beat(worker, len(pending), "stopping" if stop.is_set() else "running")
-                last_beat = time.monotonic()
-            for future in done:
-                job, file = pending.pop(future)
-                deadline = deadlines.pop(job.run_id, None)
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - a dead worker, or one we stopped
-                    overdue = job.run_id in timed_out and deadline is not None
-                    outcome = _over_time(job, deadline[1]) if overdue and deadline else _lost(job, exc)
-                    executor.recover()
-                when = retry.retry_at(
-                    file.attempts + 1,
-                    utcnow(),
-                    retryable=outcome.retryable,
-                    max_attempts=configs[file.study_id].max_attempts,
-                    base_delay=configs[file.study_id].retry_delay_seconds,
-                )
-                state = catalog.finish_run(
-                    job.run_id,
-                    # The outcome is the run's metrics (a JobOutcome is a RunMetrics) plus its cost.
-                    replace(outcome, charge=_charge(outcome, prices, executor.cores_per_job)),
-                    max_attempts=configs[file.study_id].max_attempts,
-                    retry_at=when,
-                )
-                info.outcomes.append((file, outcome, state))
-                progress.finished(file, outcome, state)
-    except BaseException:
-        if pending:
-            executor.terminate()  # stop our jobs before giving their files back: never two runs at once
-        raise
-    finally:
-        catalog.release(worker)
+    round_.prepare(study_ids, on_gates)
+    round_.run(worker)
+    round_.consolidate()
+    return round_.info
+
+
+class _Round:
+    """One `process` call: gate the studies, then claim, submit and record until no READY file is left."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        executor: Executor,
+        *,
+        progress: Progress,
+        runtimes: Runtimes,
+        stop: threading.Event,
+        prices: PricesSettings,
+    ) -> None:
+        self.catalog = catalog
+        self.executor = executor
+        self.progress = progress
+        self.runtimes = runtimes
+        self.stop = stop
+        self.prices = prices
+        self.info = ProcessInfo()
+        self.studies: list[StudyRecord] = []
+        self.selected: list[str] = []
+        self.study_runtimes: dict[str, RuntimeRef] = {}
+        self.pending: dict[Future[JobOutcome], tuple[JobSpec, FileRecord]] = {}
+        self.deadlines: dict[str, tuple[float, float]] = {}  # run id -> (monotonic deadline, limit in seconds)
+        self.timed_out: set[str] = set()
+        self.host = socket.gethostname()
+
+    # ---- before the loop ---------------------------------------------------------------------
+
+    def prepare(self, study_ids: list[str] | None, on_gates: Callable[[list[GateInfo]], None] | None) -> None:
+        """Gate every selected study and learn what its jobs need (runtime, config, metadata)."""
+        self.catalog.expire_leases()
+        self.studies = [s for s in self.catalog.studies() if study_ids is None or s.id in study_ids]
+        for study in self.studies:
+            try:
+                self.study_runtimes[study.id] = types.study_runtime(self.runtimes, study.config)
+                self.info.gates.append(refresh_gates(self.catalog, study))
+                self.selected.append(study.id)
+            except BiomarkerflowError as exc:
+                # One study's problem (no runtime, unreadable metadata) never stops the others.
+                self.info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
+        # Workers of each runtime start importing their packages now, while the gates are reported.
+        self.executor.prestart(list({ref.key: ref for ref in self.study_runtimes.values()}.values()))
+        if on_gates:
+            on_gates(self.info.gates)
+        self.by_id = {s.id: s for s in self.studies}
+        self.configs = {s.id: StudyConfig.model_validate(s.config) for s in self.studies}
+        self.metadata = {s.id: self.catalog.metadata(s.id) for s in self.studies}
+        self.workflow_ids = {
+            s: workflow_id(self.configs[s], types.package_version(self.configs[s], self.study_runtimes[s]))
+            for s in self.selected
+            if s in self.study_runtimes
+        }
+        reserves = self.executor.reserves_memory
+        table = self.prices.table()
+        self.memory_requests = (
+            MemoryRequests(self.catalog, list(self.workflow_ids.values()), table) if reserves else None
+        )
+        self.group_limits = _group_limits(self.configs, self.executor.cores_per_job)
+        ready = [FileState.READY.value]
+        self.progress.planned(sum(len(self.catalog.files(s, ready)) for s in self.selected))
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self, worker: str | None) -> None:
+        """Claim, submit and record until nothing is READY (or `stop`), holding the leases meanwhile."""
+        owns_worker = worker is None
+        self.worker = worker or worker_name()
         if owns_worker:
-            catalog.unregister_runner(worker)
-    for study in studies:
-        if not consolidate.is_current(catalog, study):
-            info.consolidated[study.id] = consolidate.consolidate_study(catalog, study)
-    return info
+            capacity = self.executor.capacity
+            self.catalog.register_runner(
+                self.worker, kind="process", executor=type(self.executor).__name__, capacity=capacity
+            )
+        last_beat = time.monotonic()
+        try:
+            while True:
+                self._submit_ready()
+                if not self.pending:
+                    if not self._wait_for_retries():
+                        break
+                    continue
+                done, _ = wait(list(self.pending), timeout=_wait_seconds(self.deadlines), return_when=FIRST_COMPLETED)
+                _stop_overdue(self.executor, self.pending, self.deadlines, self.timed_out)
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS / 2:
+                    self._beat()
+                    last_beat = time.monotonic()
+                for future in done:
+                    self._record(future)
+        except BaseException:
+            if self.pending:
+                self.executor.terminate()  # stop our jobs before giving their files back: never two runs at once
+            raise
+        finally:
+            self.catalog.release(self.worker)
+            if owns_worker:
+                self.catalog.unregister_runner(self.worker)
+
+    def _submit_ready(self) -> None:
+        """Claim as many READY files as there are free slots, and submit their jobs."""
+        free = self.executor.capacity - len(self.pending)
+        if free <= 0 or not self.selected or self.stop.is_set():
+            return
+        self.selected = _runtimes_ready(self.runtimes, self.study_runtimes, self.selected, self.info)
+        for file in self.catalog.claim(self.worker, free, LEASE_SECONDS, self.selected, self.group_limits):
+            self._submit(file)
+
+    def _submit(self, file: FileRecord) -> None:
+        study = self.by_id[file.study_id]
+        config, runtime, workflow = self.configs[study.id], self.study_runtimes[study.id], self.workflow_ids[study.id]
+        memory = (
+            self.memory_requests.request(workflow, file, types.workflow_type(config)) if self.memory_requests else None
+        )
+        subject_fields = self.metadata[study.id].get(file.subject or "")
+        job = _job_for(study, config, file, subject_fields, runtime, memory)
+        started = self.catalog.start_run(
+            file.id,
+            run_id=job.run_id,
+            worker=self.worker,
+            host=self.host,
+            config_sha256=study.config_sha256,
+            package_version=types.package_version(config, runtime),
+            lock_hash=runtime.lock_hash,
+            workflow=workflow,
+        )
+        if not started:
+            return
+        self.progress.started(file)
+        self.pending[self.executor.submit(job, runtime)] = (job, file)
+        limit = _time_limit(config)
+        if limit is not None:
+            self.deadlines[job.run_id] = (time.monotonic() + limit, limit)
+
+    def _wait_for_retries(self) -> bool:
+        """With nothing running: wait for the next retry if one is due soon; False when done."""
+        delay = None if self.stop.is_set() else _next_retry_seconds(self.catalog, self.selected)
+        if delay is None:
+            return False
+        self.progress.waiting_for_retry(delay)
+        self.stop.wait(min(delay + 0.1, HEARTBEAT_SECONDS))
+        return True
+
+    def _beat(self) -> None:
+        self.catalog.renew_leases(self.worker, LEASE_SECONDS)
+        self.catalog.beat(self.worker, len(self.pending), "stopping" if self.stop.is_set() else "running")
+
+    def _record(self, future: Future[JobOutcome]) -> None:
+        """A finished job: its outcome (or why it was lost), charged and recorded with the retry decision."""
+        job, file = self.pending.pop(future)
+        deadline = self.deadlines.pop(job.run_id, None)
+        try:
+            outcome = future.result()
+        except Exception as exc:  # noqa: BLE001 - a dead worker, or one we stopped
+            overdue = job.run_id in self.timed_out and deadline is not None
+            outcome = _over_time(job, deadline[1]) if overdue and deadline else _lost(job, exc)
+            self.executor.recover()
+        config = self.configs[file.study_id]
+        when = retry.retry_at(
+            file.attempts + 1,
+            utcnow(),
+            retryable=outcome.retryable,
+            max_attempts=config.max_attempts,
+            base_delay=config.retry_delay_seconds,
+        )
+        state = self.catalog.finish_run(
+            job.run_id,
+            # The outcome is the run's metrics (a JobOutcome is a RunMetrics) plus its cost.
+            replace(outcome, charge=_charge(outcome, self.prices, self.executor.cores_per_job)),
+            max_attempts=config.max_attempts,
+            retry_at=when,
+        )
+        self.info.outcomes.append((file, outcome, state))
+        self.progress.finished(file, outcome, state)
+
+    # ---- after the loop ----------------------------------------------------------------------
+
+    def consolidate(self) -> None:
+        """Rebuild the consolidated tables of every study whose current runs changed."""
+        for study in self.studies:
+            if not consolidate.is_current(self.catalog, study):
+                self.info.consolidated[study.id] = consolidate.consolidate_study(self.catalog, study)
