@@ -22,105 +22,70 @@ needs no retraining.
 
 Two baselines keep the models honest: the training runs' median, and a straight
 line on input size. `evaluate` scores all three on the same held-out runs.
+
+The pickled classes (CostModel and what it holds) live here, where model files look for
+them; a run's inputs and predictions are in cost/inputs.py, out-of-fold predictions and
+the conformal interval in cost/conformal.py, baselines and evaluation in cost/evaluation.py.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from biomarkerflow.cost.conformal import INTERVAL, interval_offsets, out_of_fold
+from biomarkerflow.cost.evaluation import (
+    TEST_FRACTION,
+    Assessment,
+    MedianBaseline,
+    SizeLineBaseline,
+    assess,
+    evaluate,
+    score,
+    time_split,
+)
 from biomarkerflow.cost.history import Observation
+from biomarkerflow.cost.inputs import QUANTITIES, REPORTED, Prediction, Predictor, RunInputs, actual_cost
 from biomarkerflow.cost.prices import PriceTable, Usage, charge
-from biomarkerflow.plugins.contract import RECORDING_SECONDS, SAMPLE_RATE_HZ
 
-QUANTITIES = ("wall_seconds", "cpu_seconds", "peak_rss_bytes")
-REPORTED = ("cost", "wall_seconds", "peak_rss_bytes")  # what estimates and metrics show
+__all__ = [  # the names other code imports from here, wherever they are defined
+    "FEATURE_SETS",
+    "INTERVAL",
+    "MIN_RUNS",
+    "MIN_RUNS_FOR_TREES",
+    "MODEL_FORMAT",
+    "OPTIONAL",
+    "QUANTITIES",
+    "REPORTED",
+    "TEST_FRACTION",
+    "TREES",
+    "Affine",
+    "Assessment",
+    "CostModel",
+    "Features",
+    "MedianBaseline",
+    "Prediction",
+    "Predictor",
+    "QuantityModel",
+    "RunInputs",
+    "SizeLineBaseline",
+    "UsageModel",
+    "actual_cost",
+    "assess",
+    "evaluate",
+    "score",
+    "time_split",
+]
+
 MIN_RUNS = 5
-INTERVAL = 0.80
-TEST_FRACTION = 0.2
 MIN_RUNS_FOR_TREES = 30
 TREES = "boosted-trees"
 MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not used
-
-
-def _number(value: Any) -> float | None:
-    """A fact as a feature: a finite number, else None (a type's fact may be anything JSON)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What is known about a run before it runs."""
-
-    input_bytes: int
-    output_bytes: int | None = None
-    recording_seconds: float | None = None
-    sample_rate_hz: float | None = None
-    device: str | None = None
-
-    @classmethod
-    def of_facts(cls, *, input_bytes: int, device: str | None, facts: Mapping[str, Any]) -> RunInputs:
-        """Inputs from a workflow type's facts about a file; the ones named as cost features are used."""
-        return cls(
-            input_bytes=input_bytes,
-            device=device,
-            recording_seconds=_number(facts.get(RECORDING_SECONDS)),
-            sample_rate_hz=_number(facts.get(SAMPLE_RATE_HZ)),
-        )
-
-    @classmethod
-    def of(cls, observation: Observation) -> RunInputs:
-        return cls(
-            input_bytes=observation.input_bytes,
-            output_bytes=observation.output_bytes or None,
-            recording_seconds=observation.recording_seconds,
-            sample_rate_hz=observation.sample_rate_hz,
-            device=observation.device,
-        )
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Point estimate and 80% interval (low, point, high) per quantity, cost included."""
-
-    values: dict[str, tuple[float, float, float]]
-    extrapolating: bool = False
-    basis: str = "model"
-
-    def point(self, quantity: str) -> float:
-        return self.values[quantity][1]
-
-
-class Predictor(Protocol):
-    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]: ...
-
-
-def actual_cost(observation: Observation, table: PriceTable) -> float:
-    """What the observed run costs under `table` (the same arithmetic as a real run's charge)."""
-    usage = Usage(observation.wall_seconds, observation.cpu_seconds, observation.peak_rss_bytes)
-    return charge(usage, table, table_name="").amount
-
-
-def _with_cost(
-    usage: dict[str, tuple[float, float, float]], table: PriceTable
-) -> dict[str, tuple[float, float, float]]:
-    costs = tuple(
-        charge(
-            Usage(usage["wall_seconds"][i], usage["cpu_seconds"][i], int(usage["peak_rss_bytes"][i])),
-            table,
-            table_name="",
-        ).amount
-        for i in range(3)
-    )
-    return {**usage, "cost": (costs[0], costs[1], costs[2])}
 
 
 # ---- features ----------------------------------------------------------------------------------
@@ -240,17 +205,6 @@ def _candidates(runs: int, logged: Sequence[str]) -> dict[str, Any]:
     return kinds
 
 
-def _out_of_fold(estimator: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold
-
-    folds = KFold(n_splits=min(5, len(y)), shuffle=True, random_state=0)
-    predicted = np.empty_like(y)
-    for train, held in folds.split(x):
-        predicted[held] = clone(estimator).fit(x[train], y[train]).predict(x[held])
-    return predicted
-
-
 @dataclass
 class QuantityModel:
     kind: str
@@ -267,26 +221,16 @@ class QuantityModel:
         return self.beyond_range if outside and self.beyond_range is not None else self
 
 
-def _interval_offsets(residuals: np.ndarray) -> tuple[float, float]:
-    """The log-space ends of the 80% interval around a prediction, from held-out residuals."""
-    # Finite-sample conformal levels: a bit wider than the plain 10th/90th percentiles.
-    n = len(residuals)
-    tail = (1 - INTERVAL) / 2
-    low_level = max(0.0, math.floor(tail * (n + 1)) / n)
-    high_level = min(1.0, math.ceil((1 - tail) * (n + 1)) / n)
-    return float(np.quantile(residuals, low_level)), float(np.quantile(residuals, high_level))
-
-
 def _fit_quantity(x: np.ndarray, y: np.ndarray, logged: Sequence[str]) -> tuple[QuantityModel, np.ndarray]:
     """The best kind for one quantity (logs in, logs out), and its out-of-fold predictions."""
     tried: list[tuple[float, str, Any, np.ndarray]] = []
     for kind, estimator in _candidates(len(y), logged).items():
-        predicted = _out_of_fold(estimator, x, y)
+        predicted = out_of_fold(estimator, x, y)
         tried.append((float(np.median(np.abs(y - predicted))), kind, estimator, predicted))
 
     def fitted(choice: tuple[float, str, Any, np.ndarray]) -> QuantityModel:
         error, kind, estimator, predicted = choice
-        low, high = _interval_offsets(y - predicted)
+        low, high = interval_offsets(y - predicted)
         return QuantityModel(kind, estimator.fit(x, y), low_offset=low, high_offset=high, oof_error=error)
 
     best = min(tried, key=lambda t: t[0])  # the first listed wins a tie
@@ -327,7 +271,7 @@ class UsageModel:
             math.log(charge(_usage(a), table, table_name="").amount / charge(_usage(p), table, table_name="").amount)
             for a, p in zip(self.actual, self.out_of_fold, strict=True)
         ]
-        return _interval_offsets(np.array(residuals))
+        return interval_offsets(np.array(residuals))
 
     def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
         x = self.features.matrix(inputs)
@@ -409,134 +353,3 @@ class CostModel:
     def describe(self) -> str:
         kinds = sorted({m.kind for m in self.usage_models[0].quantities.values()})
         return f"{'/'.join(kinds)} on {self.train_runs} runs"
-
-
-# ---- baselines --------------------------------------------------------------------------------------
-
-
-@dataclass
-class MedianBaseline:
-    """Every run costs what the median training run cost."""
-
-    medians: dict[str, float]
-
-    @classmethod
-    def fit(cls, runs: Sequence[Observation]) -> MedianBaseline:
-        return cls({name: statistics.median(float(getattr(o, name)) for o in runs) for name in QUANTITIES})
-
-    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
-        usage = {name: (value, value, value) for name, value in self.medians.items()}
-        return [Prediction(_with_cost(usage, table), basis="median of past runs") for _ in inputs]
-
-
-@dataclass
-class SizeLineBaseline:
-    """A straight line through (input bytes, quantity) of the training runs."""
-
-    lines: dict[str, tuple[float, float]]  # slope, intercept
-    floors: dict[str, float]
-
-    @classmethod
-    def fit(cls, runs: Sequence[Observation]) -> SizeLineBaseline:
-        sizes = np.array([o.input_bytes for o in runs], dtype=float)
-        lines: dict[str, tuple[float, float]] = {}
-        floors: dict[str, float] = {}
-        for name in QUANTITIES:
-            values = np.array([float(getattr(o, name)) for o in runs])
-            if np.ptp(sizes) > 0:
-                slope, intercept = np.polyfit(sizes, values, 1)
-            else:
-                slope, intercept = 0.0, float(values.mean())
-            lines[name] = (float(slope), float(intercept))
-            floors[name] = float(values.min()) * 0.5  # a line can go below zero; a run cannot
-        return cls(lines, floors)
-
-    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
-        out = []
-        for item in inputs:
-            usage = {}
-            for name, (slope, intercept) in self.lines.items():
-                value = max(slope * item.input_bytes + intercept, self.floors[name], 1e-3)
-                usage[name] = (value, value, value)
-            out.append(Prediction(_with_cost(usage, table), basis="line on input size"))
-        return out
-
-
-# ---- evaluation -------------------------------------------------------------------------------------
-
-
-def time_split(
-    runs: Sequence[Observation], test_fraction: float = TEST_FRACTION
-) -> tuple[list[Observation], list[Observation]]:
-    """Oldest runs to train on, newest to test on (at least one of each)."""
-    ordered = sorted(runs, key=lambda o: o.started_at)
-    held = max(1, round(len(ordered) * test_fraction))
-    return ordered[:-held], ordered[-held:]
-
-
-def _actual(observation: Observation, quantity: str, table: PriceTable) -> float:
-    return actual_cost(observation, table) if quantity == "cost" else float(getattr(observation, quantity))
-
-
-def evaluate(predictor: Predictor, runs: Sequence[Observation], table: PriceTable) -> dict[str, dict[str, float]]:
-    """Median and 90th-percentile relative error, and 80%-interval coverage, per reported quantity."""
-    return score(runs, predictor.predict([RunInputs.of(o) for o in runs], table), table)
-
-
-def score(
-    runs: Sequence[Observation], predictions: Sequence[Prediction], table: PriceTable
-) -> dict[str, dict[str, float]]:
-    """The metrics of `evaluate` for predictions already made, one per run."""
-    metrics: dict[str, dict[str, float]] = {}
-    for quantity in REPORTED:
-        errors, covered = [], []
-        for observation, prediction in zip(runs, predictions, strict=True):
-            actual = _actual(observation, quantity, table)
-            low, point, high = prediction.values[quantity]
-            errors.append(abs(point - actual) / actual if actual > 0 else 0.0)
-            covered.append(low <= actual <= high)
-        metrics[quantity] = {
-            "median_relative_error": float(np.median(errors)),
-            "p90_relative_error": float(np.quantile(errors, 0.9)),
-            "coverage": float(np.mean(covered)),
-        }
-    return metrics
-
-
-@dataclass(frozen=True)
-class Assessment:
-    """A model and both baselines on the same held-out runs."""
-
-    model: dict[str, dict[str, float]]
-    median_baseline: dict[str, dict[str, float]]
-    size_line_baseline: dict[str, dict[str, float]]
-    test_runs: int
-
-    @property
-    def beats_baselines(self) -> bool:
-        """Lower median relative error than both baselines, for cost and for duration."""
-        return all(
-            self.model[q]["median_relative_error"]
-            < min(self.median_baseline[q]["median_relative_error"], self.size_line_baseline[q]["median_relative_error"])
-            for q in ("cost", "wall_seconds")
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "median_baseline": self.median_baseline,
-            "size_line_baseline": self.size_line_baseline,
-            "test_runs": self.test_runs,
-            "beats_baselines": self.beats_baselines,
-        }
-
-
-def assess(
-    model: Predictor, train: Sequence[Observation], test: Sequence[Observation], table: PriceTable
-) -> Assessment:
-    return Assessment(
-        model=evaluate(model, test, table),
-        median_baseline=evaluate(MedianBaseline.fit(train), test, table),
-        size_line_baseline=evaluate(SizeLineBaseline.fit(train), test, table),
-        test_runs=len(test),
-    )
