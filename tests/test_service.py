@@ -87,3 +87,16 @@ def test_watcher_runs_in_process_until_stopped(tmp_path: Path, samples: Path) ->
 def _succeeded(platform: Platform) -> bool:
     studies = platform.status().studies
     return bool(studies) and studies[0].counts.get("SUCCEEDED", 0) == 1
+
+
+def test_resources_open_once_when_threads_race_for_them(tmp_path: Path) -> None:
+    """A Watcher thread and the API (or a test) asking for a new catalog at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for attempt in range(5):
+        platform = Platform(tmp_path / f"home-{attempt}")
+        with ThreadPoolExecutor(4) as pool:
+            catalogs = list(pool.map(lambda _, opened=platform: opened.catalog, range(4)))
+        assert all(catalog is catalogs[0] for catalog in catalogs)
+        assert platform.status().studies == []
+        platform.close()

@@ -6,6 +6,7 @@ Each is opened once, on first use, so a command pays only for what it touches.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,10 @@ class PlatformBase:
         self._catalog: Catalog | None = None
         self._runtimes: Runtimes | None = None
         self._settings: Settings | None = None
+        # One Platform may serve several threads (a Watcher beside the API or a test): each
+        # resource is opened once, by one of them (two first opens of a new SQLite catalog
+        # would both create its schema and one would find the database locked).
+        self._opening = threading.RLock()
 
     # ---- resources, opened once on first use ----------------------------------------------
 
@@ -52,9 +57,11 @@ class PlatformBase:
     def location(self) -> HomeLocation:
         """The home and how it was found (raises CatalogError when it cannot be a folder)."""
         if self._location is None:
-            from biomarkerflow.home import find_home
+            with self._opening:
+                if self._location is None:
+                    from biomarkerflow.home import find_home
 
-            self._location = find_home(self._home_option, self._env, self._cwd or Path.cwd())
+                    self._location = find_home(self._home_option, self._env, self._cwd or Path.cwd())
         return self._location
 
     @property
@@ -64,26 +71,32 @@ class PlatformBase:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            from biomarkerflow.catalog.manager import Catalog
+            with self._opening:
+                if self._catalog is None:
+                    from biomarkerflow.catalog.manager import Catalog
 
-            self._catalog = Catalog(self._catalog_url) if self._catalog_url else Catalog.for_home(self.home)
+                    self._catalog = Catalog(self._catalog_url) if self._catalog_url else Catalog.for_home(self.home)
         return self._catalog
 
     @property
     def runtimes(self) -> Runtimes:
         if self._runtimes is None:
-            from biomarkerflow.runtimes.environment import Runtimes
+            with self._opening:
+                if self._runtimes is None:
+                    from biomarkerflow.runtimes.environment import Runtimes
 
-            self._runtimes = Runtimes.for_home(self.home, progress=self._announce)
+                    self._runtimes = Runtimes.for_home(self.home, progress=self._announce)
         return self._runtimes
 
     @property
     def settings(self) -> Settings:
         """The home's settings.yaml (written with its defaults the first time)."""
         if self._settings is None:
-            from biomarkerflow.settings import load_settings
+            with self._opening:
+                if self._settings is None:
+                    from biomarkerflow.settings import load_settings
 
-            self._settings = load_settings(self.home)
+                    self._settings = load_settings(self.home)
         return self._settings
 
     def catalog_name(self) -> str:
