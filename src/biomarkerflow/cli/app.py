@@ -8,7 +8,6 @@ Exit codes: `biomarkerflow.errors.EXIT_CODES` (the README's table).
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,6 @@ app = typer.Typer(
 )
 console = make_console()
 errors = make_console(stderr=True)
-DEFAULT_WORKERS = os.cpu_count() or 1
 F = TypeVar("F", bound=Callable[..., Any])
 
 

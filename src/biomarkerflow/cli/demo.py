@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from biomarkerflow.cli.app import DEFAULT_WORKERS, WorkersOption, app, console, handled
+from biomarkerflow.cli.app import WorkersOption, app, console, handled
+from biomarkerflow.service.work import DEFAULT_WORKERS
 
 
 @app.command()

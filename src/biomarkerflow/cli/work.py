@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from biomarkerflow.cli.app import (
-    DEFAULT_WORKERS,
     ExecutorOption,
     StudyOption,
     WorkersOption,
@@ -20,6 +19,7 @@ from biomarkerflow.cli.app import (
     tell,
 )
 from biomarkerflow.errors import Category
+from biomarkerflow.service.work import DEFAULT_WORKERS
 from biomarkerflow.terminal import styled
 from biomarkerflow.terminal.work import LineProgress, print_gates, print_scan, process_with_bar
 

@@ -75,7 +75,7 @@ class CostCases(PlatformBase):
         from biomarkerflow.cost import estimate as estimating
 
         self.require_studies([study])
-        name, inputs, file_ids, files = self.study_inputs(study)
+        name, inputs, file_ids, files = estimating.study_inputs(self.catalog, study)
         if not inputs:
             done = len(self.catalog.files(study))
             return EstimateReport(f"{study}: nothing left", name, [], nothing_left=done)
@@ -89,13 +89,6 @@ class CostCases(PlatformBase):
 
         results = estimating.estimate(self.catalog, workflow, [inputs], self.settings.prices.table())
         return EstimateReport(f"one run of {workflow}", workflow, results)
-
-    def study_inputs(self, study_id: str) -> tuple[str, list[Any], list[int | None], list[str | None]]:
-        """A study's workflow id and the inputs of its files not processed yet (the workflow
-        type reads what it can from each file's header)."""
-        from biomarkerflow.cost.estimate import study_inputs
-
-        return study_inputs(self.catalog, study_id)
 
     def train_models(self, workflow: str | None = None) -> list[TrainingResult]:
         """Train a challenger per workflow; promote it only if it beats the champion."""

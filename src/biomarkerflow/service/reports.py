@@ -14,9 +14,7 @@ if TYPE_CHECKING:
     from biomarkerflow.catalog.manager import RunnerRecord, StudyStatus
     from biomarkerflow.cost.reports import CostGroup
 
-__all__ = ["COST_GROUPINGS", "CostReport", "ReportCases", "StatusReport"]
-
-COST_GROUPINGS = ("study", "workflow", "subject", "month")
+__all__ = ["CostReport", "ReportCases", "StatusReport"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +107,10 @@ class ReportCases(PlatformBase):
     def costs(self, studies: list[str] | None = None, by: str = "study") -> CostReport:
         from typing import cast
 
-        from biomarkerflow.cost.reports import Grouping, group_costs
+        from biomarkerflow.cost.reports import GROUPINGS, Grouping, group_costs
 
-        if by not in COST_GROUPINGS:
-            raise UsageError(f"--by {by}: '{by}' is not one of: {', '.join(COST_GROUPINGS)}")
+        if by not in GROUPINGS:
+            raise UsageError(f"--by {by}: '{by}' is not one of: {', '.join(GROUPINGS)}")
         self.require_studies(studies)
         groups, total = group_costs(self.catalog.cost_rows(studies), cast(Grouping, by))
         records = [g.as_dict(by) for g in groups]

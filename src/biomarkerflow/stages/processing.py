@@ -28,6 +28,7 @@ from biomarkerflow.cost.identity import workflow_id
 from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
 from biomarkerflow.engine.executor import Executor
+from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS
 from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.plugins import registry
 from biomarkerflow.results import consolidate, writer
@@ -45,7 +46,6 @@ from biomarkerflow.stages.gating import (  # noqa: F401  (plan, read_metadata, P
 )
 
 DEFAULT_HOME = Path(".biomarkerflow")
-from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
