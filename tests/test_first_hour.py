@@ -71,7 +71,7 @@ def test_version_names_platform_and_installed_skdh(tmp_path: Path) -> None:
 def test_help_shows_plain_names_not_python_types(tmp_path: Path, command: list[str]) -> None:
     result = bmf(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not re.search(r"\{[a-z_]+\}", result.stdout), result.stdout
+    assert not re.search(r"\{[A-Za-z_]+\}", result.stdout), result.stdout
     assert not re.search(r"<(str|int|float|list\[str\]|path)>", result.stdout), result.stdout
 
 

@@ -124,19 +124,18 @@ def _print_traceback() -> None:
 
 
 def _plain_argument_help() -> None:
-    """Arguments in --help as a scientist reads them: `SQL`, `CONFIG...`.
+    """Arguments in the usage line as a scientist reads them: `SQL`, `[CONFIG]...`.
 
-    Typer 0.29 prints them as `{sql}` in the usage line and adds their Python type
-    (`<list[str]>`); options already show their metavar.
+    Typer prints a required argument as `{SQL}`, which reads as a set or a template.
     """
     from typer.core import TyperArgument
 
-    def usage_name(self: TyperArgument) -> str:
-        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
-        return name + ("..." if self.nargs != 1 else "")
+    def usage_pieces(self: TyperArgument, ctx: object) -> list[str]:
+        name = self.metavar or (self.name or "").upper()
+        name = name if self.required else f"[{name}]"
+        return [name + ("..." if self.nargs != 1 else "")]
 
-    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
-    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+    TyperArgument.get_usage_pieces = usage_pieces  # type: ignore[method-assign]
 
 
 _plain_argument_help()
