@@ -1,18 +1,18 @@
 """Cost-model accuracy on a real history: real studies through the platform, then a
-time-ordered held-out test per workflow (issue 5).
+time-ordered held-out test per pipeline (issue 5).
 
     .venv/bin/python benchmarks/bench_costs.py [--files 40] [--batches 4] [--workers 2]
 
-1. Three workflows over the same synthetic GENEActiv wrist recordings of 1 to 14 days
+1. Three pipelines over the same synthetic GENEActiv wrist recordings of 1 to 14 days
    at 10 to 20 Hz (random per file): the full wrist pipeline (wear, sleep, activity),
    activity without sleep, and wear detection alone.
 2. The files arrive in batches, as in a trial: each batch is copied in, then one
    `biomarkerflow run --workers N` scans and processes it. So the run history's time
    order is arrival order (within a batch the platform runs the largest files first).
-3. Per workflow: the oldest 80% of its runs train a model, the newest 20% test it, and
+3. Per pipeline: the oldest 80% of its runs train a model, the newest 20% test it, and
    both baselines (median, straight line on input size) are scored on the same runs:
    median and P90 relative error of cost and duration, and 80%-interval coverage.
-   Coverage is also pooled over the workflows (more runs, less granular).
+   Coverage is also pooled over the pipelines (more runs, less granular).
 4. Rolling origin: every run from the 11th on is predicted by a model trained on the
    runs that had finished before it started (many more test runs than one split).
 5. Both also score the model asked as `estimate --study` asks it: size, type, and the
@@ -63,7 +63,7 @@ from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin  # n
 CALIBRATE = "- CalibrateAccelerometer: {min_hours: 24}\n"
 DAYS = "- GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}\n"
 WEAR = "- AccelThresholdWearDetection: {}\n"
-WORKFLOWS = {
+PIPELINES = {
     "wrist-full": CALIBRATE + DAYS + WEAR + "- Sleep: {day_window: [12, 24]}\n"
     "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
     "wrist-activity": CALIBRATE + DAYS + WEAR + "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
@@ -164,7 +164,7 @@ def rolling_origin(runs: Sequence[Observation], table: PriceTable, first: int = 
         history = [o for o in ordered if o.started_at + timedelta(seconds=o.wall_seconds) <= run.started_at]
         if len(history) < first:
             continue
-        model = CostModel.fit(run.workflow, history)
+        model = CostModel.fit(run.pipeline, history)
         inputs = [RunInputs.of(run)]
         tested.append(run)
         predicted["model"] += model.predict(inputs, table)
@@ -180,15 +180,15 @@ def rolling_origin(runs: Sequence[Observation], table: PriceTable, first: int = 
 def report(catalog: Catalog) -> dict[str, Any]:
     table = BUILT_IN_TABLES[DEFAULT_TABLE]
     out: dict[str, Any] = {}
-    for workflow in catalog.workflows_with_history():
-        runs = catalog.observations(workflow)
+    for pipeline in catalog.pipelines_with_history():
+        runs = catalog.observations(pipeline)
         train, test = time_split(runs)
-        model = CostModel.fit(workflow, train)
+        model = CostModel.fit(pipeline, train)
         assessment = assess(model, train, test, table)
         as_estimated = evaluate(AsEstimated(model), test, table)
-        study = next((r.study_id for r in catalog.runs() if r.workflow == workflow), workflow)
+        study = next((r.study_id for r in catalog.runs() if r.pipeline == pipeline), pipeline)
         out[study] = {
-            "workflow": workflow,
+            "pipeline": pipeline,
             "runs": len(runs),
             "model_kind": model.describe(),
             "input_mb": [round(min(o.input_bytes for o in runs) / 1e6), round(max(o.input_bytes for o in runs) / 1e6)],
@@ -211,7 +211,7 @@ def pooled_coverage(results: dict[str, Any], key: str | None = None) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--files", type=int, default=40, help="recordings (each runs through every workflow)")
+    parser.add_argument("--files", type=int, default=40, help="recordings (each runs through every pipeline)")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
@@ -221,7 +221,7 @@ def main() -> None:
     if args.report_only:
         previous = json.loads(OUT.read_text()) if OUT.exists() else {}
         for name in ("files", "batches", "workers"):  # as the history was made, not this call's defaults
-            setattr(args, name, previous.get(f"{name}_per_workflow" if name == "files" else name))
+            setattr(args, name, previous.get(f"{name}_per_pipeline" if name == "files" else name))
         write_summary(Catalog.for_home(args.report_only / "home"), args, previous.get("processing_seconds"))
         return
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-costs-"))
@@ -229,7 +229,7 @@ def main() -> None:
     started = time.perf_counter()
     shared = make_recordings(root / "recordings", args.files, args.seed)
     recordings = {}
-    for name, steps in WORKFLOWS.items():
+    for name, steps in PIPELINES.items():
         (root / "studies" / f"{name}.yaml").write_text(study_config(name, steps))
         recordings[name] = shared
     print(f"wrote {args.files} recordings in {time.perf_counter() - started:.0f} s", flush=True)
@@ -244,12 +244,12 @@ def write_summary(catalog: Catalog, args: argparse.Namespace, processing_seconds
     results = report(catalog)
     summary = {
         "machine": machine(),
-        "files_per_workflow": args.files,
+        "files_per_pipeline": args.files,
         "batches": args.batches,
         "workers": args.workers,
         "processing_seconds": processing_seconds,
         "price_table": DEFAULT_TABLE,
-        "workflows": results,
+        "pipelines": results,
         "pooled_coverage": pooled_coverage(results),
         "pooled_coverage_rolling_origin": pooled_coverage(results, "rolling_origin"),
     }

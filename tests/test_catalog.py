@@ -254,7 +254,7 @@ FACADE = {
     "claims": ("claim", "renew_leases", "release", "expire_leases"),
     "runs": ("start_run", "finish_run", "runs", "get_run", "current_results", "status"),
     "workers": ("register_runner", "beat", "unregister_runner", "live_runners"),
-    "history": ("cost_rows", "add_imported_runs", "observations", "workflows_with_history"),
+    "history": ("cost_rows", "add_imported_runs", "observations", "pipelines_with_history"),
     "cost models": ("cost_models", "champion_model", "next_model_version", "record_cost_model", "last_training_at"),
     "estimates": ("log_estimates", "estimates"),
 }

@@ -69,7 +69,7 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
     engine.dispose()
     with sqlite3.connect(database) as raw:
         # The runs table as issue 2 made it: without the columns later migrations add.
-        later = ("lock_hash", "workflow", "cost", "currency", "price_table", "capacity", "billed_seconds")
+        later = ("lock_hash", "pipeline", "cost", "currency", "price_table", "capacity", "billed_seconds")
         for column in (*later, "vcpus", "memory_gb", "failed_step", "traceback", "notices", "facts"):
             raw.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         for column in ("recording_seconds", "sample_rate_hz"):  # in issue 2's runs, moved into facts since
@@ -144,5 +144,93 @@ def test_migration_0006_moves_recording_facts_into_the_facts_column(tmp_path: Pa
             command.downgrade(_alembic(connection), "0005")  # and back, values kept
             rows = connection.execute(text("SELECT id, recording_seconds, sample_rate_hz FROM runs ORDER BY id"))
             assert sorted(rows) == [("both", 86400.0, 50.0), ("none", None, None), ("rate", None, 25.0)]
+            command.upgrade(_alembic(connection), "head")
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0007_renames_the_cost_key_workflow_to_pipeline(tmp_path: Path, backend: str) -> None:
+    """Runs, imported runs, cost models and estimates recorded under `workflow` are found under `pipeline`."""
+    key = "skdh-0.17.18-5c1e0a9b"
+    with catalog_url(backend, tmp_path) as url:
+        Catalog(url).close()
+        engine = create_engine(sqlalchemy_url(url))
+        with engine.begin() as connection:
+            command.downgrade(_alembic(connection), "0006")  # a catalog as issue 15 left it
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO studies VALUES ('s', 's.yaml', 'abc', '{}', '/out', '/data', 0, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO files (id, study_id, url, relative_path, size, fingerprint, fingerprint_seen_at, "
+                    "state, attempts, discovered_at, updated_at) VALUES (1, 's', '/data/a.bin', 'a.bin', 10, 'f', "
+                    "'2026-01-01', 'SUCCEEDED', 1, '2026-01-01', '2026-01-01')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO runs (id, file_id, study_id, attempt, worker, config_sha256, input_fingerprint, "
+                    "started_at, finished_at, outcome, wall_seconds, workflow) VALUES ('r1', 1, 's', 1, 'w', 'c', "
+                    "'f', '2026-01-01', '2026-01-01', 'succeeded', 12.0, :key)"
+                ),
+                {"key": key},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO imported_runs (workflow, started_at, input_bytes, output_bytes, wall_seconds, "
+                    "cpu_seconds, peak_rss_bytes, source, imported_at) VALUES (:key, '2025-12-01', 10, 1, 5.0, "
+                    "4.0, 100, 'old.csv:2', '2026-01-01')"
+                ),
+                {"key": "skdh-0.17.17-00000000"},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO cost_models (workflow, version, status, path, created_at, trained_from, trained_to, "
+                    "train_runs, test_runs, metrics) VALUES (:key, 1, 'champion', '/m/v1.pkl', '2026-01-02', "
+                    "'2025-12-01', '2026-01-01', 5, 1, '{}')"
+                ),
+                {"key": key},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO cost_estimates (at, workflow, model_id, file_id, inputs, predicted) "
+                    "VALUES ('2026-01-02', :key, 1, 1, '{}', '{}')"
+                ),
+                {"key": key},
+            )
+        with engine.begin() as connection:
+            command.upgrade(_alembic(connection), "head")
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            indexes = {i["name"] for i in inspect(connection).get_indexes("imported_runs")}
+            assert "ix_imported_runs_pipeline" in indexes and "ix_imported_runs_workflow" not in indexes
+            unique = inspect(connection).get_unique_constraints("cost_models")
+            assert [u["column_names"] for u in unique] == [["pipeline", "version"]]
+            if backend == "postgresql":
+                assert [u["name"] for u in unique] == ["cost_models_pipeline_version_key"]
+            for table in ("runs", "imported_runs", "cost_models", "cost_estimates"):
+                columns = {c["name"] for c in inspect(connection).get_columns(table)}
+                assert "pipeline" in columns and "workflow" not in columns, table
+        engine.dispose()
+        catalog = Catalog(url)
+        assert [r.pipeline for r in catalog.runs("s")] == [key]
+        assert sorted(catalog.pipelines_with_history()) == ["skdh-0.17.17-00000000", key]
+        assert [o.pipeline for o in catalog.observations("skdh-0.17.17-00000000")] == ["skdh-0.17.17-00000000"]
+        champion = catalog.champion_model(key)
+        assert champion is not None and champion.pipeline == key and champion.version == 1
+        assert catalog.next_model_version(key) == 2
+        assert [e.pipeline for e in catalog.estimates(key)] == [key]
+        assert [row.pipeline for row in catalog.cost_rows(["s"])] == [key]
+        catalog.close()
+        engine = create_engine(sqlalchemy_url(url))
+        with engine.begin() as connection:
+            command.downgrade(_alembic(connection), "0006")  # and back, values kept
+            for table in ("runs", "cost_models", "cost_estimates"):
+                assert connection.execute(text(f"SELECT workflow FROM {table}")).scalars().all() == [key], table
+            indexes = {i["name"] for i in inspect(connection).get_indexes("imported_runs")}
+            assert "ix_imported_runs_workflow" in indexes
             command.upgrade(_alembic(connection), "head")
         engine.dispose()

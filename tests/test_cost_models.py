@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import pickle
 import random
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
 from biomarkerflow.cost.estimate import MemoryRequests, estimate
 from biomarkerflow.cost.history import Observation, parse_history_csv
-from biomarkerflow.cost.identity import workflow_id
+from biomarkerflow.cost.identity import pipeline_id
 from biomarkerflow.cost.model import FEATURE_SETS, Affine, CostModel, Features, RunInputs
 from biomarkerflow.cost.prices import BUILT_IN_TABLES
 from biomarkerflow.cost.registry import training_due
@@ -32,13 +33,13 @@ from tests.test_costs import gait_study
 from tests.test_headers import record
 
 TABLE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
-HEADER = "workflow,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes"
+HEADER = "pipeline,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes"
 START = datetime(2026, 1, 1)
 MB_PER_DAY = 55e6  # a 50 Hz wrist recording, about
 
 
 def history(
-    workflow: str, runs: int, *, slower: float = 1.0, noise: float = 0.03, start: datetime = START, seed: int = 3
+    pipeline: str, runs: int, *, slower: float = 1.0, noise: float = 0.03, start: datetime = START, seed: int = 3
 ) -> list[Observation]:
     """Runs of 1-14 day recordings whose cost grows as a power of their length (like SKDH's)."""
     rng = random.Random(seed)
@@ -49,7 +50,7 @@ def history(
         wall = slower * (8 + 14 * days**1.3) * rng.uniform(1 - noise, 1 + noise)
         out.append(
             Observation(
-                workflow=workflow,
+                pipeline=pipeline,
                 started_at=start + timedelta(hours=i),
                 input_bytes=size,
                 output_bytes=int(days * 40_000),
@@ -66,7 +67,7 @@ def as_csv(rows: list[Observation]) -> str:
     lines = [HEADER + ",duration_seconds_of_data"]
     for o in rows:
         lines.append(
-            f"{o.workflow},{o.started_at.isoformat()}Z,{o.input_bytes},{o.output_bytes},{o.wall_seconds:.3f},"
+            f"{o.pipeline},{o.started_at.isoformat()}Z,{o.input_bytes},{o.output_bytes},{o.wall_seconds:.3f},"
             f"{o.cpu_seconds:.3f},{o.peak_rss_bytes},{o.recording_seconds}"
         )
     return "\n".join(lines) + "\n"
@@ -108,7 +109,7 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good(tmp_path: Path) -> N
             "w-a,2026-01-02T00:00:00,12.5,10,5,5,100,",  # line 5: bytes must be whole
             "w-a,2026-01-02T00:00:00,1000,10,-4,5,100,",  # line 6: negative seconds
             "",
-            ",2026-01-02T00:00:00,1000,10,5,5,100,",  # line 8: no workflow
+            ",2026-01-02T00:00:00,1000,10,5,5,100,",  # line 8: no pipeline
             "w-a,2026-01-02T00:00:00,1000,10,5,5,100,3600,surplus",  # line 9: one field too many
             good[3],
         ]
@@ -122,8 +123,8 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good(tmp_path: Path) -> N
     assert "started_at is not an ISO date/time" in skipped[0]
     assert "input_bytes must be a whole number" in skipped[1]
     assert "wall_seconds must be a number of 0 or more" in skipped[2]
-    assert "workflow is empty" in skipped[3]
-    assert "imported 3 run(s) of 1 workflow(s); skipped 5 bad row(s)" in result.stdout
+    assert "pipeline is empty" in skipped[3]
+    assert "imported 3 run(s) of 1 pipeline(s); skipped 5 bad row(s)" in result.stdout
     catalog = Catalog.for_home(tmp_path / "home")
     imported = catalog.observations("w-a")
     assert len(imported) == 3
@@ -132,16 +133,31 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good(tmp_path: Path) -> N
 
 def test_import_refuses_a_file_without_the_required_columns(tmp_path: Path) -> None:
     csv_file = tmp_path / "past.csv"
-    csv_file.write_text("workflow,started_at,input_bytes\nw,2026-01-01,5\n")
+    csv_file.write_text("pipeline,started_at,input_bytes\nw,2026-01-01,5\n")
     result = cli(tmp_path / "home", "models", "import-history", str(csv_file))
     assert result.returncode == 2
     assert "line 1: missing column(s) output_bytes, wall_seconds, cpu_seconds, peak_rss_bytes" in result.stderr
     assert Catalog.for_home(tmp_path / "home").observations() == []
 
 
+def test_import_reads_files_that_call_the_pipeline_column_workflow(tmp_path: Path) -> None:
+    """History files written before the pipeline had its own name still import."""
+    old = as_csv(history("w-old", 3)).replace("pipeline,", "workflow,", 1)
+    assert old.startswith("workflow,started_at,")
+    csv_file = tmp_path / "old.csv"
+    csv_file.write_text(old)
+    result = cli(tmp_path / "home", "models", "import-history", str(csv_file))
+    assert result.returncode == 0, result.stderr
+    assert "imported 3 run(s) of 1 pipeline(s); skipped 0 bad row(s)" in result.stdout
+    assert [o.pipeline for o in Catalog.for_home(tmp_path / "home").observations("w-old")] == ["w-old"] * 3
+    # With both columns, `pipeline` is the key (an extra `workflow` column is ignored like any other).
+    both = parse_history_csv("workflow," + as_csv(history("w-new", 1)).replace("\n", "\nskdh,", 1))
+    assert [row.pipeline for _, row in both.rows] == ["w-new"] and both.problems == []
+
+
 def test_parsing_accepts_optional_columns_in_any_order() -> None:
     parsed = parse_history_csv(
-        "machine,cost,workflow,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes\n"
+        "machine,cost,pipeline,started_at,input_bytes,output_bytes,wall_seconds,cpu_seconds,peak_rss_bytes\n"
         "m5.large,0.02,w,2026-03-01T14:05:00+01:00,10,1,2.5,2,100\n"
     )
     ((line, row),) = parsed.rows
@@ -157,12 +173,14 @@ def test_with_fewer_than_five_runs_it_says_so_instead_of_guessing(tmp_path: Path
     csv_file.write_text(as_csv(history("w-small", 4)))
     assert cli(home, "models", "import-history", str(csv_file)).returncode == 0
 
-    result = cli(home, "estimate", "--workflow", "w-small", "--input-size", "300MB")
-    assert result.returncode == 4  # no model for the workflow yet: "not found", as the README's table says
-    assert "only 4 past run(s) of workflow w-small; estimates need at least 5" in result.stdout
+    result = cli(home, "estimate", "--pipeline", "w-small", "--input-size", "300MB")
+    assert result.returncode == 4  # no model for the pipeline yet: "not found", as the README's table says
+    assert "only 4 past run(s) of pipeline w-small; estimates need at least 5" in result.stdout
     assert "$" not in result.stdout  # no number given
-    trained = cli(home, "models", "train", "--workflow", "w-small")
+    trained = cli(home, "models", "train", "--pipeline", "w-small")
     assert "refused" in trained.stdout and "training needs at least 6" in trained.stdout
+    old_name = cli(home, "models", "train", "--workflow", "w-small")  # the option's old name
+    assert old_name.returncode == 0 and old_name.stdout == trained.stdout
     assert Catalog.for_home(home).cost_models() == []
 
 
@@ -226,12 +244,12 @@ def test_beyond_the_largest_run_trees_hand_over_to_a_kind_that_follows_the_trend
 
 
 def _install_champion(catalog: Catalog, home: Path, model: CostModel) -> None:
-    """Make `model` the workflow's champion, as a promotion would."""
-    version = catalog.next_model_version(model.workflow)
-    path = registry.models_folder(home) / model.workflow / f"v{version}.pkl"
+    """Make `model` the pipeline's champion, as a promotion would."""
+    version = catalog.next_model_version(model.pipeline)
+    path = registry.models_folder(home) / model.pipeline / f"v{version}.pkl"
     registry.save_model(model, path)
     catalog.record_cost_model(
-        model.workflow,
+        model.pipeline,
         version=version,
         promote=True,
         path=str(path),
@@ -254,6 +272,24 @@ def test_a_model_file_of_an_older_format_is_not_used(tmp_path: Path, caplog: pyt
     assert "written by an older biomarkerflow: run `biomarkerflow models train`" in caplog.text
     (result,) = estimate(catalog, "w", [RunInputs(input_bytes=10**8)], TABLE)
     assert result.prediction is None  # no number from a model that cannot be read as it was meant
+
+
+def test_a_model_file_from_before_the_rename_still_loads(tmp_path: Path) -> None:
+    """Model files pickled when the pipeline was called `workflow` keep answering."""
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    model = CostModel.fit("w", history("w", 12))
+    state = dict(vars(model))
+    state["workflow"] = state.pop("pipeline")
+    old = CostModel.__new__(CostModel)
+    old.__dict__.update(state)  # as unpickled from an old file, before __setstate__ maps it
+    _install_champion(catalog, home, model)
+    path = Path(catalog.cost_models("w")[0].path)
+    path.write_bytes(pickle.dumps(old))
+    found = registry.champion(catalog, "w")
+    assert found is not None and found[1].pipeline == "w" and not hasattr(found[1], "workflow")
+    (result,) = estimate(catalog, "w", [RunInputs(input_bytes=10**8)], TABLE)
+    assert result.prediction is not None
 
 
 def test_a_first_model_that_beats_the_baselines_is_promoted(
@@ -292,7 +328,7 @@ def test_a_worse_challenger_is_not_promoted_and_a_notification_is_sent(
     assert versions == {1: "champion", 2: "rejected"}
     assert catalog.champion_model("w").version == 1  # type: ignore[union-attr]
     (notice,) = received
-    assert notice["event"] == "model-not-promoted" and notice["workflow"] == "w"
+    assert notice["event"] == "model-not-promoted" and notice["pipeline"] == "w"
     assert notice["challenger_version"] == 2
 
     shown = cli(home, "models", "show", "w", "--version", "2")
@@ -317,6 +353,15 @@ def test_a_better_challenger_replaces_the_champion(
     assert received == []
     listed = cli(home, "models", "list")
     assert "w v2 (champion)" in listed.stdout and "w v1 (retired)" in listed.stdout
+    as_json = json.loads(cli(home, "models", "list", "--pipeline", "w", "--json").stdout)
+    assert [(m["pipeline"], m["version"]) for m in as_json] == [("w", 1), ("w", 2)]
+    assert "workflow" not in as_json[0]
+    # `--workflow`, the option's old name, still works and means the same.
+    assert (
+        cli(home, "models", "list", "--workflow", "w", "--json").stdout
+        == cli(home, "models", "list", "--pipeline", "w", "--json").stdout
+    )
+    assert json.loads(cli(home, "models", "list", "--workflow", "other", "--json").stdout) == []
 
 
 def test_training_schedule() -> None:
@@ -336,11 +381,11 @@ def test_estimate_for_a_study_is_logged_and_paired_with_its_runs(
     catalog = gait_study(tmp_path, samples)
     study = catalog.get_study("gait")
     assert study is not None
-    workflow = workflow_id(StudyConfig.model_validate(study.config), "0.17.18")
-    past = history(workflow, 30)
+    pipeline = pipeline_id(StudyConfig.model_validate(study.config), "0.17.18")
+    past = history(pipeline, 30)
     catalog.add_imported_runs([("test", o) for o in past])
     home = tmp_path / "home"
-    assert registry.train(catalog, workflow, home, TABLE).decision == "promoted"
+    assert registry.train(catalog, pipeline, home, TABLE).decision == "promoted"
 
     result = cli(home, "estimate", "--study", "gait", "--json")
     assert result.returncode == 0, result.stderr
@@ -356,22 +401,26 @@ def test_estimate_for_a_study_is_logged_and_paired_with_its_runs(
         low, point, high = (e["estimate"]["cost"][k] for k in ("low", "point", "high"))
         assert 0 < low <= point <= high
         assert e["extrapolating"] is True  # minutes-long files, far below the 1-14 day history
-        assert e["workflow"] == workflow and e["model_version"] == 1
+        assert e["pipeline"] == pipeline and e["model_version"] == 1
     table = cli(home, "estimate", "--study", "gait")
     assert "total for 2 of 2 file(s)" in table.stdout and "extrapolating" in table.stdout
     assert "at 200 Hz" in table.stdout
-    assert len(catalog.estimates(workflow)) == 4  # every estimate given is kept
+    assert len(catalog.estimates(pipeline)) == 4  # every estimate given is kept
 
     info = process(catalog, executor)
     assert info.succeeded == 2
-    pairs = catalog.estimates(workflow, with_actual=True)
+    pairs = catalog.estimates(pipeline, with_actual=True)
     assert len(pairs) == 2  # the newest estimate of each file met its run
     runs = {r.id: r for r in catalog.runs("gait")}
     for pair in pairs:
         assert pair.actual and pair.actual["wall_seconds"] == runs[pair.run_id or ""].wall_seconds
     report = cli(home, "models", "report", "--json")
-    figures = json.loads(report.stdout)[workflow]
+    figures = json.loads(report.stdout)[pipeline]
     assert figures["pairs"] == 2 and set(figures["quantities"]) == {"cost", "wall_seconds", "peak_rss_bytes"}
+    only = cli(home, "models", "report", "--pipeline", pipeline, "--json")
+    assert json.loads(only.stdout) == {pipeline: figures}
+    assert cli(home, "models", "report", "--workflow", pipeline, "--json").stdout == only.stdout  # the old name
+    assert json.loads(cli(home, "models", "report", "--workflow", "other", "--json").stdout) == {}
 
 
 def test_a_single_run_estimate_with_units_and_extrapolation(tmp_path: Path) -> None:
@@ -379,19 +428,23 @@ def test_a_single_run_estimate_with_units_and_extrapolation(tmp_path: Path) -> N
     catalog = Catalog.for_home(home)
     catalog.add_imported_runs([("test", o) for o in history("w", 30)])
     assert registry.train(catalog, "w", home, TABLE).decision == "promoted"
-    inside = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "7d", "--json")
+    inside = cli(home, "estimate", "--pipeline", "w", "--input-size", "385MB", "--duration", "7d", "--json")
     (single,) = json.loads(inside.stdout)["estimates"]
     assert single["inputs"]["input_bytes"] == 385_000_000 and single["inputs"]["recording_seconds"] == 604_800
     assert single["extrapolating"] is False
     # 7 days of the history's law: 8 + 14 x 7^1.3 = about 175 s
     assert 140 < single["estimate"]["wall_seconds"]["point"] < 215
-    table = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "7d")
+    table = cli(home, "estimate", "--pipeline", "w", "--input-size", "385MB", "--duration", "7d")
     assert "385.0 MB" in table.stdout  # the size echoed in the units it was given in
-    outside = cli(home, "estimate", "--workflow", "w", "--input-size", "5GB", "--json")
+    old_name = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "7d", "--json")
+    assert old_name.returncode == 0, old_name.stderr
+    assert json.loads(old_name.stdout)["estimates"][0]["estimate"] == single["estimate"]
+    assert json.loads(old_name.stdout)["estimates"][0]["pipeline"] == "w"
+    outside = cli(home, "estimate", "--pipeline", "w", "--input-size", "5GB", "--json")
     assert json.loads(outside.stdout)["estimates"][0]["extrapolating"] is True
-    longer = cli(home, "estimate", "--workflow", "w", "--input-size", "385MB", "--duration", "30d", "--json")
+    longer = cli(home, "estimate", "--pipeline", "w", "--input-size", "385MB", "--duration", "30d", "--json")
     assert json.loads(longer.stdout)["estimates"][0]["extrapolating"] is True  # the size fits, the length does not
-    bad = cli(home, "estimate", "--workflow", "w", "--input-size", "two gigs")
+    bad = cli(home, "estimate", "--pipeline", "w", "--input-size", "two gigs")
     assert bad.returncode == 2 and "'two gigs' is not an amount like 2GB" in bad.stderr
 
 
@@ -400,7 +453,7 @@ def test_estimates_without_a_model_name_the_fix(tmp_path: Path) -> None:
     catalog.add_imported_runs([("test", o) for o in history("w", 12)])
     (result,) = estimate(catalog, "w", [RunInputs(input_bytes=10**8)], TABLE)
     assert result.prediction is None
-    assert result.refusal and "models train --workflow w" in result.refusal
+    assert result.refusal and "models train --pipeline w" in result.refusal
 
 
 def catalogued_file(path: Path, size: int) -> FileRecord:

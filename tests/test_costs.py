@@ -141,8 +141,8 @@ def test_every_finished_run_is_charged_under_the_table_in_force(
         assert run.cost and run.cost > 0
         assert (run.price_table, run.capacity, run.currency) == ("lab", "spot", "USD")
         assert run.billed_seconds == expected.billed_seconds >= 10
-        assert run.workflow and run.workflow.startswith("skdh-0.17.18-")
-    assert len({r.workflow for r in catalog.runs("gait")}) == 1  # one pipeline, one workflow
+        assert run.pipeline and run.pipeline.startswith("skdh-0.17.18-")
+    assert len({r.pipeline for r in catalog.runs("gait")}) == 1  # one study, one pipeline
 
 
 # ---- reports ----------------------------------------------------------------------------------------
@@ -185,9 +185,14 @@ def test_costs_command_reports_what_the_catalog_holds(tmp_path: Path, samples: P
     assert report["total"]["cost"] == pytest.approx(sum(r.cost or 0 for r in runs), abs=1e-6)
     assert report["total"]["runs"] == 2 and report["total"]["currency"] == "USD"
 
-    as_csv = cli(home, "costs", "--by", "workflow", "--format", "csv")
+    as_csv = cli(home, "costs", "--by", "pipeline", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert [r["workflow"] for r in rows] == [runs[0].workflow, "total"]
+    assert [r["pipeline"] for r in rows] == [runs[0].pipeline, "total"]
+    # `workflow` is the pipeline's old name: still accepted, and reported as `pipeline`.
+    for output_format in ("csv", "json", "table"):
+        old = cli(home, "costs", "--by", "workflow", "--format", output_format)
+        assert old.returncode == 0, old.stderr
+        assert old.stdout == cli(home, "costs", "--by", "pipeline", "--format", output_format).stdout
 
     table = cli(home, "costs")
     assert table.returncode == 0 and "gait" in table.stdout and "per subject-day" in table.stdout

@@ -125,9 +125,11 @@ def test_markup_looking_text_is_printed_literally(tmp_path: Path) -> None:
         (["status", "--study", "nope"], 4, "no study 'nope' in the catalog"),
         (["query", "--study", "nope", "SELECT 1"], 4, "no study 'nope' in the catalog"),
         (["costs", "--by", "planet"], 2, "'planet' is not one of"),
-        (["estimate", "--workflow", "wf-new", "--input-size", "1GB"], 4, "no estimate: only 0 past run(s)"),
-        (["estimate", "--workflow", "wf-new", "--input-size", "lots"], 2, "'lots' is not an amount like 2GB"),
-        (["models", "show", "wf-new"], 4, "no cost model of workflow 'wf-new'"),
+        (["estimate", "--pipeline", "p-new", "--input-size", "1GB"], 4, "no estimate: only 0 past run(s)"),
+        (["estimate", "--pipeline", "p-new", "--input-size", "lots"], 2, "'lots' is not an amount like 2GB"),
+        (["estimate", "--workflow", "p-new", "--input-size", "1GB"], 4, "no estimate: only 0 past run(s)"),
+        (["estimate", "--pipeline", "p-new", "--workflow", "p-old", "--input-size", "1GB"], 2, "disagree"),
+        (["models", "show", "p-new"], 4, "no cost model of pipeline 'p-new'"),
         (["lineage", "no/such/file.parquet"], 2, "no/such/file.parquet"),
         (["validate", "no-such.yaml"], 2, "no-such.yaml"),
         (["run", "--configs", "nothere"], 2, "--configs nothere: no such folder or file"),
@@ -136,7 +138,7 @@ def test_markup_looking_text_is_printed_literally(tmp_path: Path) -> None:
         (["process", "--dry-run", "--study", "nope"], 4, "no study 'nope' in the catalog"),
         (["costs", "--study", "nope"], 4, "no study 'nope' in the catalog"),
         (["estimate", "--study", "nope"], 4, "no study 'nope' in the catalog"),
-        (["estimate"], 2, "give either --study or --workflow"),
+        (["estimate"], 2, "give either --study or --pipeline"),
         (["runtimes", "build"], 2, "name study configs or --package"),
         (["runtimes", "list"], 0, ""),
         (["runtimes", "prune", "--dry-run"], 0, "runtime(s) would remove"),
@@ -223,7 +225,7 @@ def test_estimate_for_a_study_with_nothing_left_says_so(queryable: tuple[Path, P
     result = bmf("estimate", "--study", STUDY, cwd=root, home=home)
     assert result.returncode == 0, result.stderr
     assert f"{STUDY}: all 1 file(s) are processed or running; nothing left to estimate" in result.stdout
-    assert "biomarkerflow estimate --workflow skdh-0.17.18-" in result.stdout
+    assert "biomarkerflow estimate --pipeline skdh-0.17.18-" in result.stdout
 
 
 def test_status_does_not_import_the_heavy_libraries(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Workflow 2 in-process: requirement gating on files arriving, and a worker killed mid-job."""
+"""Stage 2 (processing) in-process: requirement gating on files arriving, and a worker killed mid-job."""
 
 from __future__ import annotations
 

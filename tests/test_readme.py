@@ -226,17 +226,17 @@ def given_old_study(context: Context) -> None:
 
 
 def given_history(context: Context) -> None:
-    """old-platform-runs.csv: 30 past runs of each workflow the block names, and of trial-b's (so
+    """old-platform-runs.csv: 30 past runs of each pipeline the block names, and of trial-b's (so
     that `estimate --study trial-b` has a model too), as tests/test_cost_models.py makes them."""
     from biomarkerflow.config.schema import StudyConfig
-    from biomarkerflow.cost.identity import workflow_id
+    from biomarkerflow.cost.identity import pipeline_id
     from tests.test_cost_models import as_csv, history
 
-    named = re.findall(r"--workflow\s+(\S+)", context.block.text)
-    assert named, "the block names no --workflow"
+    named = re.findall(r"--pipeline\s+(\S+)", context.block.text)
+    assert named, "the block names no --pipeline"
     config = StudyConfig.model_validate(yaml.safe_load((context.folder / "trial-b" / "trial-b.yaml").read_text()))
-    trial_b = workflow_id(config, config.pipeline.package.split("==")[1])
-    runs = [run for workflow in dict.fromkeys([*named, trial_b]) for run in history(workflow, 30)]
+    trial_b = pipeline_id(config, config.pipeline.package.split("==")[1])
+    runs = [run for pipeline in dict.fromkeys([*named, trial_b]) for run in history(pipeline, 30)]
     (context.folder / "old-platform-runs.csv").write_text(as_csv(runs))
 
 
@@ -253,7 +253,7 @@ def given_trial_b(context: Context) -> None:
 
 GIVEN: dict[str, Callable[[Context], None]] = {
     "studies/old-study.yaml": given_old_study,
-    "study trial-b": given_trial_b,  # name it before old-platform-runs.csv, which needs its workflow
+    "study trial-b": given_trial_b,  # name it before old-platform-runs.csv, which needs its pipeline
     "old-platform-runs.csv": given_history,
 }
 

@@ -178,7 +178,7 @@ def _assert_lineage(root: Path, catalog: Catalog) -> None:
 
 
 def _assert_costs(catalog: Catalog, *, runs: int) -> None:
-    groups, total = group_costs(catalog.cost_rows([STUDY]), "workflow")
+    groups, total = group_costs(catalog.cost_rows([STUDY]), "pipeline")
     (group,) = groups
     assert group.key.startswith("csv-stats-0.1.0-")
     assert (group.runs, group.failed_runs, len(group.subjects)) == (runs, 0, 3)
@@ -189,14 +189,14 @@ def _assert_estimates(root: Path, catalog: Catalog, configs: Path, checks: Runti
     new = {"S04_a.csv": _csv(40, 3), "S04_b.csv": _csv(60, 4)}
     _workspace(root, {"S01": "lab-a", "S02": "lab-b", "S03": "lab-c", "S04": "lab-d"}, new)
     _scan(catalog, configs, checks)
-    workflow, inputs, file_ids, names = study_inputs(catalog, STUDY)
+    pipeline, inputs, file_ids, names = study_inputs(catalog, STUDY)
     assert sorted(n or "" for n in names) == sorted(new)
-    assert len(catalog.observations(workflow)) == len(FILES) >= MIN_RUNS  # the [x, y] runs only
-    (trained,) = cost_registry.train_all(catalog, root / "home", TABLE, workflow=workflow)
+    assert len(catalog.observations(pipeline)) == len(FILES) >= MIN_RUNS  # the [x, y] runs only
+    (trained,) = cost_registry.train_all(catalog, root / "home", TABLE, pipeline=pipeline)
     assert trained.decision in ("promoted", "kept"), trained.message  # it learned from this type's runs
-    if cost_registry.champion(catalog, workflow) is None:  # a few tiny runs may not beat the baselines
-        _install_champion(catalog, root / "home", cost_registry.load_model(catalog.cost_models(workflow)[-1]))
-    estimates = estimate(catalog, workflow, inputs, TABLE, file_ids=file_ids, files=names)
+    if cost_registry.champion(catalog, pipeline) is None:  # a few tiny runs may not beat the baselines
+        _install_champion(catalog, root / "home", cost_registry.load_model(catalog.cost_models(pipeline)[-1]))
+    estimates = estimate(catalog, pipeline, inputs, TABLE, file_ids=file_ids, files=names)
     assert all(e.prediction is not None and e.prediction.point("cost") > 0 for e in estimates)
     assert {e.inputs.input_bytes for e in estimates} == {len(t) for t in new.values()}
 

@@ -8,7 +8,7 @@
     ├── StorageError              a location cannot be listed/read/written  unavailable
     ├── ExecutorError             the executor cannot be used               unavailable
     ├── CatalogError              the catalog cannot be opened or used      catalog
-    │   └── NotFoundError         a study, workflow or model is not in it   not found
+    │   └── NotFoundError         a study, pipeline or model is not in it   not found
     └── JobError                  one file's processing failed              failed
         (retryable=True when trying again may help: lost worker, I/O hiccup)
 
@@ -26,7 +26,7 @@ class Category(enum.Enum):
     """What kind of failure, i.e. what the caller should do about it."""
 
     INVALID_INPUT = "invalid input"  # fix the config, the command line or the query
-    NOT_FOUND = "not found"  # the study, workflow or model asked for is not in the catalog
+    NOT_FOUND = "not found"  # the study, pipeline or model asked for is not in the catalog
     CONFLICT = "conflict"  # two things claim the same name or the same file
     UNAVAILABLE = "unavailable"  # a location or the scheduler cannot be reached: retry later
     CATALOG = "catalog"  # the catalog database cannot be opened or used
@@ -117,7 +117,7 @@ class CatalogError(BiomarkerflowError):
 
 
 class NotFoundError(CatalogError):
-    """What a command asked for (a study, a workflow's cost model, a model version) is not in the catalog."""
+    """What a command asked for (a study, a pipeline's cost model, a model version) is not in the catalog."""
 
     category = Category.NOT_FOUND
 

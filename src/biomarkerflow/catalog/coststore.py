@@ -27,7 +27,7 @@ def _fact(facts: dict[str, Any] | None, name: str) -> float | None:
 def _observation(run: Run, size: int, relative_path: str) -> Observation:
     suffix = PurePosixPath(relative_path).suffix.lower().lstrip(".")
     return Observation(
-        workflow=run.workflow or "",
+        pipeline=run.pipeline or "",
         started_at=run.started_at,
         input_bytes=size,
         output_bytes=run.bytes_written or 0,
@@ -44,7 +44,7 @@ def _observation(run: Run, size: int, relative_path: str) -> Observation:
 
 def _imported_observation(row: ImportedRun) -> Observation:
     return Observation(
-        workflow=row.workflow,
+        pipeline=row.pipeline,
         started_at=row.started_at,
         input_bytes=row.input_bytes,
         output_bytes=row.output_bytes,
@@ -60,7 +60,7 @@ def _imported_observation(row: ImportedRun) -> Observation:
 def _cost_model_record(row: CostModel) -> CostModelRecord:
     return CostModelRecord(
         id=row.id,
-        workflow=row.workflow,
+        pipeline=row.pipeline,
         version=row.version,
         status=row.status,
         path=row.path,
@@ -78,7 +78,7 @@ def _estimate_record(row: CostEstimate) -> EstimateRecord:
     return EstimateRecord(
         id=row.id,
         at=row.at,
-        workflow=row.workflow,
+        pipeline=row.pipeline,
         model_id=row.model_id,
         file_id=row.file_id,
         inputs=row.inputs,
@@ -121,7 +121,7 @@ class CostStore:
         with self._db.session() as session:
             session.add_all(
                 ImportedRun(
-                    workflow=o.workflow,
+                    pipeline=o.pipeline,
                     started_at=o.started_at,
                     input_bytes=o.input_bytes,
                     output_bytes=o.output_bytes,
@@ -138,18 +138,18 @@ class CostStore:
             )
         return len(rows)
 
-    def observations(self, workflow: str | None = None, until: datetime | None = None) -> list[Observation]:
+    def observations(self, pipeline: str | None = None, until: datetime | None = None) -> list[Observation]:
         """Every succeeded run (ours and imported) with its metering, oldest first."""
         with self._db.session() as session:
             ours = (
                 select(Run, DataFile.size, DataFile.relative_path)
                 .join(DataFile, DataFile.id == Run.file_id)
-                .where(Run.outcome == "succeeded", Run.wall_seconds.is_not(None), Run.workflow.is_not(None))
+                .where(Run.outcome == "succeeded", Run.wall_seconds.is_not(None), Run.pipeline.is_not(None))
             )
             imported = select(ImportedRun)
-            if workflow is not None:
-                ours = ours.where(Run.workflow == workflow)
-                imported = imported.where(ImportedRun.workflow == workflow)
+            if pipeline is not None:
+                ours = ours.where(Run.pipeline == pipeline)
+                imported = imported.where(ImportedRun.pipeline == pipeline)
             if until is not None:
                 ours = ours.where(Run.started_at <= until)
                 imported = imported.where(ImportedRun.started_at <= until)
@@ -157,13 +157,13 @@ class CostStore:
             found += [_imported_observation(row) for row in session.scalars(imported)]
         return sorted(found, key=lambda o: o.started_at)
 
-    def workflows_with_history(self) -> list[str]:
-        """Every workflow with at least one succeeded run, ours or imported."""
+    def pipelines_with_history(self) -> list[str]:
+        """Every pipeline with at least one succeeded run, ours or imported."""
         with self._db.session() as session:
             ours = session.scalars(
-                select(Run.workflow).where(Run.outcome == "succeeded", Run.workflow.is_not(None)).distinct()
+                select(Run.pipeline).where(Run.outcome == "succeeded", Run.pipeline.is_not(None)).distinct()
             )
-            imported = session.scalars(select(ImportedRun.workflow).distinct())
+            imported = session.scalars(select(ImportedRun.pipeline).distinct())
             return sorted({w for w in ours if w} | set(imported))
 
     def cost_rows(self, study_ids: list[str] | None = None) -> list[CostRow]:
@@ -180,7 +180,7 @@ class CostStore:
             return [
                 CostRow(
                     study=run.study_id,
-                    workflow=run.workflow,
+                    pipeline=run.pipeline,
                     subject=subject,
                     started_at=run.started_at,
                     succeeded=run.outcome == "succeeded",
@@ -194,28 +194,28 @@ class CostStore:
 
     # ---- the cost model registry --------------------------------------------------------------
 
-    def cost_models(self, workflow: str | None = None) -> list[CostModelRecord]:
+    def cost_models(self, pipeline: str | None = None) -> list[CostModelRecord]:
         with self._db.session() as session:
-            query = select(CostModel).order_by(CostModel.workflow, CostModel.version)
-            if workflow is not None:
-                query = query.where(CostModel.workflow == workflow)
+            query = select(CostModel).order_by(CostModel.pipeline, CostModel.version)
+            if pipeline is not None:
+                query = query.where(CostModel.pipeline == pipeline)
             return [_cost_model_record(row) for row in session.scalars(query)]
 
-    def champion_model(self, workflow: str) -> CostModelRecord | None:
+    def champion_model(self, pipeline: str) -> CostModelRecord | None:
         with self._db.session() as session:
             row = session.scalars(
-                select(CostModel).where(CostModel.workflow == workflow, CostModel.status == "champion")
+                select(CostModel).where(CostModel.pipeline == pipeline, CostModel.status == "champion")
             ).first()
             return None if row is None else _cost_model_record(row)
 
-    def next_model_version(self, workflow: str) -> int:
+    def next_model_version(self, pipeline: str) -> int:
         with self._db.session() as session:
-            latest = session.scalar(select(func.max(CostModel.version)).where(CostModel.workflow == workflow))
+            latest = session.scalar(select(func.max(CostModel.version)).where(CostModel.pipeline == pipeline))
             return int(latest or 0) + 1
 
     def record_cost_model(
         self,
-        workflow: str,
+        pipeline: str,
         *,
         version: int,
         promote: bool,
@@ -232,12 +232,12 @@ class CostStore:
             if promote:
                 session.execute(
                     update(CostModel)
-                    .where(CostModel.workflow == workflow, CostModel.status == "champion")
+                    .where(CostModel.pipeline == pipeline, CostModel.status == "champion")
                     .values(status="retired")
                 )
             session.add(
                 CostModel(
-                    workflow=workflow,
+                    pipeline=pipeline,
                     version=version,
                     status="champion" if promote else "rejected",
                     path=path,
@@ -258,7 +258,7 @@ class CostStore:
     # ---- estimates and what really happened ---------------------------------------------------
 
     def log_estimates(self, estimates: list[dict[str, Any]]) -> list[int]:
-        """Keep estimates as given (workflow, model_id, file_id, inputs, predicted); their ids."""
+        """Keep estimates as given (pipeline, model_id, file_id, inputs, predicted); their ids."""
         now = utcnow()
         with self._db.session() as session:
             rows = [CostEstimate(at=now, **estimate) for estimate in estimates]
@@ -266,11 +266,11 @@ class CostStore:
             session.flush()
             return [row.id for row in rows]
 
-    def estimates(self, workflow: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
+    def estimates(self, pipeline: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
         with self._db.session() as session:
             query = select(CostEstimate).order_by(CostEstimate.id)
-            if workflow is not None:
-                query = query.where(CostEstimate.workflow == workflow)
+            if pipeline is not None:
+                query = query.where(CostEstimate.pipeline == pipeline)
             if with_actual:
                 query = query.where(CostEstimate.run_id.is_not(None))
             return [_estimate_record(row) for row in session.scalars(query)]

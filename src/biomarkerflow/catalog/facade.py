@@ -189,7 +189,7 @@ class Catalog:
         config_sha256: str,
         package_version: str | None,
         lock_hash: str | None = None,
-        workflow: str | None = None,
+        pipeline: str | None = None,
     ) -> bool:
         """CLAIMED -> RUNNING and a new run row; False if the claim was lost."""
         return self._runs.start(
@@ -200,7 +200,7 @@ class Catalog:
             config_sha256=config_sha256,
             package_version=package_version,
             lock_hash=lock_hash,
-            workflow=workflow,
+            pipeline=pipeline,
         )
 
     def finish_run(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
@@ -246,26 +246,26 @@ class Catalog:
         """Store past runs from elsewhere, each with where it came from (file:line)."""
         return self._costs.add_imported_runs(rows)
 
-    def observations(self, workflow: str | None = None, until: datetime | None = None) -> list[Observation]:
+    def observations(self, pipeline: str | None = None, until: datetime | None = None) -> list[Observation]:
         """Every succeeded run (ours and imported) with its metering, oldest first."""
-        return self._costs.observations(workflow, until)
+        return self._costs.observations(pipeline, until)
 
-    def workflows_with_history(self) -> list[str]:
-        """Every workflow with at least one succeeded run, ours or imported."""
-        return self._costs.workflows_with_history()
+    def pipelines_with_history(self) -> list[str]:
+        """Every pipeline with at least one succeeded run, ours or imported."""
+        return self._costs.pipelines_with_history()
 
-    def cost_models(self, workflow: str | None = None) -> list[CostModelRecord]:
-        return self._costs.cost_models(workflow)
+    def cost_models(self, pipeline: str | None = None) -> list[CostModelRecord]:
+        return self._costs.cost_models(pipeline)
 
-    def champion_model(self, workflow: str) -> CostModelRecord | None:
-        return self._costs.champion_model(workflow)
+    def champion_model(self, pipeline: str) -> CostModelRecord | None:
+        return self._costs.champion_model(pipeline)
 
-    def next_model_version(self, workflow: str) -> int:
-        return self._costs.next_model_version(workflow)
+    def next_model_version(self, pipeline: str) -> int:
+        return self._costs.next_model_version(pipeline)
 
     def record_cost_model(
         self,
-        workflow: str,
+        pipeline: str,
         *,
         version: int,
         promote: bool,
@@ -279,7 +279,7 @@ class Catalog:
     ) -> None:
         """Record a trained model; when promoted, the old champion is retired in the same transaction."""
         self._costs.record_cost_model(
-            workflow,
+            pipeline,
             version=version,
             promote=promote,
             path=path,
@@ -295,8 +295,8 @@ class Catalog:
         return self._costs.last_training_at()
 
     def log_estimates(self, estimates: list[dict[str, Any]]) -> list[int]:
-        """Keep estimates as given (workflow, model_id, file_id, inputs, predicted); their ids."""
+        """Keep estimates as given (pipeline, model_id, file_id, inputs, predicted); their ids."""
         return self._costs.log_estimates(estimates)
 
-    def estimates(self, workflow: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
-        return self._costs.estimates(workflow, with_actual)
+    def estimates(self, pipeline: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
+        return self._costs.estimates(pipeline, with_actual)

@@ -108,8 +108,8 @@ class Run(Base):
     # its own JSON facts, since only the type knows which it has (migration 0006).
     facts: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # NULL, not JSON null
     result_location: Mapped[str | None] = mapped_column(Text)
-    # The pipeline identity cost models learn per (workflow type + steps + pinned version).
-    workflow: Mapped[str | None] = mapped_column(String(200))
+    # The pipeline: what cost models learn per (workflow type + steps + pinned version; migration 0007).
+    pipeline: Mapped[str | None] = mapped_column(String(200))
     # What the run cost, under which price table and capacity type, from which billed figures.
     cost: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(String(8))
@@ -129,10 +129,10 @@ class ImportedRun(Base):
     """A past run from elsewhere (`models import-history`): history for the cost models."""
 
     __tablename__ = "imported_runs"
-    __table_args__ = (Index("ix_imported_runs_workflow", "workflow", "started_at"),)
+    __table_args__ = (Index("ix_imported_runs_pipeline", "pipeline", "started_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    workflow: Mapped[str] = mapped_column(String(200))
+    pipeline: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime]
     input_bytes: Mapped[int] = mapped_column(BigInteger)
     output_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -147,13 +147,13 @@ class ImportedRun(Base):
 
 
 class CostModel(Base):
-    """One trained cost model of a workflow: its file, training window, held-out metrics, status."""
+    """One trained cost model of a pipeline: its file, training window, held-out metrics, status."""
 
     __tablename__ = "cost_models"
-    __table_args__ = (UniqueConstraint("workflow", "version"),)
+    __table_args__ = (UniqueConstraint("pipeline", "version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    workflow: Mapped[str] = mapped_column(String(200))
+    pipeline: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))  # champion | rejected | retired
     path: Mapped[str] = mapped_column(Text)
@@ -174,7 +174,7 @@ class CostEstimate(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime]
-    workflow: Mapped[str] = mapped_column(String(200))
+    pipeline: Mapped[str] = mapped_column(String(200))
     model_id: Mapped[int | None] = mapped_column(Integer)
     file_id: Mapped[int | None] = mapped_column(Integer)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)

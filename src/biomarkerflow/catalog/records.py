@@ -84,7 +84,7 @@ class RunRecord(RunMetrics):
     config_sha256: str
     lock_hash: str | None = None  # the runtime's package set
     worker: str | None = None  # the lease owner that ran it
-    workflow: str | None = None  # the cost models' key (workflow type + steps + pinned version)
+    pipeline: str | None = None  # the cost models' key (workflow type + steps + pinned version)
 
     # The charge's figures as the run's columns name them; None before costs were recorded.
     @property
@@ -162,7 +162,7 @@ class StudyStatus:
 class Observation:
     """One finished run as the cost models see it: its inputs, and what it used."""
 
-    workflow: str
+    pipeline: str
     started_at: datetime  # naive UTC
     input_bytes: int
     output_bytes: int
@@ -181,7 +181,7 @@ class CostRow:
     """One run, with what it cost and what it processed."""
 
     study: str
-    workflow: str | None
+    pipeline: str | None
     subject: str | None
     started_at: datetime
     succeeded: bool
@@ -193,10 +193,10 @@ class CostRow:
 
 @dataclass(frozen=True)
 class CostModelRecord:
-    """One trained cost model of a workflow: its file, training window, held-out metrics and status."""
+    """One trained cost model of a pipeline: its file, training window, held-out metrics and status."""
 
     id: int
-    workflow: str
+    pipeline: str
     version: int
     status: str  # champion | retired | rejected
     path: str
@@ -215,7 +215,7 @@ class EstimateRecord:
 
     id: int
     at: datetime
-    workflow: str
+    pipeline: str
     model_id: int | None
     file_id: int | None
     inputs: dict[str, Any]

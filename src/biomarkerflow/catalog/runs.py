@@ -76,7 +76,7 @@ def _run_record(row: Run) -> RunRecord:
         config_sha256=row.config_sha256,
         lock_hash=row.lock_hash,
         worker=row.worker,
-        workflow=row.workflow,
+        pipeline=row.pipeline,
         outcome=row.outcome,
         error=row.error,
         wall_seconds=row.wall_seconds,
@@ -140,7 +140,7 @@ class Runs:
         config_sha256: str,
         package_version: str | None,
         lock_hash: str | None = None,
-        workflow: str | None = None,
+        pipeline: str | None = None,
     ) -> bool:
         """CLAIMED -> RUNNING and a new run row; False if the claim was lost."""
         with self._db.session() as session:
@@ -162,7 +162,7 @@ class Runs:
                     config_sha256=config_sha256,
                     package_version=package_version,
                     lock_hash=lock_hash,
-                    workflow=workflow,
+                    pipeline=pipeline,
                     input_fingerprint=row.fingerprint,
                     started_at=utcnow(),
                     outcome="running",

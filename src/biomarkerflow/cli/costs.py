@@ -24,6 +24,21 @@ _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**1
 _SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _TIME_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
+# `--workflow` is what `--pipeline` was called before the pipeline had its own name: it
+# still works, without being shown.
+OldPipelineOption = Annotated[str | None, typer.Option("--workflow", metavar="PIPELINE", hidden=True)]
+
+
+def _pipeline(pipeline: str | None, old_name: str | None) -> str | None:
+    """The pipeline asked for with `--pipeline` or its old name `--workflow`."""
+    if pipeline is not None and old_name is not None and pipeline != old_name:
+        raise typer.BadParameter(
+            f"--pipeline {pipeline} and --workflow {old_name} disagree; give --pipeline only "
+            "(--workflow is its old name)",
+            param_hint="--pipeline",
+        )
+    return pipeline if pipeline is not None else old_name
+
 
 def parse_amount(text: str, units: dict[str, int], option: str, example: str) -> float:
     """`2GB` -> 2e9, `7d` -> 604800: a number and an optional unit."""
@@ -40,9 +55,10 @@ def estimate(
     study: Annotated[
         str | None, typer.Option(metavar="STUDY", help="Every file of this study not processed yet.")
     ] = None,
-    workflow: Annotated[
-        str | None, typer.Option(metavar="WORKFLOW", help="One run of this workflow (see `models list`).")
+    pipeline: Annotated[
+        str | None, typer.Option(metavar="PIPELINE", help="One run of this pipeline (see `models list`).")
     ] = None,
+    workflow_alias: OldPipelineOption = None,
     input_size: Annotated[str | None, typer.Option(metavar="SIZE", help="Input file size, e.g. 2GB or 350MB.")] = None,
     output_size: Annotated[str | None, typer.Option(metavar="SIZE", help="Expected output size, e.g. 50MB.")] = None,
     duration: Annotated[
@@ -57,24 +73,25 @@ def estimate(
     \b
     Examples:
       biomarkerflow estimate --study trial-a
-      biomarkerflow estimate --workflow skdh-0.17.18-5c1e0a9b --input-size 2GB --duration 7d
+      biomarkerflow estimate --pipeline skdh-0.17.18-5c1e0a9b --input-size 2GB --duration 7d
     """
-    if (study is None) == (workflow is None):
-        raise typer.BadParameter("give either --study or --workflow", param_hint="--study/--workflow")
+    pipeline = _pipeline(pipeline, workflow_alias)
+    if (study is None) == (pipeline is None):
+        raise typer.BadParameter("give either --study or --pipeline", param_hint="--study/--pipeline")
     if study is not None:
         report = platform().estimate_study(study)
     else:
         if input_size is None:
-            raise typer.BadParameter("--workflow needs --input-size, e.g. 2GB", param_hint="--input-size")
+            raise typer.BadParameter("--pipeline needs --input-size, e.g. 2GB", param_hint="--input-size")
         inputs = _run_inputs_of(input_size, output_size, duration, sample_rate, device)
-        assert workflow is not None
-        report = platform().estimate_run(workflow, inputs)
+        assert pipeline is not None
+        report = platform().estimate_run(pipeline, inputs)
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
     elif report.nothing_left is not None:
         say(
             f"{study}: all {report.nothing_left} file(s) are processed or running; nothing left to estimate. "
-            f"To price one more run: biomarkerflow estimate --workflow {report.workflow} --input-size 300MB"
+            f"To price one more run: biomarkerflow estimate --pipeline {report.pipeline} --input-size 300MB"
         )
     else:
         _print_estimates(report)
@@ -131,7 +148,7 @@ def _estimate_row(e: Estimate, flagged: bool) -> tuple[str, ...]:
     v = e.prediction.values
     memory = v["peak_rss_bytes"]
     return (
-        e.file or e.workflow,
+        e.file or e.pipeline,
         _inputs_text(e.inputs),
         f"${v['cost'][1]:.4f} (${v['cost'][0]:.4f}-${v['cost'][2]:.4f})",
         _interval(v["wall_seconds"], _duration),
@@ -174,16 +191,17 @@ app.add_typer(models_app, name="models")
 @models_app.command("train")
 @handled
 def models_train(
-    workflow: Annotated[
-        str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow (default: every one with history).")
+    pipeline: Annotated[
+        str | None, typer.Option(metavar="PIPELINE", help="Only this pipeline (default: every one with history).")
     ] = None,
+    workflow_alias: OldPipelineOption = None,
 ) -> None:
-    """Train a challenger per workflow; promote it only if it beats the champion on the newest runs.
+    """Train a challenger per pipeline; promote it only if it beats the champion on the newest runs.
 
     \b
-    Example: biomarkerflow models train --workflow skdh-0.17.18-5c1e0a9b
+    Example: biomarkerflow models train --pipeline skdh-0.17.18-5c1e0a9b
     """
-    results = platform().train_models(workflow)
+    results = platform().train_models(_pipeline(pipeline, workflow_alias))
     if not results:
         say("no run history yet: process some files or `models import-history` first")
     for result in results:
@@ -200,7 +218,7 @@ def _model_line(model: CostModelRecord) -> str:
     coverage = cost.get("coverage")
     figures = f"median cost error {error:.1%}, 80% coverage {coverage:.0%}" if error is not None else ""
     return (
-        f"{model.workflow} v{model.version} ({model.status}) trained {model.created_at:%Y-%m-%d %H:%M} "
+        f"{model.pipeline} v{model.version} ({model.status}) trained {model.created_at:%Y-%m-%d %H:%M} "
         f"on {model.train_runs} runs ({model.trained_from:%Y-%m-%d} to {model.trained_to:%Y-%m-%d}), "
         f"tested on {model.test_runs}: {figures}"
     )
@@ -209,13 +227,14 @@ def _model_line(model: CostModelRecord) -> str:
 @models_app.command("list")
 @handled
 def models_list(
-    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow.")] = None,
+    pipeline: Annotated[str | None, typer.Option(metavar="PIPELINE", help="Only this pipeline.")] = None,
+    workflow_alias: OldPipelineOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every trained model version with its training window, held-out metrics and status."""
     from dataclasses import asdict
 
-    models = platform().models(workflow)
+    models = platform().models(_pipeline(pipeline, workflow_alias))
     if as_json:
         print(json.dumps([asdict(m) for m in models], indent=2, default=str))
         return
@@ -228,13 +247,13 @@ def models_list(
 @models_app.command("show")
 @handled
 def models_show(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow id, e.g. skdh-0.17.18-5c1e0a9b.")],
+    pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help="The pipeline id, e.g. skdh-0.17.18-5c1e0a9b.")],
     version: Annotated[
         int | None, typer.Option(metavar="N", help="This version (default: the champion, else the newest).")
     ] = None,
 ) -> None:
     """One model version in full: window, metrics against both baselines, and why it was (not) promoted."""
-    model = platform().model(workflow, version)
+    model = platform().model(pipeline, version)
     say(_model_line(model))
     say(f"decision: {model.note}")
     challenger = model.metrics.get("challenger", {})
@@ -262,11 +281,12 @@ def models_show(
 @models_app.command("report")
 @handled
 def models_report(
-    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only this workflow.")] = None,
+    pipeline: Annotated[str | None, typer.Option(metavar="PIPELINE", help="Only this pipeline.")] = None,
+    workflow_alias: OldPipelineOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """How good past estimates were, once their runs finished: errors and interval coverage."""
-    accuracy = platform().estimate_accuracy(workflow)
+    accuracy = platform().estimate_accuracy(_pipeline(pipeline, workflow_alias))
     if as_json:
         print(json.dumps(accuracy, indent=2))
         return
@@ -286,7 +306,7 @@ def models_report(
         for quantity, values in figures["quantities"].items()
     ]
     headers = ("pairs", "quantity", "median rel. error", "P90 rel. error", "80% coverage")
-    columns = [Column("workflow", key=True), *(Column(h, right=h != "quantity") for h in headers)]
+    columns = [Column("pipeline", key=True), *(Column(h, right=h != "quantity") for h in headers)]
     print_table(console, columns, rows, title="past estimates against what the runs used", more="--json")
 
 
@@ -299,9 +319,10 @@ def models_import_history(
 ) -> None:
     """Load past runs from other platforms as history for the cost models.
 
-    Columns: workflow, started_at, input_bytes, output_bytes, wall_seconds, cpu_seconds,
-    peak_rss_bytes; optional: cost, machine, duration_seconds_of_data. Bad rows are
-    listed by line number and skipped; the good ones are imported.
+    Columns: pipeline, started_at, input_bytes, output_bytes, wall_seconds, cpu_seconds,
+    peak_rss_bytes; optional: cost, machine, duration_seconds_of_data. (Older files that
+    name the pipeline column `workflow` are read too.) Bad rows are listed by line number
+    and skipped; the good ones are imported.
 
     \b
     Example: biomarkerflow models import-history old-platform-runs.csv
@@ -310,7 +331,7 @@ def models_import_history(
     for problem in report.problems:
         tell(styled("skipped ", "yellow"), f"{csv_file}:{problem.line}: {problem.message}")
     say(
-        f"imported {report.imported} run(s) of {report.workflows} workflow(s); "
+        f"imported {report.imported} run(s) of {report.pipelines} pipeline(s); "
         f"skipped {len(report.problems)} bad row(s)"
     )
     exit_with(report.category)

@@ -151,7 +151,7 @@ def _money(amount: float | None, currency: str) -> str:
 @handled
 def costs(
     study: StudyOption = None,
-    by: Annotated[str, typer.Option(metavar="GROUPING", help="Group by study, workflow, subject or month.")] = "study",
+    by: Annotated[str, typer.Option(metavar="GROUPING", help="Group by study, pipeline, subject or month.")] = "study",
     output_format: FormatOption = "table",
 ) -> None:
     """What processing actually cost: totals, per subject-day of recording and per GB of input.
@@ -168,9 +168,9 @@ def costs(
     if output_format == "json":
         print(json.dumps(report.as_json(), indent=2))
     elif output_format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(report.total.as_dict(by)))
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(report.total.as_dict(report.by)))
         writer.writeheader()
-        writer.writerows([*report.records, report.total.as_dict(by)])
+        writer.writerows([*report.records, report.total.as_dict(report.by)])
     else:
         _print_costs(report)
 

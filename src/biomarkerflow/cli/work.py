@@ -75,7 +75,7 @@ def scan(
         str, typer.Option(metavar="DIR_OR_URL", help="Folder or URL of study configs, or one config file.")
     ],
 ) -> None:
-    """Find new or changed study configs and register their data files (workflow 1).
+    """Find new or changed study configs and register their data files (stage 1).
 
     \b
     Example: biomarkerflow scan --configs studies/
@@ -91,7 +91,7 @@ def process(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run and why.")] = False,
     executor_spec: ExecutorOption = "local",
 ) -> None:
-    """Check requirements and run every READY file until none is left (workflow 2).
+    """Check requirements and run every READY file until none is left (stage 2).
 
     \b
     Example: biomarkerflow process --study demo-wrist --workers 2

@@ -1,6 +1,6 @@
 """Estimates before processing: per run, and the total of a study's files still to run.
 
-An estimate comes from the workflow's champion model. Without one it says why instead
+An estimate comes from the pipeline's champion model. Without one it says why instead
 of guessing: fewer than 5 past runs, or no model trained (or none beat the baselines).
 For a catalogued file it knows the size, the file type, and what the workflow type reads
 from the file's header (`WorkflowType.header_facts`: e.g. sample rate and recording
@@ -25,7 +25,7 @@ from typing import Any
 from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
-from biomarkerflow.cost.identity import study_workflow_id
+from biomarkerflow.cost.identity import study_pipeline_id
 from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
 from biomarkerflow.errors import NotFoundError, StorageError
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Estimate:
-    workflow: str
+    pipeline: str
     inputs: RunInputs
     prediction: Prediction | None
     refusal: str | None = None
@@ -54,38 +54,38 @@ class Total:
     extrapolating: int
 
 
-def _refusal(catalog: Catalog, workflow: str) -> str:
-    runs = len(catalog.observations(workflow))
+def _refusal(catalog: Catalog, pipeline: str) -> str:
+    runs = len(catalog.observations(pipeline))
     if runs < MIN_RUNS:
-        return f"only {runs} past run(s) of workflow {workflow}; estimates need at least {MIN_RUNS}"
-    tried = catalog.cost_models(workflow)
+        return f"only {runs} past run(s) of pipeline {pipeline}; estimates need at least {MIN_RUNS}"
+    tried = catalog.cost_models(pipeline)
     if tried:
-        return f"no model of workflow {workflow} beat the baselines yet (see `biomarkerflow models show {workflow}`)"
-    return f"no model of workflow {workflow} yet: run `biomarkerflow models train --workflow {workflow}`"
+        return f"no model of pipeline {pipeline} beat the baselines yet (see `biomarkerflow models show {pipeline}`)"
+    return f"no model of pipeline {pipeline} yet: run `biomarkerflow models train --pipeline {pipeline}`"
 
 
 def estimate(
     catalog: Catalog,
-    workflow: str,
+    pipeline: str,
     inputs: Sequence[RunInputs],
     table: PriceTable,
     *,
     file_ids: Sequence[int | None] | None = None,
     files: Sequence[str | None] | None = None,
 ) -> list[Estimate]:
-    """Estimates for runs of `workflow` with these inputs; each one logged in the catalog."""
-    found = registry.champion(catalog, workflow)
+    """Estimates for runs of `pipeline` with these inputs; each one logged in the catalog."""
+    found = registry.champion(catalog, pipeline)
     names = list(files) if files is not None else [None] * len(inputs)
     if found is None:
-        reason = _refusal(catalog, workflow)
-        return [Estimate(workflow, item, None, reason, file=name) for item, name in zip(inputs, names, strict=True)]
+        reason = _refusal(catalog, pipeline)
+        return [Estimate(pipeline, item, None, reason, file=name) for item, name in zip(inputs, names, strict=True)]
     record, model = found
     predictions = model.predict(inputs, table)
     ids = list(file_ids) if file_ids is not None else [None] * len(inputs)
     catalog.log_estimates(
         [
             {
-                "workflow": workflow,
+                "pipeline": pipeline,
                 "model_id": record.id,
                 "file_id": file_id,
                 "inputs": asdict(item),
@@ -95,7 +95,7 @@ def estimate(
         ]
     )
     return [
-        Estimate(workflow, item, p, model_version=record.version, file=name)
+        Estimate(pipeline, item, p, model_version=record.version, file=name)
         for item, p, name in zip(inputs, predictions, names, strict=True)
     ]
 
@@ -146,7 +146,7 @@ def files_inputs(files: Sequence[FileRecord], workflow_type: WorkflowType | None
 
 
 def study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[RunInputs], list[int | None], list[str | None]]:
-    """(the study's workflow, the inputs of its files not processed yet, their ids, their paths).
+    """(the study's pipeline, the inputs of its files not processed yet, their ids, their paths).
 
     What `estimate --study` prices; raises NotFoundError for a study the catalog lacks.
     """
@@ -156,25 +156,25 @@ def study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[RunInputs],
     config = StudyConfig.model_validate(record.config)
     files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
     inputs = files_inputs(files, workflow_types.get(config.workflow))
-    return study_workflow_id(config), inputs, [f.id for f in files], [f.relative_path for f in files]
+    return study_pipeline_id(config), inputs, [f.id for f in files], [f.relative_path for f in files]
 
 
 class MemoryRequests:
     """What the scheduler reserves per job: the upper end of the champion model's 80% interval
-    of peak memory, for workflows that have a champion; None (the size rule) otherwise, and
+    of peak memory, for pipelines that have a champion; None (the size rule) otherwise, and
     for files outside what the model learned from, where a job killed for want of memory
     costs more than a generous reservation."""
 
-    def __init__(self, catalog: Catalog, workflows: Sequence[str], table: PriceTable) -> None:
+    def __init__(self, catalog: Catalog, pipelines: Sequence[str], table: PriceTable) -> None:
         self._table = table
         self._models: dict[str, CostModel] = {}
-        for workflow in set(workflows):
-            found = registry.champion(catalog, workflow)
+        for pipeline in set(pipelines):
+            found = registry.champion(catalog, pipeline)
             if found is not None:
-                self._models[workflow] = found[1]
+                self._models[pipeline] = found[1]
 
-    def request(self, workflow: str, file: FileRecord, workflow_type: WorkflowType | None = None) -> int | None:
-        model = self._models.get(workflow)
+    def request(self, pipeline: str, file: FileRecord, workflow_type: WorkflowType | None = None) -> int | None:
+        model = self._models.get(pipeline)
         if model is None:
             return None  # and no header read: nothing to spend on jobs without a model
         (prediction,) = model.predict([file_inputs(file, workflow_type)], self._table)

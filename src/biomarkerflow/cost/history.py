@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from biomarkerflow.catalog.records import Observation
 
 REQUIRED_COLUMNS = (
-    "workflow",
+    "pipeline",
     "started_at",
     "input_bytes",
     "output_bytes",
@@ -25,6 +25,8 @@ REQUIRED_COLUMNS = (
     "peak_rss_bytes",
 )
 OPTIONAL_COLUMNS = ("cost", "machine", "duration_seconds_of_data")
+# Files written before the pipeline had its own name call its column `workflow`.
+OLD_NAMES = {"workflow": "pipeline"}
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,16 @@ def _timestamp(raw: str) -> datetime:
 
 
 def _observation(row: dict[str, str]) -> Observation:
-    workflow = (row.get("workflow") or "").strip()
-    if not workflow:
-        raise ValueError("workflow is empty")
+    pipeline = (row.get("pipeline") or "").strip()
+    if not pipeline:
+        raise ValueError("pipeline is empty")
     wall = _number(row, "wall_seconds")
     assert wall is not None
     if wall <= 0:
         raise ValueError("wall_seconds must be more than 0")
     machine = (row.get("machine") or "").strip() or None
     return Observation(
-        workflow=workflow,
+        pipeline=pipeline,
         started_at=_timestamp(row.get("started_at") or ""),
         input_bytes=int(_number(row, "input_bytes", integer=True) or 0),
         output_bytes=int(_number(row, "output_bytes", integer=True) or 0),
@@ -105,6 +107,9 @@ def parse_history_csv(text: str) -> ParsedHistory:
     header = [name.strip() for name in reader.fieldnames or []]
     if not header:
         raise HistoryFormatError("the file is empty; the first line must name the columns")
+    for old, new in OLD_NAMES.items():
+        if old in header and new not in header:
+            header[header.index(old)] = new
     reader.fieldnames = header
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:

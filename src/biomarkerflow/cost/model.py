@@ -1,4 +1,4 @@
-"""Per-workflow cost models: a run's duration, CPU time and peak memory from its inputs.
+"""Per-pipeline cost models: a run's duration, CPU time and peak memory from its inputs.
 
 What a model sees of a run: input bytes, output bytes, recording duration and sample
 rate (where every training run has them), and the device (file type). One model is
@@ -302,12 +302,12 @@ class UsageModel:
 
 @dataclass
 class CostModel:
-    """A trained model of one workflow: what gets pickled into the model file.
+    """A trained model of one pipeline: what gets pickled into the model file.
 
     One usage model per feature set the training runs allow, most informed first; a
     query is answered by the first whose inputs it has all (see FEATURE_SETS)."""
 
-    workflow: str
+    pipeline: str
     usage_models: list[UsageModel]
     trained_from: datetime
     trained_to: datetime
@@ -316,24 +316,30 @@ class CostModel:
     format_version: int = MODEL_FORMAT
 
     @classmethod
-    def fit(cls, workflow: str, runs: Sequence[Observation]) -> CostModel:
+    def fit(cls, pipeline: str, runs: Sequence[Observation]) -> CostModel:
         import sklearn
 
         if len(runs) < MIN_RUNS:
-            raise ValueError(f"{len(runs)} past run(s) of {workflow}; a model needs at least {MIN_RUNS}")
+            raise ValueError(f"{len(runs)} past run(s) of {pipeline}; a model needs at least {MIN_RUNS}")
         feature_sets: list[Features] = []
         for wanted in FEATURE_SETS:
             features = Features.fit(runs, wanted)
             if all(features.columns != f.columns for f in feature_sets):
                 feature_sets.append(features)
         return cls(
-            workflow=workflow,
+            pipeline=pipeline,
             usage_models=[UsageModel.fit(runs, features) for features in feature_sets],
             trained_from=min(o.started_at for o in runs),
             trained_to=max(o.started_at for o in runs),
             train_runs=len(runs),
             library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Model files written before the pipeline had its own name hold it as `workflow`.
+        if "workflow" in state and "pipeline" not in state:
+            state = {("pipeline" if key == "workflow" else key): value for key, value in state.items()}
+        self.__dict__.update(state)
 
     def _answering(self, item: RunInputs) -> int:
         fallback = len(self.usage_models) - 1  # size and device only

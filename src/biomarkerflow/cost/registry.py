@@ -1,7 +1,7 @@
 """The model registry: train a challenger, test it against the champion, promote or not.
 
 Each training is recorded, promoted or not, with its training window and held-out
-metrics; the model itself is a file under `<home>/models/<workflow>/`. A challenger is
+metrics; the model itself is a file under `<home>/models/<pipeline>/`. A challenger is
 promoted only if, on the newest runs (held out by time), it beats both baselines and
 has a lower median relative cost error than the champion has on those same runs.
 Otherwise nothing changes, and a notification says so.
@@ -30,7 +30,7 @@ Decision = Literal["promoted", "kept", "refused"]
 
 @dataclass(frozen=True)
 class TrainingResult:
-    workflow: str
+    pipeline: str
     decision: Decision
     message: str
     version: int | None = None
@@ -61,34 +61,34 @@ def load_model(record: CostModelRecord) -> CostModel:
     return model
 
 
-def champion(catalog: Catalog, workflow: str) -> tuple[CostModelRecord, CostModel] | None:
-    """The workflow's current model, if it has one and its file still loads."""
-    record = catalog.champion_model(workflow)
+def champion(catalog: Catalog, pipeline: str) -> tuple[CostModelRecord, CostModel] | None:
+    """The pipeline's current model, if it has one and its file still loads."""
+    record = catalog.champion_model(pipeline)
     if record is None:
         return None
     try:
         return record, load_model(record)
     except (OSError, pickle.UnpicklingError, TypeError, AttributeError, EOFError) as exc:
-        log.error("cost model %s v%s cannot be loaded from %s: %s", workflow, record.version, record.path, exc)
+        log.error("cost model %s v%s cannot be loaded from %s: %s", pipeline, record.version, record.path, exc)
         return None
 
 
 def train(
-    catalog: Catalog, workflow: str, home: Path, table: PriceTable, webhook_url: str | None = None
+    catalog: Catalog, pipeline: str, home: Path, table: PriceTable, webhook_url: str | None = None
 ) -> TrainingResult:
-    """Train a challenger for `workflow` on its history so far and decide on promotion."""
-    history = catalog.observations(workflow)
+    """Train a challenger for `pipeline` on its history so far and decide on promotion."""
+    history = catalog.observations(pipeline)
     train_runs, test_runs = time_split(history)
     if len(train_runs) < MIN_RUNS:
         return TrainingResult(
-            workflow,
+            pipeline,
             "refused",
-            f"{len(history)} past run(s) of {workflow}: training needs at least {MIN_RUNS + 1} "
+            f"{len(history)} past run(s) of {pipeline}: training needs at least {MIN_RUNS + 1} "
             f"({MIN_RUNS} to learn from, the newest to test on)",
         )
-    challenger = CostModel.fit(workflow, train_runs)
+    challenger = CostModel.fit(pipeline, train_runs)
     assessment = assess(challenger, train_runs, test_runs, table)
-    current = champion(catalog, workflow)
+    current = champion(catalog, pipeline)
     champion_metrics = evaluate(current[1], test_runs, table) if current else None
     challenger_error = assessment.model["cost"]["median_relative_error"]
     if not assessment.beats_baselines:
@@ -102,11 +102,11 @@ def train(
     else:
         promote, why = True, "it beats both baselines" + (" and the champion" if current else "")
     metrics = {"challenger": assessment.as_dict(), "champion": champion_metrics, "reason": why}
-    version = catalog.next_model_version(workflow)
-    path = models_folder(home) / workflow / f"v{version}.pkl"
+    version = catalog.next_model_version(pipeline)
+    path = models_folder(home) / pipeline / f"v{version}.pkl"
     save_model(challenger, path)
     catalog.record_cost_model(
-        workflow,
+        pipeline,
         version=version,
         promote=promote,
         path=str(path.resolve()),
@@ -118,18 +118,18 @@ def train(
         note=why,
     )
     if promote:
-        message = f"{workflow}: v{version} ({challenger.describe()}) is now the champion: {why}"
+        message = f"{pipeline}: v{version} ({challenger.describe()}) is now the champion: {why}"
         log.info(message)
-        return TrainingResult(workflow, "promoted", message, version, metrics)
-    kept = f"v{current[0].version} stays the champion" if current else "the workflow still has no model"
-    message = f"{workflow}: challenger v{version} not promoted, {kept}: {why}"
+        return TrainingResult(pipeline, "promoted", message, version, metrics)
+    kept = f"v{current[0].version} stays the champion" if current else "the pipeline still has no model"
+    message = f"{pipeline}: challenger v{version} not promoted, {kept}: {why}"
     problem = notify(
         "model-not-promoted",
         message,
-        {"workflow": workflow, "challenger_version": version, "metrics": metrics},
+        {"pipeline": pipeline, "challenger_version": version, "metrics": metrics},
         webhook_url,
     )
-    return TrainingResult(workflow, "kept", message, version, metrics, problem)
+    return TrainingResult(pipeline, "kept", message, version, metrics, problem)
 
 
 def training_due(last_training: datetime | None, every_hours: float | None, now: datetime) -> bool:
@@ -140,8 +140,8 @@ def training_due(last_training: datetime | None, every_hours: float | None, now:
 
 
 def train_all(
-    catalog: Catalog, home: Path, table: PriceTable, webhook_url: str | None = None, workflow: str | None = None
+    catalog: Catalog, home: Path, table: PriceTable, webhook_url: str | None = None, pipeline: str | None = None
 ) -> list[TrainingResult]:
-    """Train every workflow with history (or just `workflow`)."""
-    workflows = [workflow] if workflow else catalog.workflows_with_history()
-    return [train(catalog, name, home, table, webhook_url) for name in workflows]
+    """Train every pipeline with history (or just `pipeline`)."""
+    pipelines = [pipeline] if pipeline else catalog.pipelines_with_history()
+    return [train(catalog, name, home, table, webhook_url) for name in pipelines]

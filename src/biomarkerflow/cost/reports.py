@@ -15,15 +15,17 @@ from typing import Any, Literal
 # The catalog returns these records and must not import cost/: they live there.
 from biomarkerflow.catalog.records import CostRow, EstimateRecord
 
-Grouping = Literal["study", "workflow", "subject", "month"]
-GROUPINGS: tuple[Grouping, ...] = ("study", "workflow", "subject", "month")
+Grouping = Literal["study", "pipeline", "subject", "month"]
+GROUPINGS: tuple[Grouping, ...] = ("study", "pipeline", "subject", "month")
+# Old names still accepted: the pipeline was called "workflow" before it had its own name.
+GROUPING_ALIASES: dict[str, Grouping] = {"workflow": "pipeline"}
 GB = 1e9
 DAY_SECONDS = 86_400.0
 
 
 @dataclass
 class CostGroup:
-    """Totals of one group (a study, workflow, subject or month)."""
+    """Totals of one group (a study, pipeline, subject or month)."""
 
     key: str
     runs: int = 0
@@ -89,8 +91,8 @@ class CostGroup:
 def _key(row: CostRow, grouping: Grouping) -> str:
     if grouping == "study":
         return row.study
-    if grouping == "workflow":
-        return row.workflow or "(unknown)"
+    if grouping == "pipeline":
+        return row.pipeline or "(unknown)"
     if grouping == "subject":
         return f"{row.study}/{row.subject or '(none)'}"
     return f"{row.started_at:%Y-%m}"
@@ -108,14 +110,14 @@ def group_costs(rows: Iterable[CostRow], grouping: Grouping) -> tuple[list[CostG
 
 
 def estimate_accuracy(pairs: Iterable[EstimateRecord]) -> dict[str, dict[str, Any]]:
-    """Per workflow: how far estimates were from their runs (median and P90 relative error)
+    """Per pipeline: how far estimates were from their runs (median and P90 relative error)
     and how often the 80% interval held the actual value."""
-    by_workflow: dict[str, list[EstimateRecord]] = {}
+    by_pipeline: dict[str, list[EstimateRecord]] = {}
     for pair in pairs:
         if pair.actual:
-            by_workflow.setdefault(pair.workflow, []).append(pair)
+            by_pipeline.setdefault(pair.pipeline, []).append(pair)
     report: dict[str, dict[str, Any]] = {}
-    for workflow, items in sorted(by_workflow.items()):
+    for pipeline, items in sorted(by_pipeline.items()):
         quantities: dict[str, dict[str, float]] = {}
         for quantity in ("cost", "wall_seconds", "peak_rss_bytes"):
             errors: list[float] = []
@@ -134,7 +136,7 @@ def estimate_accuracy(pairs: Iterable[EstimateRecord]) -> dict[str, dict[str, An
                     "p90_relative_error": _quantile(errors, 0.9),
                     "coverage": sum(covered) / len(covered),
                 }
-        report[workflow] = {"pairs": len(items), "quantities": quantities}
+        report[pipeline] = {"pairs": len(items), "quantities": quantities}
     return report
 
 

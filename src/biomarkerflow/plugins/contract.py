@@ -178,7 +178,7 @@ class WorkflowType(abc.ABC):
 
     def cost_identity(self, config: StudyConfig) -> Any:
         """JSON value of what decides the work per file (e.g. the steps and their parameters): with
-        the type's name and package version, the key cost models learn per."""
+        the type's name and package version, the pipeline cost models learn per (`cost.identity`)."""
         return None
 
     # -- files ------------------------------------------------------------------------------

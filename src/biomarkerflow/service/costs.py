@@ -23,18 +23,18 @@ __all__ = ["CostCases", "EstimateReport", "ImportReport"]
 class EstimateReport:
     """Estimates for runs not made yet, or why there are none.
 
-    `nothing_left` is set when a study has no file left to estimate (it names the workflow
-    so a caller can offer `estimate --workflow`).
+    `nothing_left` is set when a study has no file left to estimate (it names the pipeline
+    so a caller can offer `estimate --pipeline`).
     """
 
     heading: str
-    workflow: str
+    pipeline: str
     estimates: list[Estimate]
     nothing_left: int | None = None  # the study's file count when every file is processed or running
 
     @property
     def category(self) -> Category | None:
-        """Not found when no estimate could be made (no model for the workflow yet)."""
+        """Not found when no estimate could be made (no model for the pipeline yet)."""
         if self.estimates and all(e.prediction is None for e in self.estimates):
             return Category.NOT_FOUND
         return None
@@ -47,7 +47,7 @@ def _estimate_json(estimate: Estimate) -> dict[str, Any]:
     prediction = estimate.prediction
     return {
         "file": estimate.file,
-        "workflow": estimate.workflow,
+        "pipeline": estimate.pipeline,
         "inputs": asdict(estimate.inputs),
         "model_version": estimate.model_version,
         "refusal": estimate.refusal,
@@ -61,7 +61,7 @@ def _estimate_json(estimate: Estimate) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ImportReport:
     imported: int
-    workflows: int
+    pipelines: int
     problems: list[RowProblem]
 
     @property
@@ -81,22 +81,22 @@ class CostCases(PlatformBase):
             return EstimateReport(f"{study}: nothing left", name, [], nothing_left=done)
         table = self.settings.prices.table()
         results = estimating.estimate(self.catalog, name, inputs, table, file_ids=file_ids, files=files)
-        return EstimateReport(f"{study}: {len(inputs)} file(s) not processed yet, workflow {name}", name, results)
+        return EstimateReport(f"{study}: {len(inputs)} file(s) not processed yet, pipeline {name}", name, results)
 
-    def estimate_run(self, workflow: str, inputs: RunInputs) -> EstimateReport:
-        """Cost, duration and peak memory of one run of `workflow` with these inputs."""
+    def estimate_run(self, pipeline: str, inputs: RunInputs) -> EstimateReport:
+        """Cost, duration and peak memory of one run of `pipeline` with these inputs."""
         from biomarkerflow.cost import estimate as estimating
 
-        results = estimating.estimate(self.catalog, workflow, [inputs], self.settings.prices.table())
-        return EstimateReport(f"one run of {workflow}", workflow, results)
+        results = estimating.estimate(self.catalog, pipeline, [inputs], self.settings.prices.table())
+        return EstimateReport(f"one run of {pipeline}", pipeline, results)
 
-    def train_models(self, workflow: str | None = None) -> list[TrainingResult]:
-        """Train a challenger per workflow; promote it only if it beats the champion."""
+    def train_models(self, pipeline: str | None = None) -> list[TrainingResult]:
+        """Train a challenger per pipeline; promote it only if it beats the champion."""
         from biomarkerflow.cost.registry import train_all
 
         settings = self.settings
         return train_all(
-            self.catalog, self.home, settings.prices.table(), settings.notifications.webhook_url, workflow=workflow
+            self.catalog, self.home, settings.prices.table(), settings.notifications.webhook_url, pipeline=pipeline
         )
 
     def retrain_if_due(self) -> list[TrainingResult]:
@@ -109,17 +109,17 @@ class CostCases(PlatformBase):
             return []
         return self.train_models()
 
-    def models(self, workflow: str | None = None) -> list[CostModelRecord]:
-        return self.catalog.cost_models(workflow)
+    def models(self, pipeline: str | None = None) -> list[CostModelRecord]:
+        return self.catalog.cost_models(pipeline)
 
-    def model(self, workflow: str, version: int | None = None) -> CostModelRecord:
+    def model(self, pipeline: str, version: int | None = None) -> CostModelRecord:
         """One model version (default: the champion, else the newest)."""
-        models = self.catalog.cost_models(workflow)
+        models = self.catalog.cost_models(pipeline)
         if not models:
             raise NotFoundError(
-                f"no cost model of workflow '{workflow}' in the catalog at {self.catalog_name()}",
-                hint="`biomarkerflow models list` shows the workflows that have models; "
-                "`biomarkerflow models train` makes them once a workflow has 5 runs.",
+                f"no cost model of pipeline '{pipeline}' in the catalog at {self.catalog_name()}",
+                hint="`biomarkerflow models list` shows the pipelines that have models; "
+                "`biomarkerflow models train` makes them once a pipeline has 5 runs.",
             )
         if version is None:
             return next((m for m in models if m.status == "champion"), models[-1])
@@ -127,15 +127,15 @@ class CostCases(PlatformBase):
         if not chosen:
             versions = ", ".join(str(m.version) for m in models)
             raise NotFoundError(
-                f"workflow '{workflow}' has no model version {version}", hint=f"Its versions: {versions}."
+                f"pipeline '{pipeline}' has no model version {version}", hint=f"Its versions: {versions}."
             )
         return chosen[0]
 
-    def estimate_accuracy(self, workflow: str | None = None) -> dict[str, Any]:
+    def estimate_accuracy(self, pipeline: str | None = None) -> dict[str, Any]:
         """How good past estimates were, once their runs finished."""
         from biomarkerflow.cost.reports import estimate_accuracy
 
-        return estimate_accuracy(self.catalog.estimates(workflow, with_actual=True))
+        return estimate_accuracy(self.catalog.estimates(pipeline, with_actual=True))
 
     def import_history(self, csv_file: Path) -> ImportReport:
         """Past runs from other platforms, as history for the cost models; bad rows skipped."""
@@ -148,5 +148,5 @@ class CostCases(PlatformBase):
         except UnicodeDecodeError as exc:
             raise UsageError(f"{csv_file}: not UTF-8 text (byte {exc.start})", hint="Save it as UTF-8 CSV.") from exc
         imported = self.catalog.add_imported_runs([(f"{csv_file.name}:{line}", row) for line, row in parsed.rows])
-        workflows = len({row.workflow for _, row in parsed.rows})
-        return ImportReport(imported, workflows, parsed.problems)
+        pipelines = len({row.pipeline for _, row in parsed.rows})
+        return ImportReport(imported, pipelines, parsed.problems)

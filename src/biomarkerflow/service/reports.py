@@ -66,7 +66,7 @@ def _runner_json(worker: RunnerRecord) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class CostReport:
-    """What processing cost, grouped `by` study, workflow, subject or month, with the total."""
+    """What processing cost, grouped `by` study, pipeline, subject or month, with the total."""
 
     by: str
     groups: list[CostGroup]
@@ -107,8 +107,9 @@ class ReportCases(PlatformBase):
     def costs(self, studies: list[str] | None = None, by: str = "study") -> CostReport:
         from typing import cast
 
-        from biomarkerflow.cost.reports import GROUPINGS, Grouping, group_costs
+        from biomarkerflow.cost.reports import GROUPING_ALIASES, GROUPINGS, Grouping, group_costs
 
+        by = GROUPING_ALIASES.get(by, by)
         if by not in GROUPINGS:
             raise UsageError(f"--by {by}: '{by}' is not one of: {', '.join(GROUPINGS)}")
         self.require_studies(studies)

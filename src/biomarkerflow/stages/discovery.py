@@ -1,4 +1,4 @@
-"""Workflow 1, config discovery: configs location -> validated studies -> registered files.
+"""Stage 1, config discovery: configs location -> validated studies -> registered files.
 
 Incremental: a config whose bytes did not change is not validated again (its stored,
 already-validated form is used), and files whose fingerprint did not change are left

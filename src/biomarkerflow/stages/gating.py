@@ -1,4 +1,4 @@
-"""Workflow 2's first half: metadata in, and each file's requirements checked (the gate).
+"""Stage 2's first half: metadata in, and each file's requirements checked (the gate).
 
 `refresh_gates` ingests a study's metadata and moves each DISCOVERED/WAITING/STALE file
 to READY or WAITING with the reason; `plan` says what `process` would do, changing

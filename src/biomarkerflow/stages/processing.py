@@ -1,4 +1,4 @@
-"""Workflow 2, file processing: metadata -> requirement gate (gating.py) -> jobs -> recorded runs.
+"""Stage 2, file processing: metadata -> requirement gate (gating.py) -> jobs -> recorded runs.
 
 `process()` ingests each study's metadata and re-checks every DISCOVERED/WAITING file
 (`gating.refresh_gates`), then claims READY files and runs them on the executor until no
@@ -24,7 +24,7 @@ from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord, utcn
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost.estimate import MemoryRequests
-from biomarkerflow.cost.identity import workflow_id
+from biomarkerflow.cost.identity import pipeline_id
 from biomarkerflow.cost.prices import Charge, Usage, charge
 from biomarkerflow.engine import retry
 from biomarkerflow.engine.executor import Executor
@@ -316,15 +316,15 @@ class _Round:
         self.by_id = {s.id: s for s in self.studies}
         self.configs = {s.id: StudyConfig.model_validate(s.config) for s in self.studies}
         self.metadata = {s.id: self.catalog.metadata(s.id) for s in self.studies}
-        self.workflow_ids = {
-            s: workflow_id(self.configs[s], types.package_version(self.configs[s], self.study_runtimes[s]))
+        self.pipeline_ids = {
+            s: pipeline_id(self.configs[s], types.package_version(self.configs[s], self.study_runtimes[s]))
             for s in self.selected
             if s in self.study_runtimes
         }
         reserves = self.executor.reserves_memory
         table = self.prices.table()
         self.memory_requests = (
-            MemoryRequests(self.catalog, list(self.workflow_ids.values()), table) if reserves else None
+            MemoryRequests(self.catalog, list(self.pipeline_ids.values()), table) if reserves else None
         )
         self.group_limits = _group_limits(self.configs, self.executor.cores_per_job)
         ready = [FileState.READY.value]
@@ -376,9 +376,9 @@ class _Round:
 
     def _submit(self, file: FileRecord) -> None:
         study = self.by_id[file.study_id]
-        config, runtime, workflow = self.configs[study.id], self.study_runtimes[study.id], self.workflow_ids[study.id]
+        config, runtime, pipeline = self.configs[study.id], self.study_runtimes[study.id], self.pipeline_ids[study.id]
         memory = (
-            self.memory_requests.request(workflow, file, types.workflow_type(config)) if self.memory_requests else None
+            self.memory_requests.request(pipeline, file, types.workflow_type(config)) if self.memory_requests else None
         )
         subject_fields = self.metadata[study.id].get(file.subject or "")
         job = _job_for(study, config, file, subject_fields, runtime, memory)
@@ -390,7 +390,7 @@ class _Round:
             config_sha256=study.config_sha256,
             package_version=types.package_version(config, runtime),
             lock_hash=runtime.lock_hash,
-            workflow=workflow,
+            pipeline=pipeline,
         )
         if not started:
             return
