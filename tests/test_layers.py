@@ -31,6 +31,8 @@ RULES: list[tuple[str, str, str]] = [
     ("biomarkerflow.service", "biomarkerflow.demo", "the service serves every front door and knows none"),
     ("biomarkerflow.terminal", "biomarkerflow.cli", "presentation is shared by the front doors, below them"),
     ("biomarkerflow.stages", "biomarkerflow.service", "the stages are below the application layer"),
+    ("biomarkerflow.api", "biomarkerflow.cli", "the API is a front door over the service, never over the CLI"),
+    ("biomarkerflow.service", "biomarkerflow.api", "the service serves every front door and knows none"),
 ]
 
 # Cycles that exist today and are being removed (issue 15), each as its set of modules.

@@ -9,6 +9,8 @@
     ├── ExecutorError             the executor cannot be used               unavailable
     ├── CatalogError              the catalog cannot be opened or used      catalog
     │   └── NotFoundError         a study, pipeline or model is not in it   not found
+    ├── ConflictError             two things claim one name                 conflict
+    ├── AccessError               no valid API token, or too little scope   invalid input (HTTP 401/403)
     └── JobError                  one file's processing failed              failed
         (retryable=True when trying again may help: lost worker, I/O hiccup)
 
@@ -120,6 +122,22 @@ class NotFoundError(CatalogError):
     """What a command asked for (a study, a pipeline's cost model, a model version) is not in the catalog."""
 
     category = Category.NOT_FOUND
+
+
+class ConflictError(BiomarkerflowError):
+    """Two things claim one name (e.g. a token name that exists already)."""
+
+    category = Category.CONFLICT
+
+
+class AccessError(BiomarkerflowError):
+    """An API request without a valid token, or with too little scope for what it asks."""
+
+    category = Category.INVALID_INPUT
+
+    def __init__(self, message: str, *, hint: str | None = None, authenticated: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.authenticated = authenticated  # True: the token is valid, its scope is too small (HTTP 403)
 
 
 class JobError(BiomarkerflowError):

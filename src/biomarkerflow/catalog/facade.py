@@ -17,12 +17,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from biomarkerflow.catalog.access import Audit, Tokens, WorkRequests
+from biomarkerflow.catalog.browse import Browse, FileFilter, Page, RunFilter
 from biomarkerflow.catalog.claims import Claims
 from biomarkerflow.catalog.connection import Database, reconnect_on_lost_connections
 from biomarkerflow.catalog.coststore import CostStore
 from biomarkerflow.catalog.files import Files, ListedFile
 from biomarkerflow.catalog.metadata import Metadata
 from biomarkerflow.catalog.records import (
+    AuditRecord,
     CostModelRecord,
     CostRow,
     EstimateRecord,
@@ -33,6 +36,8 @@ from biomarkerflow.catalog.records import (
     RunRecord,
     StudyRecord,
     StudyStatus,
+    TokenRecord,
+    WorkRequestRecord,
 )
 from biomarkerflow.catalog.runners import Runners
 from biomarkerflow.catalog.runs import Runs
@@ -59,6 +64,10 @@ class Catalog:
         self._runners = Runners(self._db)
         self._costs = CostStore(self._db)
         self._status = StatusReport(self._db, self._studies, self._files)
+        self._browse = Browse(self._db)
+        self._tokens = Tokens(self._db)
+        self._audit = Audit(self._db)
+        self._requests = WorkRequests(self._db)
 
     @classmethod
     def for_home(cls, home: Path) -> Catalog:
@@ -300,3 +309,74 @@ class Catalog:
 
     def estimates(self, pipeline: str | None = None, with_actual: bool = False) -> list[EstimateRecord]:
         return self._costs.estimates(pipeline, with_actual)
+
+    # ---- browsing (paged, for the API and dashboard) ----------------------------------------------
+
+    def files_page(self, where: FileFilter, offset: int = 0, limit: int = 100) -> Page[FileRecord]:
+        return self._browse.files(where, offset, limit)
+
+    def runs_page(self, where: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
+        return self._browse.runs(where, offset, limit)
+
+    def waiting_reasons(self, study_id: str, limit: int = 50) -> list[tuple[str, int]]:
+        """WAITING files grouped by why, most common first."""
+        return self._browse.waiting_reasons(study_id, limit)
+
+    def subjects(self, study_id: str) -> list[tuple[str, dict[str, int]]]:
+        return self._browse.subjects(study_id)
+
+    def finished_per_day(self, study_id: str) -> list[tuple[str, str, int]]:
+        """(UTC day, SUCCEEDED or FAILED, files): the study's progress over time."""
+        return self._browse.finished_per_day(study_id)
+
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """Files per state of every study (one GROUP BY, not a list of files)."""
+        return self._browse.state_counts()
+
+    def cost_totals(self) -> dict[str, tuple[float, str | None]]:
+        """What every study's runs cost so far: (sum, currency)."""
+        return self._browse.cost_totals()
+
+    def last_activities(self) -> dict[str, datetime]:
+        return self._browse.last_activities()
+
+    # ---- API access: tokens, audit log, work requests ---------------------------------------------
+
+    def create_token(self, name: str, scope: str, token_sha256: str, prefix: str) -> TokenRecord:
+        return self._tokens.create(name, scope, token_sha256, prefix)
+
+    def token_by_hash(self, token_sha256: str) -> TokenRecord | None:
+        """The live token with this hash (None: unknown or revoked)."""
+        return self._tokens.find(token_sha256)
+
+    def tokens(self) -> list[TokenRecord]:
+        return self._tokens.all()
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        return self._tokens.revoke(name)
+
+    def audit(
+        self, actor: str, action: str, target: str | None, outcome: str, details: dict[str, Any] | None = None
+    ) -> None:
+        self._audit.record(actor, action, target, outcome, details)
+
+    def audit_entries(self, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+        return self._audit.entries(limit, offset)
+
+    def request_work(self, kind: str, study_id: str | None, requested_by: str) -> WorkRequestRecord:
+        return self._requests.add(kind, study_id, requested_by)
+
+    def take_work_request(self, taker: str) -> WorkRequestRecord | None:
+        """The oldest pending work request, now running under `taker` (each is taken once)."""
+        return self._requests.take(taker)
+
+    def finish_work_request(
+        self, request_id: int, *, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        self._requests.finish(request_id, result=result, error=error)
+
+    def work_request(self, request_id: int) -> WorkRequestRecord | None:
+        return self._requests.get(request_id)
+
+    def work_requests(self, limit: int = 50) -> list[WorkRequestRecord]:
+        return self._requests.recent(limit)

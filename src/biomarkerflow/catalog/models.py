@@ -212,3 +212,52 @@ class Worker(Base):
     running_jobs: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A bearer token of the REST API and dashboard: only its SHA-256 is kept (issue 16)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))  # read | operate | admin
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Every request that changed something, through the API or the dashboard: who, what, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))  # the token's name
+    action: Mapped[str] = mapped_column(String(100))  # e.g. "POST /api/v1/studies/x/process"
+    target: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # the HTTP status, as text
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class WorkRequest(Base):
+    """Work asked for over HTTP (scan, process, retrain), done by a running `watch` service."""
+
+    __tablename__ = "work_requests"
+    __table_args__ = (Index("ix_work_requests_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # scan | process | retrain
+    study_id: Mapped[str | None] = mapped_column(String(200))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))  # pending | running | done | failed
+    taken_by: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -14,6 +14,7 @@ from typing import Any
 from biomarkerflow.metrics import Capacity, Charge, RunMetrics
 
 __all__ = [
+    "AuditRecord",
     "Charge",
     "CostModelRecord",
     "CostRow",
@@ -27,6 +28,8 @@ __all__ = [
     "StudyRecord",
     "StudyStatus",
     "RunnerRecord",
+    "TokenRecord",
+    "WorkRequestRecord",
 ]
 
 
@@ -222,3 +225,46 @@ class EstimateRecord:
     predicted: dict[str, Any]
     run_id: str | None
     actual: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as the catalog knows it: never the token itself, only its name, scope and prefix."""
+
+    id: int
+    name: str
+    scope: str  # read | operate | admin
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One request that changed something: who (token name), what, on what, with which outcome."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class WorkRequestRecord:
+    """Work asked for over HTTP and its progress: pending -> running -> done | failed."""
+
+    id: int
+    kind: str  # scan | process | retrain
+    study_id: str | None
+    requested_by: str
+    requested_at: datetime
+    state: str
+    taken_by: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None

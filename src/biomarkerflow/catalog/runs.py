@@ -1,6 +1,6 @@
 """Runs: starting one on a claimed file, recording how it ended, and reading runs back.
 
-`_store_metrics` and `_run_record` are the one place where a run's metrics
+`_store_metrics` and `run_record` are the one place where a run's metrics
 (`metrics.RunMetrics`) meet the `runs` table's columns, in each direction.
 """
 
@@ -65,7 +65,7 @@ def _stored_charge(row: Run) -> Charge | None:
     )
 
 
-def _run_record(row: Run) -> RunRecord:
+def run_record(row: Run) -> RunRecord:
     return RunRecord(
         id=row.id,
         file_id=row.file_id,
@@ -196,12 +196,12 @@ class Runs:
                 query = query.where(Run.study_id == study_id)
             if file_id is not None:
                 query = query.where(Run.file_id == file_id)
-            return [_run_record(r) for r in session.scalars(query)]
+            return [run_record(r) for r in session.scalars(query)]
 
     def get(self, run_id: str) -> RunRecord | None:
         with self._db.session() as session:
             row = session.get(Run, run_id)
-            return None if row is None else _run_record(row)
+            return None if row is None else run_record(row)
 
     def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
         """Each SUCCEEDED file with the run whose results are current."""
@@ -212,4 +212,4 @@ class Runs:
                 .where(DataFile.study_id == study_id, DataFile.state == FileState.SUCCEEDED.value)
                 .order_by(DataFile.relative_path)
             ).all()
-            return [(file_record(f), _run_record(r)) for f, r in rows]
+            return [(file_record(f), run_record(r)) for f, r in rows]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,7 +11,7 @@ import typer
 
 from biomarkerflow.cli.app import JsonOption, app, console, exit_with, handled, platform, say, tell
 from biomarkerflow.terminal import Column, print_table, styled
-from biomarkerflow.units import format_bytes
+from biomarkerflow.units import SIZE_UNITS, TIME_UNITS, format_bytes
 
 if TYPE_CHECKING:
     from biomarkerflow.catalog.manager import CostModelRecord
@@ -20,9 +19,6 @@ if TYPE_CHECKING:
     from biomarkerflow.cost.model import RunInputs
     from biomarkerflow.service.costs import EstimateReport
 
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_TIME_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 # `--workflow` is what `--pipeline` was called before the pipeline had its own name: it
 # still works, without being shown.
@@ -41,12 +37,14 @@ def _pipeline(pipeline: str | None, old_name: str | None) -> str | None:
 
 
 def parse_amount(text: str, units: dict[str, int], option: str, example: str) -> float:
-    """`2GB` -> 2e9, `7d` -> 604800: a number and an optional unit."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in units:
-        raise typer.BadParameter(f"'{text}' is not an amount like {example}", param_hint=option)
-    return float(match.group(1)) * units[unit]
+    """`2GB` -> 2e9, `7d` -> 604800, as a command-line error naming the option when it is not."""
+    from biomarkerflow.errors import UsageError
+    from biomarkerflow.units import parse_amount as parse
+
+    try:
+        return parse(text, units, option, example)
+    except UsageError:
+        raise typer.BadParameter(f"'{text}' is not an amount like {example}", param_hint=option) from None
 
 
 @app.command()
@@ -104,9 +102,9 @@ def _run_inputs_of(
     from biomarkerflow.cost.model import RunInputs
 
     return RunInputs(
-        input_bytes=int(parse_amount(input_size, _SIZE_UNITS, "--input-size", "2GB")),
-        output_bytes=int(parse_amount(output_size, _SIZE_UNITS, "--output-size", "50MB")) if output_size else None,
-        recording_seconds=parse_amount(duration, _TIME_UNITS, "--duration", "7d") if duration else None,
+        input_bytes=int(parse_amount(input_size, SIZE_UNITS, "--input-size", "2GB")),
+        output_bytes=int(parse_amount(output_size, SIZE_UNITS, "--output-size", "50MB")) if output_size else None,
+        recording_seconds=parse_amount(duration, TIME_UNITS, "--duration", "7d") if duration else None,
         sample_rate_hz=sample_rate,
         device=device.lower().lstrip(".") if device else None,
     )

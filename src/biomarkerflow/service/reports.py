@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from biomarkerflow.errors import UsageError
+from biomarkerflow.errors import NotFoundError, UsageError
 from biomarkerflow.service.base import PlatformBase
 
 if TYPE_CHECKING:
@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from biomarkerflow.catalog.manager import RunnerRecord, StudyStatus
     from biomarkerflow.cost.reports import CostGroup
 
-__all__ = ["CostReport", "ReportCases", "StatusReport"]
+__all__ = ["CostReport", "QueryAnswer", "ReportCases", "StatusReport", "runner_json"]
+
+# Rows the API's SQL endpoint returns at most, and how long a query may run.
+API_MAX_ROWS = 10_000
+QUERY_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class StatusReport:
         return {
             "catalog": self.catalog,
             "studies": [_study_json(s) for s in self.studies],
-            "workers": [_runner_json(w) for w in self.runners],
+            "workers": [runner_json(w) for w in self.runners],
         }
 
 
@@ -49,7 +53,7 @@ def _failure_json(file: str, error: str, detail: Any) -> dict[str, Any]:
     return {"file": file, "error": error, **extra}
 
 
-def _runner_json(worker: RunnerRecord) -> dict[str, Any]:
+def runner_json(worker: RunnerRecord) -> dict[str, Any]:
     return {
         "id": worker.id,
         "host": worker.host,
@@ -78,31 +82,95 @@ class CostReport:
         return {"by": self.by, "groups": self.records, "total": self.total.as_dict(self.by)}
 
 
+@dataclass(frozen=True)
+class QueryAnswer:
+    """Rows of a query over a study's tables; `truncated` when more rows matched than `row_limit`."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+    row_limit: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows, "truncated": self.truncated, "row_limit": self.row_limit}
+
+
 class ReportCases(PlatformBase):
     def status(self, study: str | None = None) -> StatusReport:
-        from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
-
         self.require_studies([study] if study else None)
         return StatusReport(
             catalog=self.catalog_name(),
             studies=self.catalog.status(study),
-            runners=self.catalog.live_runners(within_seconds=3 * HEARTBEAT_SECONDS),
+            runners=self.live_runners(),
         )
+
+    def live_runners(self) -> list[RunnerRecord]:
+        """The `process`/`watch` commands whose heartbeat is recent."""
+        from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
+
+        return self.catalog.live_runners(within_seconds=3 * HEARTBEAT_SECONDS)
+
+    def tables(self, study: str) -> dict[str, list[str]]:
+        """The study's consolidated tables and their columns."""
+        from biomarkerflow.results.query import connect, table_columns
+
+        connection, views = connect(self._output_location(study))
+        try:
+            return table_columns(connection, views)
+        finally:
+            connection.close()
+
+    def sql(self, study: str, sql: str, *, max_rows: int = API_MAX_ROWS) -> QueryAnswer:
+        """A read-only query over the study's tables only, at most `max_rows` rows and 30 s."""
+        from biomarkerflow.results.query import run_sandboxed_query
+
+        result = run_sandboxed_query(
+            self._output_location(study), sql, max_rows=max_rows, timeout_seconds=QUERY_TIMEOUT_SECONDS
+        )
+        frame = result.frame
+        rows = frame.astype(object).where(frame.notna(), None).values.tolist()
+        return QueryAnswer([str(c) for c in frame.columns], rows, result.truncated, result.row_limit)
+
+    def table_rows(self, study: str, table: str, offset: int = 0, limit: int = 100) -> QueryAnswer:
+        """A page of one consolidated table's rows, in the table's order."""
+        from biomarkerflow.results.query import quoted
+
+        known = self.tables(study)
+        if table not in known:
+            raise NotFoundError(
+                f"study '{study}' has no table '{table}'",
+                hint="Its tables: " + (", ".join(known) or "none yet (no file has been processed)"),
+            )
+        return self.sql(study, f"SELECT * FROM {quoted(table)} LIMIT {int(limit)} OFFSET {int(offset)}", max_rows=limit)
+
+    def _output_location(self, study: str) -> str:
+        self.require_studies([study])
+        record = self.catalog.get_study(study)
+        assert record is not None
+        return record.output_location
 
     def query(self, study: str, sql: str) -> pd.DataFrame:
         """SQL (DuckDB) over the study's consolidated tables."""
         from biomarkerflow.results.query import run_query
 
-        self.require_studies([study])
-        record = self.catalog.get_study(study)
-        assert record is not None
-        return run_query(record.output_location, sql)
+        return run_query(self._output_location(study), sql)
 
     def lineage(self, target: str) -> dict[str, Any]:
         """Where a result (file, run folder, table) or an input file's results came from."""
         from biomarkerflow.results.lineage import lineage
 
         return lineage(target, self.catalog)
+
+    def run_lineage(self, run_id: str) -> dict[str, Any]:
+        """The lineage of a run's results (its run folder); a run without results has none."""
+        run = self.catalog.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"no run '{run_id}' in the catalog")
+        if run.result_location is None:
+            raise NotFoundError(
+                f"run '{run_id}' has no results ({run.outcome})", hint="Only succeeded runs have a lineage."
+            )
+        return self.lineage(run.result_location)
 
     def costs(self, studies: list[str] | None = None, by: str = "study") -> CostReport:
         from typing import cast

@@ -2,7 +2,9 @@
 
 A `Watcher` runs in the calling thread (`run`) or in a thread of its own (`start`), and
 stops cleanly on `stop()`: running jobs finish, nothing new starts. It registers a worker
-row in the catalog and heartbeats it, so `status` shows it while it runs.
+row in the catalog and heartbeats it, so `status` shows it while it runs. Between rounds
+it does the work asked for over HTTP (scan, process, retrain requests in the catalog),
+each request taken by one watcher only.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
+from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.service.work import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
+    from biomarkerflow.catalog.records import WorkRequestRecord
     from biomarkerflow.cost.registry import TrainingResult
     from biomarkerflow.service.platform import Platform
     from biomarkerflow.service.work import ScanReport
     from biomarkerflow.stages.processing import GateInfo, Progress
 
 __all__ = ["WatchReporter", "Watcher"]
+
+# How often an idle watcher looks for work asked for over HTTP: a button press in the
+# dashboard should start within about a second.
+REQUEST_POLL_SECONDS = 1.0
 
 
 class WatchReporter(Protocol):
@@ -78,6 +86,7 @@ class Watcher:
         self.rounds = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._executor: Any = None
 
     @property
     def stopping(self) -> bool:
@@ -102,6 +111,7 @@ class Watcher:
         catalog = self.platform.catalog
         executor = self.platform.executor(self.executor_spec, self.workers)
         catalog.register_runner(self.worker_id, kind="watch", executor=self.executor_spec, capacity=executor.capacity)
+        self._executor = executor
         try:
             executor.prestart()
             while not self._stop.is_set():
@@ -129,7 +139,52 @@ class Watcher:
         self.rounds += 1
 
     def _idle(self) -> None:
+        """Wait for the next round; do the work asked for over HTTP meanwhile; heartbeat."""
         deadline = time.monotonic() + self.interval
+        last_beat = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self._stop.wait(min(HEARTBEAT_SECONDS, max(0.0, deadline - time.monotonic())))
-            self.platform.catalog.beat(self.worker_id, 0)
+            self._stop.wait(min(REQUEST_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            if self._stop.is_set():
+                return
+            self.serve_requests()
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                self.platform.catalog.beat(self.worker_id, 0)
+                last_beat = time.monotonic()
+
+    def serve_requests(self, executor: Any | None = None) -> int:
+        """Do every pending work request, oldest first; how many were done."""
+        done = 0
+        while not self._stop.is_set():
+            request = self.platform.catalog.take_work_request(self.worker_id)
+            if request is None:
+                return done
+            try:
+                result = self._perform(request, executor or self._executor)
+            except BiomarkerflowError as exc:
+                self.platform.catalog.finish_work_request(request.id, error=exc.message)
+            except Exception as exc:  # noqa: BLE001 - a failed request must not stop the service
+                self.platform.catalog.finish_work_request(request.id, error=f"{type(exc).__name__}: {exc}")
+            else:
+                self.platform.catalog.finish_work_request(request.id, result=result)
+            done += 1
+        return done
+
+    def _perform(self, request: WorkRequestRecord, executor: Any) -> dict[str, Any]:
+        studies = [request.study_id] if request.study_id else None
+        if request.kind == "scan":
+            report = self.platform.scan(self.configs, executor)
+            self.reporter.scanned(report)
+            return {
+                "studies": [
+                    {"study": s.study_id, "source": s.source, "change": s.config_change, "new_files": s.files.new}
+                    for s in report.info.studies
+                ]
+            }
+        if request.kind == "process":
+            info = self.platform.process(
+                executor, studies, worker=self.worker_id, stop=self._stop, progress=self.reporter.progress
+            )
+            return {"succeeded": info.succeeded, "failed": info.failed}
+        results = self.platform.train_models()
+        self.reporter.retrained(results)
+        return {"models": [{"pipeline": r.pipeline, "decision": r.decision, "message": r.message} for r in results]}

@@ -1,0 +1,91 @@
+"""The FastAPI application: routes, the error mapping and the audit log of changes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+import biomarkerflow
+from biomarkerflow.errors import AccessError, BiomarkerflowError, Category
+from biomarkerflow.service import Platform
+
+# The error categories as HTTP statuses (the CLI maps the same categories to exit codes).
+HTTP_STATUS: dict[Category, int] = {
+    Category.INVALID_INPUT: 400,
+    Category.NOT_FOUND: 404,
+    Category.CONFLICT: 409,
+    Category.UNAVAILABLE: 503,
+    Category.CATALOG: 503,
+    Category.FAILED: 500,
+    Category.INTERNAL: 500,
+}
+CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def status_of(error: BiomarkerflowError) -> int:
+    if isinstance(error, AccessError):
+        return 403 if error.authenticated else 401
+    return HTTP_STATUS[error.category]
+
+
+def error_body(error: BiomarkerflowError) -> dict[str, str | None]:
+    return {"error": error.message, "hint": error.hint, "category": error.category.value}
+
+
+def _handle(request: Request, error: Exception) -> Response:
+    assert isinstance(error, BiomarkerflowError)
+    status = status_of(error)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(error), status_code=status, headers=headers)
+
+
+def create_app(platform: Platform, *, session_secret: str | None = None) -> FastAPI:
+    """The API (and dashboard) over `platform`; `session_secret` signs dashboard sessions
+    (a random one per process when None: sessions then end when the server restarts)."""
+    from biomarkerflow.api.routes_catalog import router as catalog_routes
+    from biomarkerflow.api.routes_costs import router as cost_routes
+    from biomarkerflow.api.routes_operate import router as operate_routes
+    from biomarkerflow.api.routes_results import router as result_routes
+
+    app = FastAPI(
+        title="biomarkerflow",
+        version=biomarkerflow.__version__,
+        description="Studies, files, runs, results, lineage, costs and estimates of a biomarkerflow catalog. "
+        "Every endpoint but /healthz needs a bearer token: biomarkerflow tokens create --name N --scope read.",
+        openapi_url="/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    app.state.session_secret = session_secret or secrets.token_urlsafe(32)
+    app.add_exception_handler(BiomarkerflowError, _handle)
+    app.middleware("http")(_audit_changes)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: answers without a token and without touching the catalog."""
+        return {"status": "ok", "version": biomarkerflow.__version__}
+
+    for router in (catalog_routes, result_routes, cost_routes, operate_routes):
+        app.include_router(router, prefix="/api/v1")
+    return app
+
+
+async def _audit_changes(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Every request that may change something is written down: who, what, when, outcome."""
+    response = await call_next(request)
+    if request.method in CHANGING_METHODS:
+        actor = getattr(request.state, "actor", None) or "anonymous"
+        platform: Platform = request.app.state.platform
+        await run_in_threadpool(
+            platform.audit,
+            actor,
+            f"{request.method} {request.url.path}"[:100],
+            request.url.query or None,
+            str(response.status_code),
+        )
+    return response

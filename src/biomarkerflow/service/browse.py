@@ -1,0 +1,180 @@
+"""Use cases that browse the catalog page by page: the REST API's and dashboard's reads.
+
+Everything here is paged or aggregated in the database, so a study of 100k files costs
+no more to show than one of ten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from biomarkerflow.catalog.browse import FileFilter, Page, RunFilter
+from biomarkerflow.catalog.records import FileRecord, RunRecord
+from biomarkerflow.errors import NotFoundError
+from biomarkerflow.service.base import PlatformBase
+
+__all__ = ["BrowseCases", "StudyOverview", "file_json", "page_json", "run_json"]
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def file_json(record: FileRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "study": record.study_id,
+        "path": record.relative_path,
+        "url": record.url,
+        "subject": record.subject,
+        "size": record.size,
+        "state": record.state,
+        "reason": record.reason,
+        "error": record.last_error,
+        "attempts": record.attempts,
+        "current_run": record.current_run_id,
+    }
+
+
+def run_json(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "file_id": record.file_id,
+        "study": record.study_id,
+        "attempt": record.attempt,
+        "outcome": record.outcome,
+        "error": record.error,
+        "failed_step": record.failed_step,
+        "started_at": _time(record.started_at),
+        "finished_at": _time(record.finished_at),
+        "wall_seconds": record.wall_seconds,
+        "cpu_seconds": record.cpu_seconds,
+        "peak_rss_bytes": record.peak_rss_bytes,
+        "bytes_read": record.bytes_read,
+        "bytes_written": record.bytes_written,
+        "facts": record.facts,
+        "result_location": record.result_location,
+        "package_version": record.package_version,
+        "host": record.host,
+        "pipeline": record.pipeline,
+        "notices": list(record.notices),
+        "cost": record.cost,
+        "currency": record.currency,
+        "charge": asdict(record.charge) if record.charge else None,
+    }
+
+
+def page_json(page: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"items": items, "total": page.total, "offset": page.offset, "limit": page.limit}
+
+
+@dataclass(frozen=True)
+class StudyOverview:
+    """One study at a glance: files per state, cost so far, last activity."""
+
+    study: str
+    counts: dict[str, int]
+    cost: float
+    currency: str | None
+    last_activity: datetime | None
+    priority: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "counts": self.counts,
+            "files": self.total,
+            "cost": self.cost,
+            "currency": self.currency,
+            "last_activity": _time(self.last_activity),
+            "priority": self.priority,
+        }
+
+
+class BrowseCases(PlatformBase):
+    def study_overviews(self) -> list[StudyOverview]:
+        """Every study with its files per state, cost so far and last activity (a few GROUP BYs)."""
+        from biomarkerflow.catalog.models import FileState
+
+        counts = self.catalog.state_counts()
+        costs = self.catalog.cost_totals()
+        activity = self.catalog.last_activities()
+        return [
+            StudyOverview(
+                study=study.id,
+                counts={state.value: counts.get(study.id, {}).get(state.value, 0) for state in FileState},
+                cost=costs.get(study.id, (0.0, None))[0],
+                currency=costs.get(study.id, (0.0, None))[1],
+                last_activity=activity.get(study.id),
+                priority=study.priority,
+            )
+            for study in self.catalog.studies()
+        ]
+
+    def study_detail(self, study: str) -> dict[str, Any]:
+        """A study's config, files per state, progress per day, why files wait, its subjects."""
+        record = self.catalog.get_study(study)
+        if record is None:
+            raise NotFoundError(f"no study '{study}' in the catalog", hint="See the studies with: biomarkerflow status")
+        overview = next(o for o in self.study_overviews() if o.study == study)
+        return {
+            **overview.as_json(),
+            "config": record.config,
+            "config_source": record.config_source,
+            "output_location": record.output_location,
+            "data_location": record.data_location,
+            "progress": [
+                {"day": day, "state": state, "files": n} for day, state, n in self.catalog.finished_per_day(study)
+            ],
+            "waiting_reasons": [{"reason": r, "files": n} for r, n in self.catalog.waiting_reasons(study)],
+            "subjects": len(self.catalog.subjects(study)),
+        }
+
+    def subjects(self, study: str) -> list[dict[str, Any]]:
+        self.require_studies([study])
+        return [{"subject": s, "counts": c} for s, c in self.catalog.subjects(study)]
+
+    def files_page(self, where: FileFilter, offset: int = 0, limit: int = 100) -> Page[FileRecord]:
+        if where.study_id is not None:
+            self.require_studies([where.study_id])
+        return self.catalog.files_page(where, offset, limit)
+
+    def runs_page(self, where: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
+        if where.study_id is not None:
+            self.require_studies([where.study_id])
+        return self.catalog.runs_page(where, offset, limit)
+
+    def run_detail(self, run_id: str) -> dict[str, Any]:
+        """A run in full: metering, cost, the estimate made before it, its file's attempts, provenance."""
+        run = self.catalog.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"no run '{run_id}' in the catalog", hint="Runs are listed under /api/v1/runs.")
+        file = self.catalog.get_file(run.file_id)
+        estimates = [e for e in self.catalog.estimates(run.pipeline) if e.run_id == run_id] if run.pipeline else []
+        attempts = self.catalog.runs(file_id=run.file_id)
+        return {
+            **run_json(run),
+            "traceback": run.traceback,
+            "file": file_json(file) if file else None,
+            "estimate": (
+                {"predicted": estimates[-1].predicted, "actual": estimates[-1].actual, "at": _time(estimates[-1].at)}
+                if estimates
+                else None
+            ),
+            "attempts": [
+                {
+                    "id": r.id,
+                    "attempt": r.attempt,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                    "started_at": _time(r.started_at),
+                }
+                for r in attempts
+            ],
+        }
