@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from biomarkerflow.cli.app import StudyOption, app, check_format, console, handled, platform, say
+from biomarkerflow.cli.app import StudyOption, app, check_format, console, handled, platform, say, tell
 from biomarkerflow.terminal import Column, print_table, styled
 from biomarkerflow.terminal.work import state_label
 
@@ -99,6 +99,8 @@ def query(
         sys.stdout.write(frame.to_json(orient="records", date_format="iso", indent=2) + "\n")
     else:
         _print_frame(frame)
+    if frame.attrs.get("truncated"):  # on stderr: csv and json on stdout stay whole files
+        tell(f"(only the first {frame.attrs['row_limit']:,} rows: narrow the query with WHERE or GROUP BY)")
 
 
 def _print_frame(frame: pd.DataFrame) -> None:
