@@ -257,6 +257,29 @@ FACADE = {
     "history": ("cost_rows", "add_imported_runs", "observations", "pipelines_with_history"),
     "cost models": ("cost_models", "champion_model", "next_model_version", "record_cost_model", "last_training_at"),
     "estimates": ("log_estimates", "estimates"),
+    "browsing": (
+        "files_page",
+        "runs_page",
+        "waiting_reasons",
+        "subjects",
+        "finished_per_day",
+        "state_counts",
+        "cost_totals",
+        "last_activities",
+    ),
+    "api access": (
+        "create_token",
+        "token_by_hash",
+        "tokens",
+        "revoke_token",
+        "audit",
+        "audit_entries",
+        "request_work",
+        "take_work_request",
+        "finish_work_request",
+        "work_request",
+        "work_requests",
+    ),
 }
 
 

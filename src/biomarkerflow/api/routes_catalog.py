@@ -141,9 +141,11 @@ def run_lineage(platform: PlatformDep, _: Reader, run_id: str) -> dict[str, Any]
 def lineage(
     platform: PlatformDep,
     _: Reader,
-    target: Annotated[str, Query(min_length=1, max_length=4000, description="A result file or run folder, a table, or an input file")],
+    target: Annotated[
+        str, Query(min_length=1, max_length=4000, description="A result file or run folder, a table, or an input file")
+    ],
 ) -> dict[str, Any]:
-    """Where a run, a result file, a table or an input file's results came from (as `lineage --json`)."""
+    """Where a result file, a run folder, a table or an input file's results came from (as `lineage --json`)."""
     return platform.lineage(target)
 
 
