@@ -37,6 +37,10 @@ COMMANDS = [
     ["models", "show"],
     ["models", "report"],
     ["models", "import-history"],
+    ["serve"],
+    ["tokens", "create"],
+    ["tokens", "list"],
+    ["tokens", "revoke"],
 ]
 
 
@@ -147,6 +151,11 @@ def test_markup_looking_text_is_printed_literally(tmp_path: Path) -> None:
         (["models", "report"], 0, "no estimate has met its run yet"),
         (["models", "import-history", "missing.csv"], 2, "missing.csv"),
         (["demo", "--subjects", "0"], 2, "--subjects"),
+        (["serve", "--watch"], 2, "--watch needs --configs"),
+        (["tokens", "create", "--name", "a b"], 2, "token name 'a b' is not allowed"),
+        (["tokens", "create", "--name", "ann", "--scope", "root"], 2, "unknown scope 'root'"),
+        (["tokens", "revoke", "nobody"], 4, "no token named 'nobody'"),
+        (["tokens", "list"], 0, "no tokens yet"),
     ],
     ids=lambda value: str(value)[:40],
 )
