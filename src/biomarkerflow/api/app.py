@@ -72,6 +72,8 @@ def create_app(platform: Platform, *, session_secret: str | None = None) -> Fast
 
     for router in (catalog_routes, result_routes, cost_routes, operate_routes):
         app.include_router(router, prefix="/api/v1")
+    from biomarkerflow.web import mount
+    mount(app)
     return app
 
 
