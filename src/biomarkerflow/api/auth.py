@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from biomarkerflow.catalog.records import TokenRecord
 from biomarkerflow.service import Platform
@@ -53,3 +53,8 @@ Reader = Annotated[TokenRecord, Depends(require("read"))]
 Operator = Annotated[TokenRecord, Depends(require("operate"))]
 Admin = Annotated[TokenRecord, Depends(require("admin"))]
 PlatformDep = Annotated[Platform, Depends(platform_of)]
+
+# Catalog ids are 64-bit integers: larger numbers are a 422, not a database overflow.
+MAX_ID = 2**63 - 1
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]

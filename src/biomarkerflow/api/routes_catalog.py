@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from biomarkerflow.api.auth import PlatformDep, Reader
+from biomarkerflow.api.auth import PathId, PlatformDep, QueryId, Reader
 from biomarkerflow.catalog.browse import MAX_PAGE, FileFilter, RunFilter
 from biomarkerflow.service.browse import file_json, page_json, run_json
 from biomarkerflow.service.reports import runner_json
@@ -92,7 +92,7 @@ def _files_csv(platform: PlatformDep, where: FileFilter) -> Iterator[str]:
 
 
 @router.get("/files/{file_id}")
-def file(platform: PlatformDep, _: Reader, file_id: int) -> dict[str, Any]:
+def file(platform: PlatformDep, _: Reader, file_id: PathId) -> dict[str, Any]:
     """One file, its state changes (with why) and its runs."""
     record = platform.catalog.get_file(file_id)
     if record is None:
@@ -114,7 +114,7 @@ def runs(
     platform: PlatformDep,
     _: Reader,
     study: str | None = None,
-    file_id: int | None = None,
+    file_id: QueryId = None,
     subject: str | None = None,
     outcome: Literal["succeeded", "failed", "running", "interrupted", "lost"] | None = None,
     offset: Offset = 0,

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from biomarkerflow.api.auth import Admin, Operator, PlatformDep, Reader
+from biomarkerflow.api.auth import Admin, Operator, PathId, PlatformDep, Reader
 from biomarkerflow.errors import NotFoundError
 from biomarkerflow.service.access import audit_json, token_json, work_request_json
 
@@ -41,7 +41,7 @@ def work_requests(
 
 
 @router.get("/work/{request_id}", tags=["operate"])
-def work_request(platform: PlatformDep, _: Reader, request_id: int) -> dict[str, Any]:
+def work_request(platform: PlatformDep, _: Reader, request_id: PathId) -> dict[str, Any]:
     record = platform.work_request(request_id)
     if record is None:
         raise NotFoundError(f"no work request {request_id}")
