@@ -409,10 +409,26 @@ def test_a_revoked_token_ends_its_sessions_at_once(served: dict[str, Any]) -> No
     assert "unknown or was revoked" in _page(client, gone.headers["location"])
 
 
-def test_the_dashboard_repeats_the_api_statuses_and_session_key() -> None:
+def test_the_dashboard_repeats_the_api_statuses_and_session_keys() -> None:
     from biomarkerflow.api.app import HTTP_STATUS
-    from biomarkerflow.api.auth import SESSION_TOKEN_KEY
+    from biomarkerflow.api.auth import CSRF_HEADER, SESSION_CSRF_KEY, SESSION_TOKEN_KEY
     from biomarkerflow.web import render, session
 
     assert render.HTTP_STATUS == HTTP_STATUS
     assert session.TOKEN_KEY == SESSION_TOKEN_KEY
+    assert session.CSRF_KEY == SESSION_CSRF_KEY and session.CSRF_HEADER == CSRF_HEADER
+
+
+def test_the_api_takes_a_signed_in_session_but_changes_nothing_without_its_csrf_token(
+    served: dict[str, Any],
+) -> None:
+    platform: Platform = served["platform"]
+    browser = _sign_in(served, "operate")
+    assert browser.get("/api/v1/studies").status_code == 200  # reading: the session is enough
+    before = len(platform.work_requests(500))
+    forged = browser.post("/api/v1/work", json={"kind": "scan"})  # what a cross-site form could send
+    assert forged.status_code == 403 and "CSRF" in forged.json()["error"]
+    assert len(platform.work_requests(500)) == before
+    csrf = _csrf(_page(browser, f"/studies/{STUDY}"))
+    asked = browser.post("/api/v1/work", json={"kind": "scan"}, headers={"X-CSRF-Token": csrf})
+    assert asked.status_code == 202 and asked.json()["requested_by"] == "operate-token"

@@ -6,15 +6,20 @@ the audit log names.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
 from biomarkerflow.catalog.records import TokenRecord
+from biomarkerflow.errors import AccessError
 from biomarkerflow.service import Platform
 
 SESSION_TOKEN_KEY = "token"
+SESSION_CSRF_KEY = "csrf"  # the dashboard's per-session CSRF token (web/session.py)
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def platform_of(request: Request) -> Platform:
@@ -23,16 +28,32 @@ def platform_of(request: Request) -> Platform:
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of the request: `Authorization: Bearer ...`, else the dashboard session's."""
+    """The token of the request: `Authorization: Bearer ...`, else the dashboard session's.
+
+    A request that changes something with the session's token must also carry the session's
+    CSRF token in the X-CSRF-Token header: a cookie alone, which a browser sends by itself,
+    never changes anything.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     session = request.scope.get("session")
-    if session:
-        token = session.get(SESSION_TOKEN_KEY)
-        return token if isinstance(token, str) else None
-    return None
+    if not session:
+        return None
+    token = session.get(SESSION_TOKEN_KEY)
+    if not isinstance(token, str):
+        return None
+    if request.method not in SAFE_METHODS:
+        expected = session.get(SESSION_CSRF_KEY)
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise AccessError(
+                "a signed-in browser must send the session's CSRF token (X-CSRF-Token) to change anything",
+                hint="API clients send 'Authorization: Bearer TOKEN' instead.",
+                authenticated=True,
+            )
+    return token
 
 
 def require(scope: str) -> Callable[[Request], TokenRecord]:
