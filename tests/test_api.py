@@ -18,7 +18,8 @@ from biomarkerflow.api import create_app
 from biomarkerflow.service import Platform, Watcher
 from biomarkerflow.service.access import token_hash
 from tests.databases import BACKENDS, catalog_url
-from tests.test_second_workflow_type import FILES, STUDY, _csv, _workspace
+from tests.served import processed_study, tokens_per_scope
+from tests.test_second_workflow_type import FILES, STUDY, _csv
 
 BAD_FILE = "S01_broken.csv"
 
@@ -28,16 +29,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A processed csv-stats study (succeeded, waiting and failed files) and a token per scope."""
     root = tmp_path_factory.mktemp("api")
     files = {**FILES, BAD_FILE: "a,b\n1,2\n"}
-    configs = _workspace(root, {"S01": "north", "S02": "south"}, files)  # S03 has no site: waits
     with catalog_url(request.param, root / "home") as url:
-        platform = Platform(home=root / ".biomarkerflow", catalog_url=url)
-        platform.scan(str(configs))
-        executor = platform.executor("local", 1)
-        try:
-            platform.process(executor)
-        finally:
-            executor.close()
-        tokens = {scope: platform.create_token(f"{scope}-token", scope).token for scope in ("read", "operate", "admin")}
+        platform, configs = processed_study(root, files, url)  # S03 has no site: waits
+        tokens = tokens_per_scope(platform)
         client = TestClient(create_app(platform))
         yield {"client": client, "platform": platform, "tokens": tokens, "configs": configs, "root": root}
         platform.close()

@@ -12,22 +12,15 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from biomarkerflow.api import create_app
-from biomarkerflow.service import Platform
-from tests.test_second_workflow_type import FILES, _workspace
+from tests.served import processed_study
+from tests.test_second_workflow_type import FILES
 
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A processed csv-stats study behind the API, and an admin token (every endpoint is open to it)."""
     root: Path = tmp_path_factory.mktemp("fuzz")
-    configs = _workspace(root, {"S01": "north", "S02": "south"}, FILES)
-    platform = Platform(home=root / ".biomarkerflow")
-    platform.scan(str(configs))
-    executor = platform.executor("local", 1)
-    try:
-        platform.process(executor)
-    finally:
-        executor.close()
+    platform, _ = processed_study(root, FILES)
     token = platform.create_token("fuzzer", "admin").token
     yield {"app": create_app(platform), "token": token}
     platform.close()

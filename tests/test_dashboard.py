@@ -21,7 +21,8 @@ from biomarkerflow.api import create_app
 from biomarkerflow.catalog.browse import RunFilter
 from biomarkerflow.service import Platform
 from tests.databases import BACKENDS, catalog_url
-from tests.test_second_workflow_type import FILES, STUDY, _workspace
+from tests.served import processed_study, tokens_per_scope
+from tests.test_second_workflow_type import FILES, STUDY
 
 BAD_FILE = "S01_broken.csv"
 # A file name that is markup: it fails (no column x), so it shows in the failed list and its error.
@@ -35,16 +36,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A processed csv-stats study (succeeded, waiting and failed files) and a token per scope."""
     root = tmp_path_factory.mktemp("dashboard")
     files = {**FILES, BAD_FILE: "a,b\n1,2\n", MARKUP_FILE: "a,b\n1,2\n"}
-    configs = _workspace(root, {"S01": "north", "S02": "south"}, files)  # S03 has no site: waits
     with catalog_url(request.param, root / "home") as url:
-        platform = Platform(home=root / ".biomarkerflow", catalog_url=url)
-        platform.scan(str(configs))
-        executor = platform.executor("local", 1)
-        try:
-            platform.process(executor)
-        finally:
-            executor.close()
-        tokens = {scope: platform.create_token(f"{scope}-token", scope).token for scope in ("read", "operate", "admin")}
+        platform, _ = processed_study(root, files, url)  # S03 has no site: waits
+        tokens = tokens_per_scope(platform)
         app = create_app(platform)
         yield {"app": app, "platform": platform, "tokens": tokens, "root": root}
         platform.close()
@@ -409,12 +403,10 @@ def test_a_revoked_token_ends_its_sessions_at_once(served: dict[str, Any]) -> No
     assert "unknown or was revoked" in _page(client, gone.headers["location"])
 
 
-def test_the_dashboard_repeats_the_api_statuses_and_session_keys() -> None:
-    from biomarkerflow.api.app import HTTP_STATUS
+def test_the_dashboard_repeats_the_api_session_keys() -> None:
     from biomarkerflow.api.auth import CSRF_HEADER, SESSION_CSRF_KEY, SESSION_TOKEN_KEY
-    from biomarkerflow.web import render, session
+    from biomarkerflow.web import session
 
-    assert render.HTTP_STATUS == HTTP_STATUS
     assert session.TOKEN_KEY == SESSION_TOKEN_KEY
     assert session.CSRF_KEY == SESSION_CSRF_KEY and session.CSRF_HEADER == CSRF_HEADER
 

@@ -48,6 +48,19 @@ EXIT_CODES: dict[Category, int] = {
 }
 
 
+# The same categories as HTTP statuses, for the REST API and the dashboard (an AccessError
+# is 401 without a valid token and 403 with too little scope: see `http_status`).
+HTTP_STATUS: dict[Category, int] = {
+    Category.INVALID_INPUT: 400,
+    Category.NOT_FOUND: 404,
+    Category.CONFLICT: 409,
+    Category.UNAVAILABLE: 503,
+    Category.CATALOG: 503,
+    Category.FAILED: 500,
+    Category.INTERNAL: 500,
+}
+
+
 class BiomarkerflowError(Exception):
     """Base error: a user-facing message, a hint naming the fix, and a category."""
 
@@ -138,6 +151,13 @@ class AccessError(BiomarkerflowError):
     def __init__(self, message: str, *, hint: str | None = None, authenticated: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.authenticated = authenticated  # True: the token is valid, its scope is too small (HTTP 403)
+
+
+def http_status(error: BiomarkerflowError) -> int:
+    """The HTTP status of an error: its category's, and 401/403 for a missing token or scope."""
+    if isinstance(error, AccessError):
+        return 403 if error.authenticated else 401
+    return HTTP_STATUS[error.category]
 
 
 class JobError(BiomarkerflowError):

@@ -10,26 +10,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import biomarkerflow
-from biomarkerflow.errors import AccessError, BiomarkerflowError, Category
+from biomarkerflow.errors import BiomarkerflowError, http_status
 from biomarkerflow.service import Platform
 
-# The error categories as HTTP statuses (the CLI maps the same categories to exit codes).
-HTTP_STATUS: dict[Category, int] = {
-    Category.INVALID_INPUT: 400,
-    Category.NOT_FOUND: 404,
-    Category.CONFLICT: 409,
-    Category.UNAVAILABLE: 503,
-    Category.CATALOG: 503,
-    Category.FAILED: 500,
-    Category.INTERNAL: 500,
-}
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def status_of(error: BiomarkerflowError) -> int:
-    if isinstance(error, AccessError):
-        return 403 if error.authenticated else 401
-    return HTTP_STATUS[error.category]
 
 
 def error_body(error: BiomarkerflowError) -> dict[str, str | None]:
@@ -38,7 +22,7 @@ def error_body(error: BiomarkerflowError) -> dict[str, str | None]:
 
 def _handle(request: Request, error: Exception) -> Response:
     assert isinstance(error, BiomarkerflowError)
-    status = status_of(error)
+    status = http_status(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(error_body(error), status_code=status, headers=headers)
 

@@ -18,23 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
-from biomarkerflow.errors import AccessError, BiomarkerflowError, Category
+from biomarkerflow.errors import BiomarkerflowError, http_status
 from biomarkerflow.units import format_bytes
 
 HERE = Path(__file__).resolve().parent
-
-# The API's statuses per error category (api/app.py HTTP_STATUS). Repeated here because the
-# API mounts the dashboard (api.app imports web), so web importing api would be a cycle;
-# tests/test_dashboard.py checks the two agree.
-HTTP_STATUS: dict[Category, int] = {
-    Category.INVALID_INPUT: 400,
-    Category.NOT_FOUND: 404,
-    Category.CONFLICT: 409,
-    Category.UNAVAILABLE: 503,
-    Category.CATALOG: 503,
-    Category.FAILED: 500,
-    Category.INTERNAL: 500,
-}
 
 # Pages may run Vega (its expressions compile with Function: 'unsafe-eval'), set widths in
 # style attributes, and are never framed (the operate buttons cannot be clickjacked).
@@ -47,12 +34,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-
-
-def status_of(error: BiomarkerflowError) -> int:
-    if isinstance(error, AccessError):
-        return 403 if error.authenticated else 401
-    return HTTP_STATUS[error.category]
 
 
 class SignInNeeded(Exception):
@@ -169,7 +150,7 @@ class PageRoute(APIRoute):
             except SignInNeeded as exc:
                 return to_login(request, exc.expired)
             except BiomarkerflowError as exc:
-                return error_page(request, Problem(exc.message, exc.hint, status_of(exc)))
+                return error_page(request, Problem(exc.message, exc.hint, http_status(exc)))
             except RequestValidationError as exc:
                 wrong = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
