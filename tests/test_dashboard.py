@@ -424,3 +424,12 @@ def test_the_api_takes_a_signed_in_session_but_changes_nothing_without_its_csrf_
     csrf = _csrf(_page(browser, f"/studies/{STUDY}"))
     asked = browser.post("/api/v1/work", json={"kind": "scan"}, headers={"X-CSRF-Token": csrf})
     assert asked.status_code == 202 and asked.json()["requested_by"] == "operate-token"
+
+
+def test_secure_cookies_are_sent_over_https_only(served: dict[str, Any]) -> None:
+    client = _client(create_app(served["platform"], secure_cookies=True))
+    form = client.get("/login")
+    cookie = form.headers["set-cookie"].lower()
+    assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    plain = _client(served["app"]).get("/login").headers["set-cookie"].lower()
+    assert "secure" not in plain.replace("samesite", "")

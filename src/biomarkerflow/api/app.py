@@ -27,9 +27,10 @@ def _handle(request: Request, error: Exception) -> Response:
     return JSONResponse(error_body(error), status_code=status, headers=headers)
 
 
-def create_app(platform: Platform, *, session_secret: str | None = None) -> FastAPI:
+def create_app(platform: Platform, *, session_secret: str | None = None, secure_cookies: bool = False) -> FastAPI:
     """The API (and dashboard) over `platform`; `session_secret` signs dashboard sessions
-    (a random one per process when None: sessions then end when the server restarts)."""
+    (a random one per process when None: sessions then end when the server restarts);
+    `secure_cookies` marks the session cookie Secure (served behind TLS)."""
     from biomarkerflow.api.routes_catalog import router as catalog_routes
     from biomarkerflow.api.routes_costs import router as cost_routes
     from biomarkerflow.api.routes_operate import router as operate_routes
@@ -57,7 +58,8 @@ def create_app(platform: Platform, *, session_secret: str | None = None) -> Fast
     for router in (catalog_routes, result_routes, cost_routes, operate_routes):
         app.include_router(router, prefix="/api/v1")
     from biomarkerflow.web import mount
-    mount(app)
+
+    mount(app, https_only=secure_cookies)
     return app
 
 

@@ -45,6 +45,10 @@ def serve(
     interval: Annotated[float, typer.Option(metavar="SECONDS", min=1, help="--watch: seconds between rescans.")] = 60.0,
     workers: WorkersOption = 1,
     executor_spec: ExecutorOption = "local",
+    secure_cookies: Annotated[
+        bool,
+        typer.Option("--secure-cookies", help="Behind a TLS proxy: browsers send the session cookie over HTTPS only."),
+    ] = False,
 ) -> None:
     """The REST API (/api/v1, schema at /openapi.json) and dashboard, until Ctrl-C.
 
@@ -66,7 +70,9 @@ def serve(
         raise UsageError("--watch needs --configs DIR_OR_URL: the study configs the service scans")
     service = platform()
     service.require_studies(None)  # open (and upgrade) the catalog before the first request
-    api = create_app(service, session_secret=os.environ.get("BIOMARKERFLOW_SESSION_SECRET"))
+    api = create_app(
+        service, session_secret=os.environ.get("BIOMARKERFLOW_SESSION_SECRET"), secure_cookies=secure_cookies
+    )
     watcher = None
     if watch:
         assert configs is not None
