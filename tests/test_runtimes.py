@@ -380,3 +380,13 @@ def test_constraints_build_a_runtime_with_numpy_1_and_jobs_run_there(
     assert provenance["constraints"] == ["numpy<2"]
     strides = pd.read_parquet(Path(run.result_location or "") / "gait.parquet")
     assert len(strides) > 0 and strides["stride time"].notna().any()
+
+
+def test_installed_packages_read_fast_equal_the_full_metadata() -> None:
+    from importlib import metadata
+
+    from biomarkerflow.runtimes.process import installed_packages
+
+    full = {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
+    assert installed_packages() == full
+    assert full["scikit-digital-health"]  # a name with dashes, as its metadata writes it

@@ -63,8 +63,32 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
 
 
 def installed_packages() -> dict[str, str]:
-    """Every distribution installed in this environment, name -> version."""
-    return {dist.metadata["Name"]: dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
+    """Every distribution installed in this environment, name -> version.
+
+    Read from the head of each METADATA file: `dist.metadata` parses the whole file as an
+    e-mail message, which took 0.1-0.3 s for ~150 packages at every command and worker start.
+    """
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name, version = _name_and_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "")
+        if name and version:
+            found[name] = version
+    return found
+
+
+def _name_and_version(text: str) -> tuple[str | None, str | None]:
+    """`Name:` and `Version:` from a core-metadata header (they come first; a blank line ends it)."""
+    name = version = None
+    for line in text.splitlines():
+        if not line:
+            break
+        if name is None and line.startswith("Name:"):
+            name = line[5:].strip()
+        elif version is None and line.startswith("Version:"):
+            version = line[8:].strip()
+        if name and version:
+            break
+    return name, version
 
 
 def packages_hash(packages: dict[str, str]) -> str:
