@@ -12,12 +12,14 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from biomarkerflow.runtimes import process as protocol
 from biomarkerflow.runtimes.client import RuntimeProcess, RuntimeProcessDied
-from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, current_environment
+
+if TYPE_CHECKING:  # the job entrypoint imports pandas and pyarrow (0.5 s): workers start first
+    from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 
 
 class Executor(Protocol):
