@@ -109,38 +109,35 @@ class Browse:
             rows = session.scalars(query.order_by(Run.started_at.desc(), Run.id).offset(offset).limit(limit))
             return Page([run_record(r) for r in rows], total, offset, limit)
 
-    def state_counts(self) -> dict[str, dict[str, int]]:
-        """Files per state of every study, counted in the database."""
+    def state_counts(self, study_id: str | None = None) -> dict[str, dict[str, int]]:
+        """Files per state of every study (or of one), counted in the database."""
+        query = select(DataFile.study_id, DataFile.state, func.count(DataFile.id))
+        if study_id is not None:
+            query = query.where(DataFile.study_id == study_id)
         with self._db.session() as session:
-            rows = session.execute(
-                select(DataFile.study_id, DataFile.state, func.count(DataFile.id)).group_by(
-                    DataFile.study_id, DataFile.state
-                )
-            )
             counts: dict[str, dict[str, int]] = {}
-            for study_id, state, n in rows:
-                counts.setdefault(study_id, {})[state] = int(n)
+            for study, state, n in session.execute(query.group_by(DataFile.study_id, DataFile.state)):
+                counts.setdefault(study, {})[state] = int(n)
             return counts
 
-    def cost_totals(self) -> dict[str, tuple[float, str | None]]:
-        """What every study's finished runs cost so far: (sum, currency)."""
+    def cost_totals(self, study_id: str | None = None) -> dict[str, tuple[float, str | None]]:
+        """What every study's (or one study's) finished runs cost so far: (sum, currency)."""
+        query = select(Run.study_id, func.sum(Run.cost), func.max(Run.currency)).where(Run.cost.is_not(None))
+        if study_id is not None:
+            query = query.where(Run.study_id == study_id)
         with self._db.session() as session:
-            rows = session.execute(
-                select(Run.study_id, func.sum(Run.cost), func.max(Run.currency))
-                .where(Run.cost.is_not(None))
-                .group_by(Run.study_id)
-            )
-            return {study_id: (float(total or 0.0), currency) for study_id, total, currency in rows}
+            rows = session.execute(query.group_by(Run.study_id))
+            return {study: (float(total or 0.0), currency) for study, total, currency in rows}
 
-    def last_activities(self) -> dict[str, datetime]:
-        """Every study's latest file state change."""
+    def last_activities(self, study_id: str | None = None) -> dict[str, datetime]:
+        """Every study's (or one study's) latest file change: a file's `updated_at` moves with
+        each state change (files.move), so the 5x larger event table is not read."""
+        query = select(DataFile.study_id, func.max(DataFile.updated_at))
+        if study_id is not None:
+            query = query.where(DataFile.study_id == study_id)
         with self._db.session() as session:
-            rows = session.execute(
-                select(DataFile.study_id, func.max(FileEvent.at))
-                .join(DataFile, DataFile.id == FileEvent.file_id)
-                .group_by(DataFile.study_id)
-            )
-            return {study_id: at for study_id, at in rows if at is not None}
+            rows = session.execute(query.group_by(DataFile.study_id))
+            return {study: at for study, at in rows if at is not None}
 
     def waiting_reasons(self, study_id: str, limit: int = 50) -> list[tuple[str, int]]:
         """WAITING files grouped by why, most common first."""

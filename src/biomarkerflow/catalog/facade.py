@@ -329,16 +329,16 @@ class Catalog:
         """(UTC day, SUCCEEDED or FAILED, files): the study's progress over time."""
         return self._browse.finished_per_day(study_id)
 
-    def state_counts(self) -> dict[str, dict[str, int]]:
-        """Files per state of every study (one GROUP BY, not a list of files)."""
-        return self._browse.state_counts()
+    def state_counts(self, study_id: str | None = None) -> dict[str, dict[str, int]]:
+        """Files per state of every study, or of one (one GROUP BY, not a list of files)."""
+        return self._browse.state_counts(study_id)
 
-    def cost_totals(self) -> dict[str, tuple[float, str | None]]:
-        """What every study's runs cost so far: (sum, currency)."""
-        return self._browse.cost_totals()
+    def cost_totals(self, study_id: str | None = None) -> dict[str, tuple[float, str | None]]:
+        """What every study's (or one study's) runs cost so far: (sum, currency)."""
+        return self._browse.cost_totals(study_id)
 
-    def last_activities(self) -> dict[str, datetime]:
-        return self._browse.last_activities()
+    def last_activities(self, study_id: str | None = None) -> dict[str, datetime]:
+        return self._browse.last_activities(study_id)
 
     # ---- API access: tokens, audit log, work requests ---------------------------------------------
 

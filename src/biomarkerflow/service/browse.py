@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from biomarkerflow.catalog.browse import FileFilter, Page, RunFilter
-from biomarkerflow.catalog.records import FileRecord, RunRecord
+from biomarkerflow.catalog.records import FileRecord, RunRecord, StudyRecord
 from biomarkerflow.errors import NotFoundError
 from biomarkerflow.service.base import PlatformBase
 
@@ -98,31 +98,36 @@ class StudyOverview:
 
 
 class BrowseCases(PlatformBase):
-    def study_overviews(self) -> list[StudyOverview]:
-        """Every study with its files per state, cost so far and last activity (a few GROUP BYs)."""
+    def study_overviews(self, study: str | None = None) -> list[StudyOverview]:
+        """Every study (or one) with its files per state, cost so far and last activity (a few GROUP BYs)."""
         from biomarkerflow.catalog.models import FileState
 
-        counts = self.catalog.state_counts()
-        costs = self.catalog.cost_totals()
-        activity = self.catalog.last_activities()
+        counts = self.catalog.state_counts(study)
+        costs = self.catalog.cost_totals(study)
+        activity = self.catalog.last_activities(study)
+        records = self.catalog.studies() if study is None else [self._study_record(study)]
         return [
             StudyOverview(
-                study=study.id,
-                counts={state.value: counts.get(study.id, {}).get(state.value, 0) for state in FileState},
-                cost=costs.get(study.id, (0.0, None))[0],
-                currency=costs.get(study.id, (0.0, None))[1],
-                last_activity=activity.get(study.id),
-                priority=study.priority,
+                study=record.id,
+                counts={state.value: counts.get(record.id, {}).get(state.value, 0) for state in FileState},
+                cost=costs.get(record.id, (0.0, None))[0],
+                currency=costs.get(record.id, (0.0, None))[1],
+                last_activity=activity.get(record.id),
+                priority=record.priority,
             )
-            for study in self.catalog.studies()
+            for record in records
         ]
 
-    def study_detail(self, study: str) -> dict[str, Any]:
-        """A study's config, files per state, progress per day, why files wait, its subjects."""
+    def _study_record(self, study: str) -> StudyRecord:
         record = self.catalog.get_study(study)
         if record is None:
             raise NotFoundError(f"no study '{study}' in the catalog", hint="See the studies with: biomarkerflow status")
-        overview = next(o for o in self.study_overviews() if o.study == study)
+        return record
+
+    def study_detail(self, study: str) -> dict[str, Any]:
+        """A study's config, files per state, progress per day, why files wait, its subjects."""
+        record = self._study_record(study)
+        [overview] = self.study_overviews(study)
         return {
             **overview.as_json(),
             "config": record.config,

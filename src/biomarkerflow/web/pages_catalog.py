@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from biomarkerflow.catalog.browse import FileFilter, RunFilter
-from biomarkerflow.errors import BiomarkerflowError, NotFoundError
+from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.service import Platform
 from biomarkerflow.service.access import work_request_json
 from biomarkerflow.service.browse import StudyOverview, file_json
@@ -39,10 +39,9 @@ def bar(counts: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def _overview(platform: Platform, study: str) -> StudyOverview:
-    found = [o for o in platform.study_overviews() if o.study == study]
-    if not found:
-        raise NotFoundError(f"no study '{study}' in the catalog", hint="The studies are listed on the first page.")
-    return found[0]
+    """One study's overview (NotFoundError naming it when there is no such study)."""
+    [overview] = platform.study_overviews(study)
+    return overview
 
 
 @router.get("/")

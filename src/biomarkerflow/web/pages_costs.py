@@ -132,7 +132,7 @@ def estimate_page(
         form=form,
         problem=problem,
         answer=answer,
-        studies=[o.study for o in platform.study_overviews()],
+        studies=[record.id for record in platform.catalog.studies()],
         pipelines=sorted({m.pipeline for m in platform.models()}),
     )
 
