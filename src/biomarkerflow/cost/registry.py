@@ -142,6 +142,14 @@ def training_due(last_training: datetime | None, every_hours: float | None, now:
 def train_all(
     catalog: Catalog, home: Path, table: PriceTable, webhook_url: str | None = None, pipeline: str | None = None
 ) -> list[TrainingResult]:
-    """Train every pipeline with history (or just `pipeline`)."""
+    """Train every pipeline with history (or just `pipeline`).
+
+    On one OpenMP thread: the models are small, and scikit-learn's default of one thread per
+    core spins against anything else running (a fit of 300 runs took 156 s instead of 2.2 s
+    on a busy 2-core machine: benchmarks/README.md, REST API section).
+    """
+    from threadpoolctl import threadpool_limits
+
     pipelines = [pipeline] if pipeline else catalog.pipelines_with_history()
-    return [train(catalog, name, home, table, webhook_url) for name in pipelines]
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return [train(catalog, name, home, table, webhook_url) for name in pipelines]
