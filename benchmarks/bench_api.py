@@ -37,7 +37,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import random
 import re
 import signal
@@ -61,6 +60,7 @@ from sqlalchemy import Table, create_engine, insert, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.databases (the throwaway PostgreSQL database helper)
 
+from benchmarks.bench_catalog import machine  # noqa: E402
 from tests.databases import catalog_url  # noqa: E402
 
 from biomarkerflow.catalog.connection import sqlalchemy_url, utcnow  # noqa: E402
@@ -112,21 +112,6 @@ FILES, RUNS, EVENTS = (cast(Table, model.__table__) for model in (DataFile, Run,
 
 
 # ---- the machine ------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-    }
 
 
 def load_average() -> list[float]:
@@ -755,20 +740,8 @@ def install_champion(service: Platform, home: Path, pipeline: str, newest: int) 
     with threadpool_limits(1, user_api="openmp"):
         model = CostModel.fit(pipeline, history[-newest:])
     fitted = time.perf_counter() - started
-    version = service.catalog.next_model_version(pipeline)
-    path = registry.models_folder(home) / pipeline / f"v{version}.pkl"
-    registry.save_model(model, path)
-    service.catalog.record_cost_model(
-        pipeline,
-        version=version,
-        promote=True,
-        path=str(path),
-        trained_from=model.trained_from,
-        trained_to=model.trained_to,
-        train_runs=model.train_runs,
-        test_runs=0,
-        metrics={},
-        note=f"bench_api: fitted on the newest {newest} runs",
+    registry.register_model(
+        service.catalog, home, model, promote=True, metrics={}, note=f"bench_api: fitted on the newest {newest} runs"
     )
     return {
         "pipeline": pipeline,

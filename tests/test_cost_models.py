@@ -245,21 +245,7 @@ def test_beyond_the_largest_run_trees_hand_over_to_a_kind_that_follows_the_trend
 
 def _install_champion(catalog: Catalog, home: Path, model: CostModel) -> None:
     """Make `model` the pipeline's champion, as a promotion would."""
-    version = catalog.next_model_version(model.pipeline)
-    path = registry.models_folder(home) / model.pipeline / f"v{version}.pkl"
-    registry.save_model(model, path)
-    catalog.record_cost_model(
-        model.pipeline,
-        version=version,
-        promote=True,
-        path=str(path),
-        trained_from=model.trained_from,
-        trained_to=model.trained_to,
-        train_runs=model.train_runs,
-        test_runs=0,
-        metrics={},
-        note="installed by the test",
-    )
+    registry.register_model(catalog, home, model, promote=True, metrics={}, note="installed by the test")
 
 
 def test_a_model_file_of_an_older_format_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -50,6 +50,36 @@ def save_model(model: CostModel, path: Path) -> None:
     os.replace(handle.name, path)
 
 
+def register_model(
+    catalog: Catalog,
+    home: Path,
+    model: CostModel,
+    *,
+    promote: bool,
+    metrics: dict[str, Any],
+    note: str | None,
+    train_runs: int | None = None,
+    test_runs: int = 0,
+) -> int:
+    """Save `model` as the pipeline's next version and record it (the champion when `promote`); its version."""
+    version = catalog.next_model_version(model.pipeline)
+    path = models_folder(home) / model.pipeline / f"v{version}.pkl"
+    save_model(model, path)
+    catalog.record_cost_model(
+        model.pipeline,
+        version=version,
+        promote=promote,
+        path=str(path.resolve()),
+        trained_from=model.trained_from,
+        trained_to=model.trained_to,
+        train_runs=model.train_runs if train_runs is None else train_runs,
+        test_runs=test_runs,
+        metrics=metrics,
+        note=note,
+    )
+    return version
+
+
 def load_model(record: CostModelRecord) -> CostModel:
     # Model files are written by this platform into its own home; nothing else is unpickled.
     with open(record.path, "rb") as handle:
@@ -102,20 +132,15 @@ def train(
     else:
         promote, why = True, "it beats both baselines" + (" and the champion" if current else "")
     metrics = {"challenger": assessment.as_dict(), "champion": champion_metrics, "reason": why}
-    version = catalog.next_model_version(pipeline)
-    path = models_folder(home) / pipeline / f"v{version}.pkl"
-    save_model(challenger, path)
-    catalog.record_cost_model(
-        pipeline,
-        version=version,
+    version = register_model(
+        catalog,
+        home,
+        challenger,
         promote=promote,
-        path=str(path.resolve()),
-        trained_from=challenger.trained_from,
-        trained_to=challenger.trained_to,
-        train_runs=len(train_runs),
-        test_runs=len(test_runs),
         metrics=metrics,
         note=why,
+        train_runs=len(train_runs),
+        test_runs=len(test_runs),
     )
     if promote:
         message = f"{pipeline}: v{version} ({challenger.describe()}) is now the champion: {why}"
