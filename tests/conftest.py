@@ -150,10 +150,14 @@ DEMO_OPTIONS = ("--subjects", "1", "--days", "1.05", "--workers", "2")
 def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> DemoWorkspace:
     """A small demo workspace (1 subject, 1.05 days), built once per session by the real
     `biomarkerflow demo` (about 45 s). Tests share it: whatever one leaves there, the next sees."""
+    return build_demo_workspace(tmp_path_factory.mktemp("demo") / "demo-workspace")
+
+
+def build_demo_workspace(path: Path) -> DemoWorkspace:
+    """Run the real `biomarkerflow demo` into `path` (a folder of its own)."""
     import subprocess
     import sys
 
-    path = tmp_path_factory.mktemp("demo") / "demo-workspace"
     command = [str(Path(sys.executable).parent / "biomarkerflow"), "demo", "--workspace", str(path), *DEMO_OPTIONS]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=path.parent)
     assert result.returncode == 0, result.stdout + result.stderr
