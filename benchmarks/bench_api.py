@@ -865,6 +865,8 @@ def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -> dict
                 Endpoint("api study", f"/api/v1/studies/{big}", "page"),
                 Endpoint("api failed files", f"/api/v1/files?study={big}&state=FAILED&limit=50", "json list"),
                 Endpoint("api files offset 90%", f"/api/v1/files?offset={int(args.files * 0.9)}&limit=50", "json list"),
+                # The same depth by file id (what a client following next_after asks for).
+                Endpoint("api files after 90%", f"/api/v1/files?after={int(args.files * 0.9)}&limit=50", "json list"),
                 Endpoint("api estimate", estimate, "page"),
             ]
             if dashboard:

@@ -121,6 +121,14 @@ def test_files_filter_page_and_export(served: dict[str, Any]) -> None:
     second = _get(served, "/api/v1/files", study=STUDY, limit=3, offset=3)
     assert first["total"] == second["total"] == len(FILES) + 1
     assert not {f["id"] for f in first["items"]} & {f["id"] for f in second["items"]}
+    # Paging by id (`after` = the previous page's next_after) walks the same list in the same order.
+    walked, after = [], 0
+    while after is not None:
+        page = _get(served, "/api/v1/files", study=STUDY, limit=2, after=after)
+        walked += [f["id"] for f in page["items"]]
+        after = page.get("next_after")
+    everything = _get(served, "/api/v1/files", study=STUDY, limit=100)
+    assert walked == [f["id"] for f in everything["items"]] and "next_after" not in everything
     # `%` and `_` in a filter are literal characters, not LIKE wildcards.
     assert _get(served, "/api/v1/files", error="%")["total"] == 0
     exported = served["client"].get(
@@ -132,6 +140,18 @@ def test_files_filter_page_and_export(served: dict[str, Any]) -> None:
     assert {r["state"] for r in rows} == {"SUCCEEDED", "WAITING", "FAILED"}
     bad = served["client"].get("/api/v1/files", params={"state": "DONE"}, headers=_auth(served, "read"))
     assert bad.status_code == 422
+
+
+def test_csv_export_reads_page_after_page(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from biomarkerflow.api import routes_catalog
+
+    monkeypatch.setattr(routes_catalog, "MAX_PAGE", 2)  # the export's page size: several pages here
+    exported = served["client"].get(
+        "/api/v1/files", params={"study": STUDY, "format": "csv"}, headers=_auth(served, "read")
+    )
+    ids = [int(row["id"]) for row in csv.DictReader(io.StringIO(exported.text))]
+    assert ids == [f["id"] for f in _get(served, "/api/v1/files", study=STUDY)["items"]]
+    assert len(ids) == len(FILES) + 1
 
 
 def test_unknown_things_are_404_with_a_hint(served: dict[str, Any]) -> None:

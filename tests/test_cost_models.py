@@ -278,6 +278,30 @@ def test_a_model_file_from_before_the_rename_still_loads(tmp_path: Path) -> None
     assert result.prediction is not None
 
 
+def test_a_served_model_is_read_once_and_priced_once_per_price_table(tmp_path: Path) -> None:
+    """The API estimates many times a second: the model file is read and the interval priced
+    once, and still a changed file or another price table is seen."""
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    model = CostModel.fit("w", history("w", 12))
+    _install_champion(catalog, home, model)
+    first, again = registry.champion(catalog, "w"), registry.champion(catalog, "w")
+    assert first is not None and again is not None and again[1] is first[1]
+
+    usage_model = first[1].usage_models[0]
+    offsets = usage_model.cost_offsets(TABLE)
+    cheaper = TABLE.model_copy(update={"per_vcpu_hour": TABLE.per_vcpu_hour / 2, "minimum_seconds": 0})
+    assert usage_model.cost_offsets(TABLE) == offsets
+    assert usage_model._price_offsets(cheaper) == usage_model.cost_offsets(cheaper)  # priced per table
+    assert not hasattr(pickle.loads(pickle.dumps(usage_model)), "_offsets_by_table")  # prices are not saved
+
+    path = Path(catalog.cost_models("w")[0].path)
+    retrained = CostModel.fit("w", history("w", 20))
+    path.write_bytes(pickle.dumps(retrained))
+    changed = registry.champion(catalog, "w")
+    assert changed is not None and changed[1] is not first[1] and changed[1].train_runs == retrained.train_runs
+
+
 def test_a_first_model_that_beats_the_baselines_is_promoted(
     tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
 ) -> None:

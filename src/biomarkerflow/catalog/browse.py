@@ -31,6 +31,7 @@ class Page(Generic[T]):
     total: int
     offset: int
     limit: int
+    next_after: int | None = None  # for lists in id order: pass as `after` for the next page
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,18 @@ class Browse:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def files(self, f: FileFilter, offset: int = 0, limit: int = 100) -> Page[FileRecord]:
+    def files(self, f: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None) -> Page[FileRecord]:
+        """Files in id order. `after` (the last id of the previous page) reads the next page
+        through the primary key; a deep `offset` makes the database step over every row before it."""
         limit = max(1, min(limit, MAX_PAGE))
         query = _file_query(f)
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = session.scalars(query.order_by(DataFile.id).offset(offset).limit(limit))
-            return Page([file_record(r) for r in rows], total, offset, limit)
+            page = query.order_by(DataFile.id)
+            page = page.where(DataFile.id > after) if after is not None else page.offset(offset)
+            items = [file_record(r) for r in session.scalars(page.limit(limit))]
+            next_after = items[-1].id if len(items) == limit else None
+            return Page(items, total, offset if after is None else 0, limit, next_after)
 
     def runs(self, f: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
         limit = max(1, min(limit, MAX_PAGE))
@@ -108,6 +114,16 @@ class Browse:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.order_by(Run.started_at.desc(), Run.id).offset(offset).limit(limit))
             return Page([run_record(r) for r in rows], total, offset, limit)
+
+    def last_runs(self, file_ids: list[int]) -> dict[int, str]:
+        """Each file's newest run id, for a page of files in one query (files never run are left out)."""
+        if not file_ids:
+            return {}
+        with self._db.session() as session:
+            rows = session.execute(
+                select(Run.file_id, Run.id).where(Run.file_id.in_(file_ids)).order_by(Run.started_at, Run.id)
+            )
+            return {file_id: run_id for file_id, run_id in rows}  # the newest comes last
 
     def state_counts(self, study_id: str | None = None) -> dict[str, dict[str, int]]:
         """Files per state of every study (or of one), counted in the database."""

@@ -157,6 +157,17 @@ class CostStore:
             found += [_imported_observation(row) for row in session.scalars(imported)]
         return sorted(found, key=lambda o: o.started_at)
 
+    def observation_count(self, pipeline: str) -> int:
+        """How many runs `observations(pipeline)` would return, counted in the database."""
+        with self._db.session() as session:
+            ours = session.scalar(
+                select(func.count(Run.id)).where(
+                    Run.outcome == "succeeded", Run.wall_seconds.is_not(None), Run.pipeline == pipeline
+                )
+            )
+            imported = session.scalar(select(func.count(ImportedRun.id)).where(ImportedRun.pipeline == pipeline))
+        return int(ours or 0) + int(imported or 0)
+
     def pipelines_with_history(self) -> list[str]:
         """Every pipeline with at least one succeeded run, ours or imported."""
         with self._db.session() as session:

@@ -222,6 +222,10 @@ class Catalog:
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
 
+    def current_run_ids(self, study_id: str) -> list[str]:
+        """The ids of the runs whose results are current (one per SUCCEEDED file), sorted."""
+        return self._runs.current_run_ids(study_id)
+
     def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
         """Each SUCCEEDED file with the run whose results are current."""
         return self._runs.current_results(study_id)
@@ -254,6 +258,10 @@ class Catalog:
     def add_imported_runs(self, rows: list[tuple[str, Observation]]) -> int:
         """Store past runs from elsewhere, each with where it came from (file:line)."""
         return self._costs.add_imported_runs(rows)
+
+    def observation_count(self, pipeline: str) -> int:
+        """How many succeeded runs of `pipeline` (ours and imported) a model could learn from."""
+        return self._costs.observation_count(pipeline)
 
     def observations(self, pipeline: str | None = None, until: datetime | None = None) -> list[Observation]:
         """Every succeeded run (ours and imported) with its metering, oldest first."""
@@ -312,8 +320,14 @@ class Catalog:
 
     # ---- browsing (paged, for the API and dashboard) ----------------------------------------------
 
-    def files_page(self, where: FileFilter, offset: int = 0, limit: int = 100) -> Page[FileRecord]:
-        return self._browse.files(where, offset, limit)
+    def files_page(
+        self, where: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None
+    ) -> Page[FileRecord]:
+        return self._browse.files(where, offset, limit, after)
+
+    def last_runs(self, file_ids: list[int]) -> dict[int, str]:
+        """Each file's newest run id (files never run are left out)."""
+        return self._browse.last_runs(file_ids)
 
     def runs_page(self, where: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
         return self._browse.runs(where, offset, limit)

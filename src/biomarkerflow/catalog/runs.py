@@ -203,6 +203,19 @@ class Runs:
             row = session.get(Run, run_id)
             return None if row is None else run_record(row)
 
+    def current_run_ids(self, study_id: str) -> list[str]:
+        """The run ids `current_results` would pair, sorted; read as one column (70k in ~0.1 s)."""
+        with self._db.session() as session:
+            return sorted(
+                session.scalars(
+                    select(DataFile.current_run_id).where(
+                        DataFile.study_id == study_id,
+                        DataFile.state == FileState.SUCCEEDED.value,
+                        DataFile.current_run_id.is_not(None),
+                    )
+                )
+            )
+
     def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
         """Each SUCCEEDED file with the run whose results are current."""
         with self._db.session() as session:

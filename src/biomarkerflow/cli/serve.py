@@ -23,6 +23,10 @@ from biomarkerflow.terminal import Column, print_table
 
 DEFAULT_PORT = 8000
 
+# Study totals shown are at most this old: every reader within it shares one count of the
+# catalog (0.1-0.3 s at 100k files) instead of each one counting again.
+SUMMARY_MAX_AGE = 2.0
+
 tokens_app = typer.Typer(
     help="Bearer tokens for the REST API and dashboard (stored as hashes; shown once).", no_args_is_help=True
 )
@@ -69,6 +73,7 @@ def serve(
     if watch and configs is None:
         raise UsageError("--watch needs --configs DIR_OR_URL: the study configs the service scans")
     service = platform()
+    service.recent.max_age = SUMMARY_MAX_AGE
     service.require_studies(None)  # open (and upgrade) the catalog before the first request
     api = create_app(
         service, session_secret=os.environ.get("BIOMARKERFLOW_SESSION_SECRET"), secure_cookies=secure_cookies

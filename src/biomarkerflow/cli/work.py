@@ -19,7 +19,7 @@ from biomarkerflow.cli.app import (
     tell,
 )
 from biomarkerflow.errors import Category
-from biomarkerflow.service.work import DEFAULT_WORKERS
+from biomarkerflow.service.work import DEFAULT_WORKERS, require_configs_location, start_executor
 from biomarkerflow.terminal import styled
 from biomarkerflow.terminal.work import LineProgress, print_gates, print_scan, process_with_bar
 
@@ -104,9 +104,8 @@ def process(
         say(f"{sum(p.will_run for p in planned)} file(s) would run, {sum(not p.will_run for p in planned)} wait")
         return
     platform().require_studies(study)
-    executor = platform().executor(executor_spec, workers)
+    executor = start_executor(executor_spec, workers)
     try:
-        executor.prestart()
         info = process_with_bar(console, platform(), executor, study)
     finally:
         executor.close()
@@ -126,10 +125,12 @@ def run(
     \b
     Example: biomarkerflow run --configs studies/
     """
-    platform().require_configs_location(configs)
-    executor = platform().executor(executor_spec, workers)
+    require_configs_location(configs)
+    # Workers start first: they import SKDH while this process opens the catalog, loads
+    # the processing stage and lists the configs.
+    executor = start_executor(executor_spec, workers)
     try:
-        executor.prestart()  # workers import SKDH while the configs are listed
+        platform().load_processing()
         scanned = scan_and_print(configs, executor)
         platform().require_studies(study)
         info = process_with_bar(console, platform(), executor, study)

@@ -55,7 +55,7 @@ class Total:
 
 
 def _refusal(catalog: Catalog, pipeline: str) -> str:
-    runs = len(catalog.observations(pipeline))
+    runs = catalog.observation_count(pipeline)
     if runs < MIN_RUNS:
         return f"only {runs} past run(s) of pipeline {pipeline}; estimates need at least {MIN_RUNS}"
     tried = catalog.cost_models(pipeline)

@@ -80,7 +80,23 @@ def register_model(
     return version
 
 
+_LOADED: dict[tuple[str, int, int], CostModel] = {}
+LOADED_MODELS_KEPT = 16
+
+
 def load_model(record: CostModelRecord) -> CostModel:
+    """The model in `record`'s file; kept in memory while the file is unchanged (the API
+    estimates many times a second; reading a model of 78k runs takes tens of ms)."""
+    status = os.stat(record.path)
+    key = (str(record.path), status.st_mtime_ns, status.st_size)
+    if key not in _LOADED:
+        if len(_LOADED) >= LOADED_MODELS_KEPT:
+            _LOADED.pop(next(iter(_LOADED)), None)
+        _LOADED[key] = _read_model(record)
+    return _LOADED[key]
+
+
+def _read_model(record: CostModelRecord) -> CostModel:
     # Model files are written by this platform into its own home; nothing else is unpickled.
     with open(record.path, "rb") as handle:
         model = pickle.load(handle)  # noqa: S301

@@ -38,8 +38,7 @@ def _manifest(output_location: str) -> list[str] | None:
 
 def is_current(catalog: Catalog, study: StudyRecord) -> bool:
     """True when the consolidated tables hold exactly the study's current runs."""
-    runs = sorted(run.id for _, run in catalog.current_results(study.id))
-    return _manifest(study.output_location) == runs
+    return _manifest(study.output_location) == catalog.current_run_ids(study.id)
 
 
 def _unified_type(types: list[pa.DataType]) -> pa.DataType:

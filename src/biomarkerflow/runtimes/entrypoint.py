@@ -14,6 +14,7 @@ import importlib.metadata
 import platform
 import socket
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,13 +195,15 @@ def _provenance(
 def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
     """Run the job on a local copy of its input and publish its tables; (output, bytes written)."""
     started = datetime.now(UTC)
-    with store.local_copy(job.input_url) as path:
-        content_sha256 = file_sha256(path)
+    with store.local_copy(job.input_url) as path, ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:
+        # hashlib and file reads release the GIL: the input is hashed beside the algorithm,
+        # on a core it leaves idle, instead of before it.
+        content_hash = hasher.submit(file_sha256, path)
         output = workflow_type.run_job(path, job.plan, job.inputs, subject=job.subject)
     written = writer.write_run(
         job.result_location,
         output.tables,
-        _provenance(job, workflow_type, output, content_sha256, started),
+        _provenance(job, workflow_type, output, content_hash.result(), started),
         key_columns={"study": job.study_id, "subject": job.subject, "file": job.relative_path, "run_id": job.run_id},
         formats=job.formats,
     )

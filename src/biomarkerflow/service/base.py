@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from biomarkerflow.errors import NotFoundError
+from biomarkerflow.service.cache import RecentValues
 
 if TYPE_CHECKING:
     from biomarkerflow.catalog.manager import Catalog
@@ -33,10 +34,13 @@ class PlatformBase:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         announce: Callable[[str], None] | None = None,
+        summary_max_age: float = 0.0,
     ) -> None:
         """`home`: the --home option (None: BIOMARKERFLOW_HOME, else the nearest .biomarkerflow
         above `cwd`, else a new one); `catalog_url`: a database URL instead of SQLite in the home;
-        `announce`: where to say that a runtime is being built (it takes seconds to minutes)."""
+        `announce`: where to say that a runtime is being built (it takes seconds to minutes);
+        `summary_max_age`: how many seconds old a study's totals may be when shown (0: always
+        counted afresh; the API serves many readers from one count every few seconds)."""
         self._home_option = home
         self._catalog_url = catalog_url
         self._env = os.environ if env is None else env
@@ -46,6 +50,7 @@ class PlatformBase:
         self._catalog: Catalog | None = None
         self._runtimes: Runtimes | None = None
         self._settings: Settings | None = None
+        self.recent = RecentValues(summary_max_age)
         # One Platform may serve several threads (a Watcher beside the API or a test): each
         # resource is opened once, by one of them (two first opens of a new SQLite catalog
         # would both create its schema and one would find the database locked).

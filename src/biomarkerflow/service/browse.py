@@ -67,7 +67,8 @@ def run_json(record: RunRecord) -> dict[str, Any]:
 
 
 def page_json(page: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"items": items, "total": page.total, "offset": page.offset, "limit": page.limit}
+    shown = {"items": items, "total": page.total, "offset": page.offset, "limit": page.limit}
+    return shown | ({"next_after": page.next_after} if page.next_after is not None else {})
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,16 @@ class StudyOverview:
 
 class BrowseCases(PlatformBase):
     def study_overviews(self, study: str | None = None) -> list[StudyOverview]:
-        """Every study (or one) with its files per state, cost so far and last activity (a few GROUP BYs)."""
+        """Every study (or one) with its files per state, cost so far and last activity.
+
+        A few GROUP BYs over the whole catalog, so a serving Platform answers from a count
+        at most `summary_max_age` seconds old (`self.recent`).
+        """
+        if study is not None:
+            self._study_record(study)  # an unknown study is a 404 now, not a stale answer
+        return self.recent.get(("overviews", study), lambda: self._count_overviews(study))
+
+    def _count_overviews(self, study: str | None) -> list[StudyOverview]:
         from biomarkerflow.catalog.models import FileState
 
         counts = self.catalog.state_counts(study)
@@ -128,27 +138,43 @@ class BrowseCases(PlatformBase):
         """A study's config, files per state, progress per day, why files wait, its subjects."""
         record = self._study_record(study)
         [overview] = self.study_overviews(study)
+        totals = self.recent.get(("detail", study), lambda: self._study_totals(study))
         return {
             **overview.as_json(),
             "config": record.config,
             "config_source": record.config_source,
             "output_location": record.output_location,
             "data_location": record.data_location,
+            **totals,
+        }
+
+    def _study_totals(self, study: str) -> dict[str, Any]:
+        return {
             "progress": [
                 {"day": day, "state": state, "files": n} for day, state, n in self.catalog.finished_per_day(study)
             ],
             "waiting_reasons": [{"reason": r, "files": n} for r, n in self.catalog.waiting_reasons(study)],
-            "subjects": len(self.catalog.subjects(study)),
+            "subjects": len(self.subjects(study)),
         }
 
     def subjects(self, study: str) -> list[dict[str, Any]]:
+        """Each subject of the study with its files per state."""
         self.require_studies([study])
-        return [{"subject": s, "counts": c} for s, c in self.catalog.subjects(study)]
+        return self.recent.get(
+            ("subjects", study), lambda: [{"subject": s, "counts": c} for s, c in self.catalog.subjects(study)]
+        )
 
-    def files_page(self, where: FileFilter, offset: int = 0, limit: int = 100) -> Page[FileRecord]:
+    def last_runs(self, file_ids: list[int]) -> dict[int, str]:
+        """Each file's newest run id (files never run are left out): one query for a page of files."""
+        return self.catalog.last_runs(file_ids)
+
+    def files_page(
+        self, where: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None
+    ) -> Page[FileRecord]:
+        """Files in id order: a page from `offset`, or (faster, deep in a long list) after file id `after`."""
         if where.study_id is not None:
             self.require_studies([where.study_id])
-        return self.catalog.files_page(where, offset, limit)
+        return self.catalog.files_page(where, offset, limit, after)
 
     def runs_page(self, where: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
         if where.study_id is not None:

@@ -17,9 +17,46 @@ if TYPE_CHECKING:
     from biomarkerflow.stages.discovery import ScanInfo
     from biomarkerflow.stages.processing import GateInfo, PlannedFile, ProcessInfo, Progress
 
-__all__ = ["DEFAULT_WORKERS", "ScanReport", "ValidationReport", "WorkCases"]
+__all__ = [
+    "DEFAULT_WORKERS",
+    "ScanReport",
+    "ValidationReport",
+    "WorkCases",
+    "require_configs_location",
+    "start_executor",
+]
 
 DEFAULT_WORKERS = os.cpu_count() or 1
+
+
+def start_executor(spec: str = "local", workers: int = DEFAULT_WORKERS) -> Executor:
+    """Where jobs run (`local`, `local-dask:N` or `dask://HOST:PORT`), its workers starting now.
+
+    Light enough to call before the `Platform` is built: the workers import SKDH while
+    this process opens the catalog and reads the configs. Close it when done.
+    """
+    from biomarkerflow.engine.executor import make_executor
+
+    executor = make_executor(spec, workers)
+    try:
+        executor.prestart()
+    except BaseException:
+        executor.close()
+        raise
+    return executor
+
+
+def require_configs_location(configs: str) -> None:
+    """A --configs that does not exist is a mistake of the caller, said as such."""
+    from biomarkerflow.storage import store
+
+    if store.exists(configs):
+        return
+    where = str(Path(configs).absolute()) if store.is_local(configs) else configs
+    raise UsageError(
+        f"--configs {configs}: no such folder or file (looked for {where})",
+        hint="Name the folder (or s3:// prefix) holding your study configs (*.yaml), e.g. --configs studies/.",
+    )
 
 
 @dataclass(frozen=True)
@@ -83,21 +120,13 @@ class WorkCases(PlatformBase):
         from biomarkerflow.stages.checking import RuntimeChecks
         from biomarkerflow.stages.discovery import scan
 
-        self.require_configs_location(configs)
+        require_configs_location(configs)
         with RuntimeChecks(self.runtimes, executor) as checks:
             return ScanReport(scan(self.catalog, configs, lambda url, text: validate_source(url, text, checks)))
 
     def require_configs_location(self, configs: str) -> None:
         """A --configs that does not exist is a mistake of the caller, said as such."""
-        from biomarkerflow.storage import store
-
-        if store.exists(configs):
-            return
-        where = str(Path(configs).absolute()) if store.is_local(configs) else configs
-        raise UsageError(
-            f"--configs {configs}: no such folder or file (looked for {where})",
-            hint="Name the folder (or s3:// prefix) holding your study configs (*.yaml), e.g. --configs studies/.",
-        )
+        require_configs_location(configs)
 
     def plan(self, studies: list[str] | None = None) -> list[PlannedFile]:
         """What `process` would run or leave waiting now, and why; changes nothing."""
@@ -105,6 +134,10 @@ class WorkCases(PlatformBase):
 
         self.require_studies(studies)
         return plan(self.catalog, studies)
+
+    def load_processing(self) -> None:
+        """Import the processing stage now, e.g. while prestarted workers import SKDH."""
+        import biomarkerflow.stages.processing  # noqa: F401
 
     def has_studies(self) -> bool:
         return bool(self.catalog.studies())

@@ -32,7 +32,6 @@ class GateInfo:
     problems: list[str] = field(default_factory=list)
 
 
-
 def _clean(value: Any) -> Any:
     """CSV cell -> JSON value; missing cells become None."""
     if hasattr(value, "item"):  # numpy scalar -> Python

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from biomarkerflow.catalog.browse import FileFilter, RunFilter
+from biomarkerflow.catalog.browse import FileFilter
 from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.service import Platform
 from biomarkerflow.service.access import work_request_json
@@ -75,10 +75,8 @@ def _failed_files(platform: Platform, study: str, page: int) -> dict[str, Any]:
     found = platform.files_page(
         FileFilter(study_id=study, states=("FAILED",)), (page - 1) * FAILED_PER_PAGE, FAILED_PER_PAGE
     )
-    items = []
-    for record in found.items:
-        runs = platform.runs_page(RunFilter(file_id=record.id), 0, 1).items  # newest first
-        items.append({**file_json(record), "last_run": runs[0].id if runs else None})
+    last_runs = platform.last_runs([record.id for record in found.items])
+    items = [{**file_json(record), "last_run": last_runs.get(record.id)} for record in found.items]
     pages = max(1, -(-found.total // FAILED_PER_PAGE))
     return {"files": items, "total": found.total, "page": page, "pages": pages}
 
