@@ -52,7 +52,7 @@ class RecentValues:
                 entry.refreshing = True
                 threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
         if entry is not None:
-            return entry.value  # type: ignore[no-any-return]
+            return entry.value
         return self._compute_first(key, compute)
 
     def _compute_first(self, key: Hashable, compute: Callable[[], T]) -> T:
@@ -62,7 +62,7 @@ class RecentValues:
             with self._lock:
                 entry = self._entries.get(key)
             if entry is not None and self._clock() - entry.computed_at <= STALE_LIMIT * self.max_age:
-                return entry.value  # type: ignore[no-any-return]
+                return entry.value
             value = compute()
             with self._lock:
                 self._entries[key] = _Entry(value, self._clock())
