@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import biomarkerflow
 from biomarkerflow.errors import BiomarkerflowError, http_status
@@ -48,7 +48,7 @@ def create_app(platform: Platform, *, session_secret: str | None = None, secure_
     app.state.platform = platform
     app.state.session_secret = session_secret or secrets.token_urlsafe(32)
     app.add_exception_handler(BiomarkerflowError, _handle)
-    app.middleware("http")(_audit_changes)
+    app.add_middleware(AuditChanges)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -63,17 +63,38 @@ def create_app(platform: Platform, *, session_secret: str | None = None, secure_
     return app
 
 
-async def _audit_changes(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Every request that may change something is written down: who, what, when, outcome."""
-    response = await call_next(request)
-    if request.method in CHANGING_METHODS:
-        actor = getattr(request.state, "actor", None) or "anonymous"
-        platform: Platform = request.app.state.platform
+class AuditChanges:
+    """Every request that may change something is written down: who, what, when, outcome.
+
+    Plain ASGI, not an `http` middleware function: reads pass straight through at no cost
+    (Starlette's BaseHTTPMiddleware adds a task group and streams to every request).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in CHANGING_METHODS:
+            await self.app(scope, receive, send)
+            return
+        status = 500  # unless the app answers: an exception is a failed change too
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            await self._write(scope, status)
+
+    @staticmethod
+    async def _write(scope: Scope, status: int) -> None:
+        actor = scope.get("state", {}).get("actor") or "anonymous"
+        platform: Platform = scope["app"].state.platform
+        query = scope.get("query_string", b"").decode("latin-1")
         await run_in_threadpool(
-            platform.audit,
-            actor,
-            f"{request.method} {request.url.path}"[:100],
-            request.url.query or None,
-            str(response.status_code),
+            platform.audit, actor, f"{scope['method']} {scope['path']}"[:100], query or None, str(status)
         )
-    return response

@@ -94,18 +94,25 @@ class Browse:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def files(self, f: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None) -> Page[FileRecord]:
+    def files(
+        self, f: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None, total: int | None = None
+    ) -> Page[FileRecord]:
         """Files in id order. `after` (the last id of the previous page) reads the next page
         through the primary key; a deep `offset` makes the database step over every row before it."""
         limit = max(1, min(limit, MAX_PAGE))
         query = _file_query(f)
+        if total is None:
+            total = self.count_files(f)
         with self._db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             page = query.order_by(DataFile.id)
             page = page.where(DataFile.id > after) if after is not None else page.offset(offset)
             items = [file_record(r) for r in session.scalars(page.limit(limit))]
             next_after = items[-1].id if len(items) == limit else None
             return Page(items, total, offset if after is None else 0, limit, next_after)
+
+    def count_files(self, f: FileFilter) -> int:
+        with self._db.session() as session:
+            return session.scalar(select(func.count()).select_from(_file_query(f).subquery())) or 0
 
     def runs(self, f: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
         limit = max(1, min(limit, MAX_PAGE))

@@ -321,9 +321,13 @@ class Catalog:
     # ---- browsing (paged, for the API and dashboard) ----------------------------------------------
 
     def files_page(
-        self, where: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None
+        self, where: FileFilter, offset: int = 0, limit: int = 100, after: int | None = None, total: int | None = None
     ) -> Page[FileRecord]:
-        return self._browse.files(where, offset, limit, after)
+        """A page of the matching files in id order; `total` when the caller already counted them."""
+        return self._browse.files(where, offset, limit, after, total)
+
+    def count_files(self, where: FileFilter) -> int:
+        return self._browse.count_files(where)
 
     def last_runs(self, file_ids: list[int]) -> dict[int, str]:
         """Each file's newest run id (files never run are left out)."""

@@ -174,7 +174,10 @@ class BrowseCases(PlatformBase):
         """Files in id order: a page from `offset`, or (faster, deep in a long list) after file id `after`."""
         if where.study_id is not None:
             self.require_studies([where.study_id])
-        return self.catalog.files_page(where, offset, limit, after)
+        # The total is a count of every match (20 ms over 100k files on PostgreSQL): shared like
+        # a study's totals; the page itself is always read afresh.
+        total = self.recent.get(("file count", where), lambda: self.catalog.count_files(where))
+        return self.catalog.files_page(where, offset, limit, after, total=total)
 
     def runs_page(self, where: RunFilter, offset: int = 0, limit: int = 100) -> Page[RunRecord]:
         if where.study_id is not None:

@@ -22,6 +22,7 @@ T = TypeVar("T")
 __all__ = ["RecentValues"]
 
 STALE_LIMIT = 10
+MAX_ENTRIES = 1024  # keys include readers' filters: the oldest computed are dropped beyond this
 
 
 @dataclass
@@ -39,33 +40,41 @@ class RecentValues:
         self._lock = threading.Lock()
         self._first: dict[Hashable, threading.Lock] = {}  # one computation of a missing key at a time
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """`compute()`'s value for `key`, at most `max_age` seconds old unless a refresh is under way."""
+    def get(self, key: Hashable, compute: Callable[[], T], *, slower: float = 1.0) -> T:
+        """`compute()`'s value for `key`, at most `max_age` seconds old unless a refresh is under way.
+
+        `slower` stretches `max_age` for values that take seconds to compute and change
+        slowly (a cost report over every run)."""
         if self.max_age <= 0:
             return compute()
+        max_age = self.max_age * slower
         with self._lock:
             entry = self._entries.get(key)
             age = self._clock() - entry.computed_at if entry is not None else 0.0
-            if age > STALE_LIMIT * self.max_age:
+            if age > STALE_LIMIT * max_age:
                 entry = None
-            elif entry is not None and not entry.refreshing and age >= self.max_age:
+            elif entry is not None and not entry.refreshing and age >= max_age:
                 entry.refreshing = True
                 threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
         if entry is not None:
             return entry.value
-        return self._compute_first(key, compute)
+        return self._compute_first(key, compute, max_age)
 
-    def _compute_first(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def _compute_first(self, key: Hashable, compute: Callable[[], T], max_age: float) -> T:
         with self._lock:
             first = self._first.setdefault(key, threading.Lock())
         with first:  # readers arriving together wait for one computation, not one each
             with self._lock:
                 entry = self._entries.get(key)
-            if entry is not None and self._clock() - entry.computed_at <= STALE_LIMIT * self.max_age:
+            if entry is not None and self._clock() - entry.computed_at <= STALE_LIMIT * max_age:
                 return entry.value
-            value = compute()
-            with self._lock:
-                self._entries[key] = _Entry(value, self._clock())
+            try:
+                value = compute()
+                with self._lock:
+                    self._keep(key, _Entry(value, self._clock()))
+            finally:
+                with self._lock:
+                    self._first.pop(key, None)
             return value
 
     def _refresh(self, key: Hashable, compute: Callable[[], Any]) -> None:
@@ -78,4 +87,10 @@ class RecentValues:
                     entry.refreshing = False
             return
         with self._lock:
-            self._entries[key] = _Entry(value, self._clock())
+            self._keep(key, _Entry(value, self._clock()))
+
+    def _keep(self, key: Hashable, entry: _Entry) -> None:
+        self._entries.pop(key, None)  # re-inserted last: the dict stays in order of computation
+        self._entries[key] = entry
+        while len(self._entries) > MAX_ENTRIES:
+            del self._entries[next(iter(self._entries))]

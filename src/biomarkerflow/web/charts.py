@@ -8,6 +8,10 @@ from typing import Any
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"  # an identifier: never fetched
 
+# Daily values: at most one tick per day (left alone, Vega puts ticks at half days and
+# labels two of them with the same date).
+DAY_TICKS = {"tickCount": {"interval": "day", "step": 1}, "format": "%b %d", "formatType": "utc"}
+
 # One colour per file state, as in app.css.
 STATE_COLOURS = {
     "SUCCEEDED": "#2e7d32",
@@ -52,7 +56,13 @@ def progress_chart(progress: Sequence[dict[str, Any]]) -> dict[str, Any]:
     spec = _base("Files finished, cumulative per day", values)
     spec["mark"] = {"type": "line", "point": True}
     spec["encoding"] = {
-        "x": {"field": "day", "type": "temporal", "title": "day (UTC)", "timeUnit": "utcyearmonthdate"},
+        "x": {
+            "field": "day",
+            "type": "temporal",
+            "title": "day (UTC)",
+            "timeUnit": "utcyearmonthdate",
+            "axis": DAY_TICKS,
+        },
         "y": {"field": "files", "type": "quantitative", "title": "files"},
         "color": {
             "field": "state",
@@ -83,7 +93,7 @@ def biomarker_chart(title: str, unit: str, points: Sequence[dict[str, Any]]) -> 
     spec = _base(title, list(points))
     spec["mark"] = {"type": "line", "point": {"size": 60}, "tooltip": True}
     spec["encoding"] = {
-        "x": {"field": "day", "type": "temporal", "title": "day", "timeUnit": "utcyearmonthdate"},
+        "x": {"field": "day", "type": "temporal", "title": "day", "timeUnit": "utcyearmonthdate", "axis": DAY_TICKS},
         "y": {"field": "value", "type": "quantitative", "title": unit},
         "color": {"field": "file", "type": "nominal", "title": "file"},
         "href": {"field": "href"},

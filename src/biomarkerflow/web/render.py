@@ -85,8 +85,12 @@ def percent(value: float | None) -> str:
 
 
 def number(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, times to the second (or millisecond)."""
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else "–"
+    if isinstance(value, datetime):  # pandas' Timestamp too, which would print nanoseconds
+        precise = value.microsecond or getattr(value, "nanosecond", 0)
+        return value.isoformat(sep=" ", timespec="milliseconds" if precise else "seconds")
     return "–" if value is None else str(value)
 
 
