@@ -46,7 +46,7 @@ class DataFile(Base):
     __tablename__ = "files"
     __table_args__ = (
         UniqueConstraint("study_id", "url"),
-        Index("ix_files_state", "state", "study_id"),
+        Index("ix_files_state", "state", "study_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -16,6 +16,7 @@ from biomarkerflow.service.cache import RecentValues
 
 if TYPE_CHECKING:
     from biomarkerflow.catalog.manager import Catalog
+    from biomarkerflow.catalog.records import StudyRecord
     from biomarkerflow.home import HomeLocation
     from biomarkerflow.runtimes.environment import Runtimes
     from biomarkerflow.settings import Settings
@@ -120,10 +121,19 @@ class PlatformBase:
 
     # ---- shared checks ---------------------------------------------------------------------
 
+    def known_studies(self, fresh: bool = False) -> dict[str, StudyRecord]:
+        """The catalog's studies by id; a serving Platform shares one reading for a few seconds."""
+        if fresh:
+            return {s.id: s for s in self.catalog.studies()}
+        return self.recent.get(("studies",), lambda: self.known_studies(fresh=True))
+
     def require_studies(self, studies: list[str] | None) -> None:
         """An unknown study is an error (not found), never a silent no-op."""
-        known = {s.id for s in self.catalog.studies()}
+        known = self.known_studies()
         unknown = [s for s in studies or [] if s not in known]
+        if unknown:  # or added since the shared reading: read again before saying so
+            known = self.known_studies(fresh=True)
+            unknown = [s for s in studies or [] if s not in known]
         if unknown:
             listed = ", ".join(sorted(known)) or "none (run `biomarkerflow scan --configs DIR`)"
             raise NotFoundError(

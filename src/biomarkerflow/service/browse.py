@@ -17,6 +17,8 @@ from biomarkerflow.service.base import PlatformBase
 
 __all__ = ["BrowseCases", "StudyOverview", "file_json", "page_json", "run_json"]
 
+DETAIL_SLOWER = 5  # with the API's 2 s: a study's progress per day and subjects at most 10 s old
+
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
@@ -129,7 +131,7 @@ class BrowseCases(PlatformBase):
         ]
 
     def _study_record(self, study: str) -> StudyRecord:
-        record = self.catalog.get_study(study)
+        record = self.known_studies().get(study) or self.known_studies(fresh=True).get(study)
         if record is None:
             raise NotFoundError(f"no study '{study}' in the catalog", hint="See the studies with: biomarkerflow status")
         return record
@@ -138,7 +140,8 @@ class BrowseCases(PlatformBase):
         """A study's config, files per state, progress per day, why files wait, its subjects."""
         record = self._study_record(study)
         [overview] = self.study_overviews(study)
-        totals = self.recent.get(("detail", study), lambda: self._study_totals(study))
+        # Progress per day and subjects change slowly and take the longest to count.
+        totals = self.recent.get(("detail", study), lambda: self._study_totals(study), slower=DETAIL_SLOWER)
         return {
             **overview.as_json(),
             "config": record.config,
@@ -161,7 +164,9 @@ class BrowseCases(PlatformBase):
         """Each subject of the study with its files per state."""
         self.require_studies([study])
         return self.recent.get(
-            ("subjects", study), lambda: [{"subject": s, "counts": c} for s, c in self.catalog.subjects(study)]
+            ("subjects", study),
+            lambda: [{"subject": s, "counts": c} for s, c in self.catalog.subjects(study)],
+            slower=DETAIL_SLOWER,
         )
 
     def last_runs(self, file_ids: list[int]) -> dict[int, str]:

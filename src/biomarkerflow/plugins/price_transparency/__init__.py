@@ -1,0 +1,1 @@
+"""The price-transparency workflow type: health-plan machine-readable files (MRF) into tables."""
