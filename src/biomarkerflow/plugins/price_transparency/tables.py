@@ -1,0 +1,158 @@
+"""The tables a machine-readable file becomes, and a sink that writes them as they grow.
+
+Rows are gathered column by column and written as Parquet row groups of `ROWS_PER_GROUP`
+rows, so memory holds one row group per table whatever the file's size. Amounts are
+decimals (`AMOUNT`: 38 digits, 18 after the point: exact for every published rate);
+identifiers (codes, NPIs, TINs, provider group ids) are text exactly as published.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+AMOUNT = pa.decimal128(38, 18)
+TEXTS = pa.list_(pa.string())
+ROWS_PER_GROUP = 128 * 1024
+
+# Every table starts with the JSON document its rows come from (a zip holds several).
+DOCUMENT = pa.field("document", pa.string())
+ROW_SCHEMAS: dict[str, pa.Schema] = {
+    "in_network": pa.schema(
+        [
+            ("item", pa.int64()),
+            ("negotiation_arrangement", pa.string()),
+            ("name", pa.string()),
+            ("billing_code_type", pa.string()),
+            ("billing_code_type_version", pa.string()),
+            ("billing_code", pa.string()),
+            ("description", pa.string()),
+            ("severity_of_illness", pa.string()),
+            ("bundled_codes", pa.string()),  # JSON text: [{billing_code_type, billing_code, ...}]
+            ("covered_services", pa.string()),
+            ("negotiated_rates", pa.int64()),
+            ("prices", pa.int64()),
+        ]
+    ),
+    "prices": pa.schema(
+        [
+            ("item", pa.int64()),
+            ("rate", pa.int64()),
+            ("price", pa.int64()),
+            ("billing_code_type", pa.string()),
+            ("billing_code", pa.string()),
+            ("provider_refs", TEXTS),
+            ("negotiated_type", pa.string()),
+            ("negotiated_rate", AMOUNT),
+            ("expiration_date", pa.string()),
+            ("billing_class", pa.string()),
+            ("setting", pa.string()),
+            ("service_code", TEXTS),
+            ("billing_code_modifier", TEXTS),
+            ("additional_information", pa.string()),
+        ]
+    ),
+    "provider_groups": pa.schema(
+        [
+            ("provider_ref", pa.string()),
+            ("source", pa.string()),  # references | inline | remote
+            ("group", pa.int64()),
+            ("npi", pa.string()),
+            ("tin_type", pa.string()),
+            ("tin_value", pa.string()),
+            ("business_name", pa.string()),
+            ("network_name", TEXTS),
+        ]
+    ),
+    "allowed_amounts": pa.schema(
+        [
+            ("item", pa.int64()),
+            ("name", pa.string()),
+            ("billing_code_type", pa.string()),
+            ("billing_code_type_version", pa.string()),
+            ("billing_code", pa.string()),
+            ("description", pa.string()),
+            ("tin_type", pa.string()),
+            ("tin_value", pa.string()),
+            ("billing_class", pa.string()),
+            ("setting", pa.string()),
+            ("service_code", TEXTS),
+            ("allowed_amount", AMOUNT),
+            ("billing_code_modifier", TEXTS),
+            ("billed_charge", AMOUNT),
+            ("npi", pa.string()),
+        ]
+    ),
+    "problems": pa.schema(
+        [
+            ("offset", pa.int64()),
+            ("section", pa.string()),
+            ("element", pa.int64()),
+            ("kind", pa.string()),
+            ("message", pa.string()),
+        ]
+    ),
+}
+SCHEMAS = {name: pa.schema([DOCUMENT, *schema]) for name, schema in ROW_SCHEMAS.items()}
+
+
+class TableSink:
+    """Columns gathered in lists, written to `<folder>/<table>.parquet` a row group at a time."""
+
+    def __init__(self, folder: Path, rows_per_group: int = ROWS_PER_GROUP) -> None:
+        self.folder = folder
+        self.rows_per_group = rows_per_group
+        self.columns: dict[str, dict[str, list[Any]]] = {
+            name: {field.name: [] for field in schema} for name, schema in ROW_SCHEMAS.items()
+        }
+        self.rows = dict.fromkeys(SCHEMAS, 0)
+        self.document = ""
+        self.document_rows: dict[str, dict[str, int]] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def start_document(self, name: str) -> None:
+        """The rows from now on come from document `name` (a file, or a member of a zip)."""
+        for table in SCHEMAS:
+            self._flush(table)
+        self.document = name
+
+    def added(self, table: str, count: int = 1) -> None:
+        """`count` rows were appended to `table`'s columns; write a row group when it is full."""
+        self.rows[table] += count
+        self.document_rows.setdefault(self.document, dict.fromkeys(SCHEMAS, 0))[table] += count
+        if len(next(iter(self.columns[table].values()))) >= self.rows_per_group:
+            self._flush(table)
+
+    def close(self) -> dict[str, Path]:
+        """Write what is left; every table's file (an empty one for a table without rows)."""
+        for table in SCHEMAS:
+            self._flush(table, force=table not in self._writers)
+        for writer in self._writers.values():
+            writer.close()
+        return {table: self.folder / f"{table}.parquet" for table in SCHEMAS}
+
+    def _flush(self, table: str, force: bool = False) -> None:
+        columns = self.columns[table]
+        if not force and not next(iter(columns.values())):
+            return
+        rows = len(next(iter(columns.values())))
+        arrays = [_array(columns[f.name], f.type) for f in ROW_SCHEMAS[table]]
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array([self.document] * rows, pa.string()), *arrays], schema=SCHEMAS[table]
+        )
+        writer = self._writers.get(table)
+        if writer is None:
+            writer = self._writers[table] = pq.ParquetWriter(self.folder / f"{table}.parquet", SCHEMAS[table])
+        writer.write_batch(batch)
+        for values in columns.values():
+            values.clear()
+
+
+def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
+    if pa.types.is_decimal(kind):
+        # Exact: the published digits, parsed by Arrow; a value that does not fit raises.
+        return pa.array(values, pa.string()).cast(kind)
+    return pa.array(values, kind)
