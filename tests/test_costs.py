@@ -20,6 +20,7 @@ from biomarkerflow.errors import ConfigError
 from biomarkerflow.settings import PricesSettings, Settings, load_settings
 from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study
+from tests.databases import BACKENDS, catalog_url
 from tests.test_cli import cli
 
 FARGATE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
@@ -201,3 +202,90 @@ def test_costs_command_reports_what_the_catalog_holds(tmp_path: Path, samples: P
     assert wrong.returncode == 2 and "'week' is not one of" in wrong.stderr
     unknown = cli(home, "costs", "--study", "nope")
     assert unknown.returncode != 0 and "nope" in unknown.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_catalog_adds_up_runs_as_the_reports_would_run_by_run(tmp_path: Path, backend: str) -> None:
+    """`cost_summary` (added up in SQL) gives every grouping the same report as the runs one by
+    one: failed and unpriced runs, two currencies, two months, files without a subject, and
+    facts that are not numbers (a text, a boolean: not a recording length)."""
+    from sqlalchemy import create_engine, insert
+
+    from biomarkerflow.catalog.connection import sqlalchemy_url
+    from biomarkerflow.catalog.models import DataFile, Run, Study
+
+    with catalog_url(backend, tmp_path) as url:
+        catalog = Catalog(url)
+        engine = create_engine(sqlalchemy_url(url))
+        when = datetime(2026, 1, 1)
+        with engine.begin() as connection:
+            for study in ("a", "b"):
+                connection.execute(
+                    insert(Study.__table__),
+                    {
+                        "id": study,
+                        "config_source": f"{study}.yaml",
+                        "config_sha256": "c",
+                        "config": {},
+                        "output_location": "/o",
+                        "data_location": "/d",
+                        "priority": 0,
+                        "registered_at": when,
+                        "updated_at": when,
+                    },
+                )
+            files = [
+                {
+                    "id": i,
+                    "study_id": "ab"[i % 2],
+                    "url": f"/d/{i}",
+                    "relative_path": f"{i}.bin",
+                    "size": 1000 * i,
+                    "fingerprint": "f",
+                    "fingerprint_seen_at": when,
+                    "state": "SUCCEEDED",
+                    "attempts": 1,
+                    "discovered_at": when,
+                    "updated_at": when,
+                    "subject": [None, "S1", "S2"][i % 3],
+                }
+                for i in range(1, 13)
+            ]
+            connection.execute(insert(DataFile.__table__), files)
+            facts = [
+                {"recording_seconds": 86400.5},
+                {"recording_seconds": "long"},
+                {"recording_seconds": True},
+                None,
+                {},
+            ]
+            runs = [
+                {
+                    "id": f"r{i}",
+                    "file_id": 1 + i % 12,
+                    "study_id": "ab"[(1 + i % 12) % 2],
+                    "attempt": 1,
+                    "worker": "w",
+                    "config_sha256": "c",
+                    "input_fingerprint": "f",
+                    "started_at": datetime(2026, 1 + i % 2, 1 + i % 28),
+                    "finished_at": None if i == 29 else when,
+                    "outcome": "failed" if i % 5 == 0 else "succeeded",
+                    "facts": facts[i % 4],
+                    "pipeline": ["p1", "p2", None][i % 3],
+                    "cost": None if i % 7 == 0 else 0.25 * i,
+                    "currency": "EUR" if i % 11 == 0 else "USD",
+                }
+                for i in range(30)
+            ]
+            connection.execute(insert(Run.__table__), runs)
+        engine.dispose()
+        for grouping in ("study", "pipeline", "subject", "month"):
+            summed = group_costs(catalog.cost_summary(), grouping)  # type: ignore[arg-type]
+            one_by_one = group_costs(catalog.cost_rows(), grouping)  # type: ignore[arg-type]
+            assert [g.as_dict(grouping) for g in summed[0]] == [g.as_dict(grouping) for g in one_by_one[0]]
+            assert summed[1].as_dict(grouping) == one_by_one[1].as_dict(grouping)
+        assert (one_by_one[1].runs, one_by_one[1].unpriced_runs, one_by_one[1].failed_runs) == (29, 5, 6)
+        assert one_by_one[1].recording_seconds == 86400.5 * 6  # i = 4, 8, 12, 16, 24, 28: numbers, succeeded
+        assert len(catalog.cost_summary(["a"])) < len(catalog.cost_rows(["a"]))
+        catalog.close()

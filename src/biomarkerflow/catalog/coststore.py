@@ -10,12 +10,21 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Float, case, extract, func, select, update
 from sqlalchemy.orm import Session
 
 from biomarkerflow.catalog.connection import Database, utcnow
 from biomarkerflow.catalog.models import CostEstimate, CostModel, DataFile, ImportedRun, Run
 from biomarkerflow.catalog.records import CostModelRecord, CostRow, EstimateRecord, Observation
+
+
+def _number_fact(session: Session, name: str) -> ColumnElement[Any]:
+    """A run's fact `name` where it is a JSON number, else NULL (as `_fact` reads it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = Run.facts.op("->")(name)
+        return case((func.json_typeof(value) == "number", Run.facts.op("->>")(name).cast(Float)), else_=None)
+    kind = func.json_type(Run.facts, f"$.{name}")
+    return case((kind.in_(("integer", "real")), func.json_extract(Run.facts, f"$.{name}").cast(Float)), else_=None)
 
 
 def _fact(facts: dict[str, Any] | None, name: str) -> float | None:
@@ -176,6 +185,54 @@ class CostStore:
             )
             imported = session.scalars(select(ImportedRun.pipeline).distinct())
             return sorted({w for w in ours if w} | set(imported))
+
+    def cost_summary(self, study_ids: list[str] | None = None) -> list[CostRow]:
+        """The finished runs added up in the database by study, pipeline, subject, month,
+        outcome and currency: what every cost report groups, without reading each run
+        (100k runs: a few thousand rows). `started_at` is the month's first day."""
+        year, month = extract("year", Run.started_at), extract("month", Run.started_at)
+        succeeded = Run.outcome == "succeeded"
+        with self._db.session() as session:
+            recording = _number_fact(session, "recording_seconds")
+            query = (
+                select(
+                    Run.study_id,
+                    Run.pipeline,
+                    DataFile.subject,
+                    year,
+                    month,
+                    succeeded,
+                    Run.currency,
+                    func.count(Run.id),
+                    func.count(Run.id) - func.count(Run.cost),
+                    func.sum(Run.cost),
+                    func.sum(DataFile.size),
+                    func.sum(recording),
+                )
+                .join(DataFile, DataFile.id == Run.file_id)
+                .where(Run.finished_at.is_not(None))
+                .group_by(Run.study_id, Run.pipeline, DataFile.subject, year, month, succeeded, Run.currency)
+            )
+            if study_ids is not None:
+                query = query.where(Run.study_id.in_(study_ids))
+            return [
+                CostRow(
+                    study=study,
+                    pipeline=pipeline,
+                    subject=subject,
+                    started_at=datetime(int(y), int(m), 1),
+                    succeeded=bool(ok),
+                    cost=None if cost is None else float(cost),
+                    currency=currency,
+                    input_bytes=int(size or 0),
+                    recording_seconds=None if seconds is None else float(seconds),
+                    runs=int(runs),
+                    unpriced_runs=int(unpriced),
+                )
+                for study, pipeline, subject, y, m, ok, currency, runs, unpriced, cost, size, seconds in (
+                    session.execute(query)
+                )
+            ]
 
     def cost_rows(self, study_ids: list[str] | None = None) -> list[CostRow]:
         """Every finished run with its cost, subject and input size, for cost reports.

@@ -251,6 +251,10 @@ class Catalog:
 
     # ---- the cost store --------------------------------------------------------------------------
 
+    def cost_summary(self, study_ids: list[str] | None = None) -> list[CostRow]:
+        """Finished runs added up by study, pipeline, subject, month, outcome and currency."""
+        return self._costs.cost_summary(study_ids)
+
     def cost_rows(self, study_ids: list[str] | None = None) -> list[CostRow]:
         """Every finished run with its cost, subject and input size, for cost reports."""
         return self._costs.cost_rows(study_ids)

@@ -192,6 +192,8 @@ class CostRow:
     currency: str | None
     input_bytes: int
     recording_seconds: float | None
+    runs: int = 1  # how many runs the row stands for (`Catalog.cost_summary` adds up alike runs)
+    unpriced_runs: int | None = None  # of those, without a cost (None: one run, unpriced if cost is None)
 
 
 @dataclass(frozen=True)

@@ -58,11 +58,10 @@ class CostGroup:
         return "/".join(sorted(self.currencies)) or "USD"
 
     def add(self, row: CostRow) -> None:
-        self.runs += 1
-        self.failed_runs += not row.succeeded
-        if row.cost is None:
-            self.unpriced_runs += 1
-        else:
+        self.runs += row.runs
+        self.failed_runs += 0 if row.succeeded else row.runs
+        self.unpriced_runs += row.unpriced_runs if row.unpriced_runs is not None else int(row.cost is None)
+        if row.cost is not None:
             self.cost += row.cost
         if row.currency:
             self.currencies.add(row.currency)

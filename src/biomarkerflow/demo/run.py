@@ -304,7 +304,7 @@ def _costs(catalog: Catalog, table_name: str) -> Table:
     """What each study's processing cost, failed attempts included, under the table in force."""
     from biomarkerflow.cost.reports import group_costs
 
-    groups, total = group_costs(catalog.cost_rows(), "study")
+    groups, total = group_costs(catalog.cost_summary(), "study")
     table = Table(title=f"What it cost ({table_name}, on-demand; settings.yaml in the home)")
     for column in ("study", "runs", "subject-days", "cost", "per subject-day"):
         table.add_column(column, justify="left" if column == "study" else "right")

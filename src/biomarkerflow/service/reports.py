@@ -182,10 +182,10 @@ class ReportCases(PlatformBase):
         if by not in GROUPINGS:
             raise UsageError(f"--by {by}: '{by}' is not one of: {', '.join(GROUPINGS)}")
         self.require_studies(studies)
-        # Every finished run is read (about 1 s per 100k): a serving Platform shares one
-        # reading for COSTS_SLOWER times as long as a study's totals.
-        key = ("cost rows", None if studies is None else tuple(studies))
-        rows = self.recent.get(key, lambda: self.catalog.cost_rows(studies), slower=COSTS_SLOWER)
+        # Added up in the database; still a pass over every run, so a serving Platform shares
+        # one for COSTS_SLOWER times as long as a study's totals.
+        key = ("cost summary", None if studies is None else tuple(studies))
+        rows = self.recent.get(key, lambda: self.catalog.cost_summary(studies), slower=COSTS_SLOWER)
         groups, total = group_costs(rows, cast(Grouping, by))
         records = [g.as_dict(by) for g in groups]
         return CostReport(by, groups, total, total.unpriced_runs, records)
