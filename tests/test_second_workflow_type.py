@@ -207,7 +207,7 @@ def test_an_unknown_workflow_type_lists_the_installed_ones(tmp_path: Path) -> No
     _, problems = validate_source(config)
     (problem,) = [p for p in problems if p.field == "workflow"]
     assert (problem.line, problem.column) == (2, 11)
-    assert problem.message.startswith("unknown workflow type 'csv-stat'; installed: csv-stats, skdh")
+    assert problem.message.startswith("unknown workflow type 'csv-stat'; installed: csv-stats, price-transparency, skdh")
 
 
 def test_the_type_checks_its_own_section_located_by_line(tmp_path: Path) -> None:
@@ -229,7 +229,13 @@ SKDH_EXAMPLE = {
 CSV_EXAMPLE = {"study": "lab", "workflow": "csv-stats", "data": {"location": "d"}, "stats": {"columns": ["x"]}}
 
 
-@pytest.mark.parametrize(("name", "example"), [("skdh", SKDH_EXAMPLE), ("csv-stats", CSV_EXAMPLE)])
+MRF_EXAMPLE = {"study": "rates", "workflow": "price-transparency", "data": {"location": "d"}}
+
+
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [("skdh", SKDH_EXAMPLE), ("csv-stats", CSV_EXAMPLE), ("price-transparency", MRF_EXAMPLE)],
+)
 def test_every_type_passes_the_shared_checks(name: str, example: dict[str, object]) -> None:
     check_workflow_type(registry.get(name), example)
 

@@ -82,7 +82,9 @@ class RunOutput:
     """What one job produced on one file.
 
     `tables`: name -> rows; the platform adds study, subject, file and run id columns,
-    writes them (Parquet, CSV on request) and consolidates them per study.
+    writes them (Parquet, CSV on request) and consolidates them per study. Rows are a
+    DataFrame, or, for a table too large for memory, the path of a Parquet file the job
+    wrote (under `scratch`, a folder the platform deletes once the run is written).
     `facts`: small JSON values about the input the run learned (e.g. `recording_seconds`,
     `sample_rate_hz`), kept with the run in the catalog for cost models and reports.
     `steps`: what ran, each `{"step": name, "params": every parameter, defaults included}`,
@@ -91,12 +93,13 @@ class RunOutput:
     as text; `notices`: those that changed the results, in words for the user.
     """
 
-    tables: dict[str, pd.DataFrame]
+    tables: dict[str, pd.DataFrame | Path]
     facts: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notices: tuple[str, ...] = ()
+    scratch: Path | None = None
 
 
 class StepError(JobError):
@@ -191,6 +194,11 @@ class WorkflowType(abc.ABC):
         """Facts read cheaply from a file's first `header_bytes` (of `size` bytes in all), before it
         is processed: for cost estimates (`recording_seconds`, `sample_rate_hz`). Empty when the
         header does not say."""
+        return {}
+
+    def views(self) -> dict[str, str]:
+        """Views over the study's consolidated tables, for queries: name -> a SELECT (DuckDB).
+        A view whose tables a study does not have yet is left out."""
         return {}
 
     # -- jobs -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,8 +93,12 @@ class QueryResult:
     row_limit: int
 
 
-def connect(output_location: str) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
-    """A sandboxed in-memory DuckDB with a view per consolidated table; (connection, view names)."""
+def connect(
+    output_location: str, views: Mapping[str, str] | None = None
+) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A sandboxed in-memory DuckDB with a view per consolidated table, and the workflow
+    type's own `views` (name -> SELECT over the tables) where their tables exist;
+    (connection, view names)."""
     location = tables_location(output_location)
     # Set at connect, before any table exists: there is no moment the sandbox is open.
     connection = duckdb.connect(
@@ -108,18 +112,32 @@ def connect(output_location: str) -> tuple[duckdb.DuckDBPyConnection, list[str]]
             "temp_directory": "",  # nothing spilled to disk: the memory limit is the limit
         }
     )
-    views: list[str] = []
+    names: list[str] = []
     try:
         if store.exists(location):
             for entry in store.list_files(location, ["*.parquet"]):
                 name = entry.name.removesuffix(".parquet")
                 connection.register(name, _table(entry.url))
-                views.append(name)
+                names.append(name)
+        names += _create_views(connection, views or {})
         connection.execute("SET lock_configuration = true")
     except BaseException:
         connection.close()
         raise
-    return connection, sorted(views)
+    return connection, sorted(names)
+
+
+def _create_views(connection: duckdb.DuckDBPyConnection, views: Mapping[str, str]) -> list[str]:
+    """The views whose tables are all there (a study without allowed amounts has no view
+    over them); a view that cannot be made for another reason is a bug, and raises."""
+    made = []
+    for name, select in views.items():
+        try:
+            connection.execute(f"CREATE VIEW {quoted(name)} AS {select}")
+        except duckdb.CatalogException:
+            continue  # a table it reads is missing: no such rows yet
+        made.append(name)
+    return made
 
 
 def _table(url: str) -> ds.Dataset:
@@ -143,26 +161,36 @@ def _table(url: str) -> ds.Dataset:
 
 
 def run_query(
-    output_location: str, sql: str, *, max_rows: int = MAX_ROWS, timeout_seconds: float = TIMEOUT_SECONDS
+    output_location: str,
+    sql: str,
+    *,
+    max_rows: int = MAX_ROWS,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+    views: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The rows of `sql` over the study's tables (see run_sandboxed_query); when cut at
     `max_rows`, frame.attrs holds truncated=True and row_limit for the caller to say so."""
-    result = run_sandboxed_query(output_location, sql, max_rows=max_rows, timeout_seconds=timeout_seconds)
+    result = run_sandboxed_query(output_location, sql, max_rows=max_rows, timeout_seconds=timeout_seconds, views=views)
     result.frame.attrs.update(truncated=result.truncated, row_limit=result.row_limit)
     return result.frame
 
 
 def run_sandboxed_query(
-    output_location: str, sql: str, *, max_rows: int = MAX_ROWS, timeout_seconds: float = TIMEOUT_SECONDS
+    output_location: str,
+    sql: str,
+    *,
+    max_rows: int = MAX_ROWS,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+    views: Mapping[str, str] | None = None,
 ) -> QueryResult:
     """One SELECT over the study's tables, and nothing else, with at most `max_rows` rows back
     and interrupted after `timeout_seconds`; QueryError saying what is wrong or not allowed,
     with the tables and their columns (quoted as SQL needs them) when the query is wrong."""
     if max_rows < 1 or timeout_seconds <= 0:
         raise ValueError(f"max_rows must be >= 1 and timeout_seconds > 0, not {max_rows} and {timeout_seconds}")
-    connection, views = connect(output_location)
+    connection, names = connect(output_location, views)
     try:
-        columns = table_columns(connection, views)
+        columns = table_columns(connection, names)
         _refuse_unquoted(sql, columns)
         _refuse_other_statements(connection, sql, columns)
         _refuse_outside_reads(connection, sql, columns)

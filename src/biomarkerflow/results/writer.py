@@ -45,9 +45,25 @@ def write_table(frame: pd.DataFrame, path: Path, provenance: dict[str, Any]) -> 
     pq.write_table(table.replace_schema_metadata(metadata), path)
 
 
+def write_streamed_table(source: Path, path: Path, provenance: dict[str, Any], key_columns: dict[str, Any]) -> None:
+    """A table a job wrote as Parquet, copied row group by row group with the key columns
+    in front: memory holds one row group, whatever the table's size."""
+    parquet = pq.ParquetFile(source)
+    keys = [(name, pa.scalar(value, pa.string() if value is None else None)) for name, value in key_columns.items()]
+    schema = pa.schema([pa.field(name, scalar.type) for name, scalar in keys] + list(parquet.schema_arrow))
+    schema = schema.with_metadata(
+        {**(parquet.schema_arrow.metadata or {}), PROVENANCE_KEY: to_json(provenance).encode()}
+    )
+    with pq.ParquetWriter(path, schema) as writer:
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group)
+            constants = [pa.array([scalar.as_py()] * table.num_rows, scalar.type) for _, scalar in keys]
+            writer.write_table(pa.Table.from_arrays([*constants, *table.columns], schema=schema))
+
+
 def write_run(
     destination: str,
-    tables: dict[str, pd.DataFrame],
+    tables: dict[str, pd.DataFrame | Path],
     provenance: dict[str, Any],
     *,
     key_columns: dict[str, Any],
@@ -56,13 +72,19 @@ def write_run(
     """Write every table of one run and publish the folder atomically; returns bytes written.
 
     `key_columns` (study, subject, file, run_id) lead every table so consolidated
-    tables need no joins to say where a row came from.
+    tables need no joins to say where a row came from. A table given as a Path is a
+    Parquet file the job wrote (too large for memory): it is copied row group by row group.
     """
     with tempfile.TemporaryDirectory(prefix="biomarkerflow-run-") as tmp:
         folder = Path(tmp) / "run"
         folder.mkdir()
-        for name, frame in sorted(tables.items()):
-            keyed = frame.copy()
+        for name, rows in sorted(tables.items()):
+            if isinstance(rows, Path):
+                write_streamed_table(rows, folder / f"{name}.parquet", provenance, key_columns)
+                if "csv" in formats:
+                    _streamed_csv(folder / f"{name}.parquet", folder / f"{name}.csv")
+                continue
+            keyed = rows.copy()
             for position, (column, value) in enumerate(key_columns.items()):
                 keyed.insert(position, column, value)
             write_table(keyed, folder / f"{name}.parquet", provenance)
@@ -72,6 +94,25 @@ def write_run(
         written = sum(p.stat().st_size for p in folder.iterdir())
         store.publish_folder(folder, destination)
     return written
+
+
+def _streamed_csv(parquet_path: Path, csv_path: Path) -> None:
+    """CSV of a large table, a row group at a time; list columns as JSON text."""
+    import pyarrow.csv as pcsv
+
+    parquet = pq.ParquetFile(parquet_path)
+    writer: pcsv.CSVWriter | None = None
+    for group in range(parquet.num_row_groups):
+        table = parquet.read_row_group(group)
+        for index, field in enumerate(table.schema):
+            if pa.types.is_list(field.type):
+                texts = pa.array([None if v is None else json.dumps(v) for v in table.column(index).to_pylist()])
+                table = table.set_column(index, field.name, texts)
+        if writer is None:
+            writer = pcsv.CSVWriter(csv_path, table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
 
 
 def read_provenance(parquet_path: str) -> dict[str, Any]:

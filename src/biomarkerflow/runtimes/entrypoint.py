@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import platform
+import shutil
 import socket
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -200,13 +201,22 @@ def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
         # on a core it leaves idle, instead of before it.
         content_hash = hasher.submit(file_sha256, path)
         output = workflow_type.run_job(path, job.plan, job.inputs, subject=job.subject)
-    written = writer.write_run(
-        job.result_location,
-        output.tables,
-        _provenance(job, workflow_type, output, content_hash.result(), started),
-        key_columns={"study": job.study_id, "subject": job.subject, "file": job.relative_path, "run_id": job.run_id},
-        formats=job.formats,
-    )
+    try:
+        written = writer.write_run(
+            job.result_location,
+            output.tables,
+            _provenance(job, workflow_type, output, content_hash.result(), started),
+            key_columns={
+                "study": job.study_id,
+                "subject": job.subject,
+                "file": job.relative_path,
+                "run_id": job.run_id,
+            },
+            formats=job.formats,
+        )
+    finally:
+        if output.scratch is not None:
+            shutil.rmtree(output.scratch, ignore_errors=True)
     return output, written
 
 

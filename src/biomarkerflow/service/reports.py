@@ -115,9 +115,9 @@ class ReportCases(PlatformBase):
         """The study's consolidated tables and their columns."""
         from biomarkerflow.results.query import connect, table_columns
 
-        connection, views = connect(self._output_location(study))
+        connection, names = connect(*self._query_target(study))
         try:
-            return table_columns(connection, views)
+            return table_columns(connection, names)
         finally:
             connection.close()
 
@@ -125,8 +125,9 @@ class ReportCases(PlatformBase):
         """A read-only query over the study's tables only, at most `max_rows` rows and 30 s."""
         from biomarkerflow.results.query import run_sandboxed_query
 
+        location, views = self._query_target(study)
         result = run_sandboxed_query(
-            self._output_location(study), sql, max_rows=max_rows, timeout_seconds=QUERY_TIMEOUT_SECONDS
+            location, sql, max_rows=max_rows, timeout_seconds=QUERY_TIMEOUT_SECONDS, views=views
         )
         frame = result.frame
         rows = frame.astype(object).where(frame.notna(), None).values.tolist()
@@ -144,17 +145,21 @@ class ReportCases(PlatformBase):
             )
         return self.sql(study, f"SELECT * FROM {quoted(table)} LIMIT {int(limit)} OFFSET {int(offset)}", max_rows=limit)
 
-    def _output_location(self, study: str) -> str:
+    def _query_target(self, study: str) -> tuple[str, dict[str, str]]:
+        """Where the study's tables are, and the views its workflow type adds over them."""
+        from biomarkerflow.stages.types import workflow_type
+
         self.require_studies([study])
         record = self.catalog.get_study(study)
         assert record is not None
-        return record.output_location
+        return record.output_location, workflow_type(record.config).views()
 
     def query(self, study: str, sql: str) -> pd.DataFrame:
         """SQL (DuckDB) over the study's consolidated tables."""
         from biomarkerflow.results.query import run_query
 
-        return run_query(self._output_location(study), sql)
+        location, views = self._query_target(study)
+        return run_query(location, sql, views=views)
 
     def lineage(self, target: str) -> dict[str, Any]:
         """Where a result (file, run folder, table) or an input file's results came from."""

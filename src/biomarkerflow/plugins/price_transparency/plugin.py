@@ -1,0 +1,155 @@
+"""The `price-transparency` workflow type: what the platform calls (see `WorkflowType`).
+
+A study config of this type:
+
+    study: plan-rates-2026-01
+    workflow: price-transparency
+    data:
+      location: s3://mrf-bucket/2026-01/        # *.json, *.json.gz and *.zip by default
+    price_transparency:
+      billing_codes: ["27447", "99213"]          # optional: only these codes
+      npis: []                                   # optional: only these providers
+      tins: []                                   # optional: only these tax ids
+      strict: false                              # true: a schema violation fails the file
+
+Jobs run in the platform's own environment (no pinned package). Each file becomes the
+tables of `tables.py` plus `files` (one row per JSON document, with its counts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from biomarkerflow.config.schema import DataConfig, StudyConfig
+from biomarkerflow.plugins.contract import Problem, RunOutput, StepError, WorkflowType
+
+if TYPE_CHECKING:
+    from biomarkerflow.storage.store import FileEntry
+
+STEP = "FlattenMachineReadableFile"
+HEADER_BYTES = 64 * 1024
+PATTERNS = ["**/*.json", "**/*.json.gz", "**/*.zip"]
+# One row per in-network item x negotiated price x NPI of each provider group the price
+# refers to (duplicates kept as published). Provider group ids are per document.
+RATES_VIEW = """
+WITH priced AS (SELECT *, unnest(provider_refs) AS provider_ref FROM prices)
+SELECT p.study, p.file, p.run_id, p.document, p.item, p.rate, p.price,
+       p.billing_code_type, p.billing_code, p.negotiated_type, p.negotiated_rate,
+       p.expiration_date, p.billing_class, p.setting, p.service_code, p.billing_code_modifier,
+       p.provider_ref, g.npi, g.tin_type, g.tin_value, g.business_name, g.network_name
+FROM priced AS p
+JOIN provider_groups AS g
+  ON g.run_id = p.run_id AND g.document = p.document AND g.provider_ref = p.provider_ref
+"""
+VERSION = re.compile(rb'"version"\s*:\s*"([^"]{1,40})"')
+
+
+class PriceTransparencyData(DataConfig):
+    include: list[str] = Field(default_factory=lambda: list(PATTERNS))
+
+
+class PriceTransparencySection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    billing_codes: list[str] = Field(default_factory=list, description="Only these billing codes (empty: all).")
+    npis: list[str] = Field(default_factory=list, description="Only provider groups rows of these NPIs.")
+    tins: list[str] = Field(default_factory=list, description="Only provider groups of these tax ids (EIN or NPI).")
+    strict: bool = Field(default=False, description="A schema violation fails the file instead of a problems row.")
+
+
+class PriceTransparencyConfig(StudyConfig):
+    data: PriceTransparencyData
+    price_transparency: PriceTransparencySection = Field(default_factory=PriceTransparencySection)
+
+
+class PriceTransparency(WorkflowType):
+    name = "price-transparency"
+    package = None
+    checked_sections = ("price_transparency",)
+
+    @property
+    def config_model(self) -> type[StudyConfig]:
+        return PriceTransparencyConfig
+
+    def check(self, sections: Mapping[str, Any]) -> list[Problem]:
+        return []  # the section's schema says all there is to say
+
+    def check_files(self, data: DataConfig, files: Sequence[FileEntry]) -> list[Problem]:
+        return []  # a file's JSON is read by its job, which says where it breaks
+
+    def subject_inputs(self, config: StudyConfig, fields: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {}
+
+    def results_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"price_transparency": config.get("price_transparency")}
+
+    def cost_identity(self, config: StudyConfig) -> Any:
+        section = cast(PriceTransparencyConfig, config).price_transparency
+        return {"filtered": bool(section.billing_codes or section.npis or section.tins)}
+
+    def header_bytes(self, relative_path: str) -> int:
+        return HEADER_BYTES
+
+    def header_facts(self, head: bytes, size: int, relative_path: str) -> dict[str, Any]:
+        return header_facts(head, size, relative_path)
+
+    def views(self) -> dict[str, str]:
+        return {"rates": RATES_VIEW}
+
+    def plan_job(self, config: StudyConfig) -> Any:
+        section = cast(PriceTransparencyConfig, config).price_transparency
+        return section.model_dump()
+
+    def run_job(self, path: Path, plan: Any, inputs: dict[str, Any], *, subject: str | None) -> RunOutput:
+        from biomarkerflow.plugins.price_transparency.extract import MrfError, extract
+        from biomarkerflow.plugins.price_transparency.flatten import Filters
+
+        filters = Filters(frozenset(plan["billing_codes"]), frozenset(plan["npis"]), frozenset(plan["tins"]))
+        scratch = Path(tempfile.mkdtemp(prefix="biomarkerflow-mrf-"))
+        try:
+            result = extract(path, scratch, filters=filters, strict=plan["strict"])
+        except BaseException as exc:
+            shutil.rmtree(scratch, ignore_errors=True)  # no partial tables are kept
+            if isinstance(exc, MrfError):
+                raise StepError(STEP, f"{path.name}: {exc}") from None
+            raise
+        summaries = result.documents.values()
+        versions = sorted({str(s.header.get("version")) for s in summaries if s.header.get("version")})
+        problems = sum(s.problems for s in summaries)
+        return RunOutput(
+            tables=dict(result.tables),
+            facts={"documents": len(result.documents), "schema_version": ", ".join(versions) or None},
+            steps=[{"step": STEP, "params": dict(plan)}],
+            notices=(f"{problems} element(s) could not be read: see the problems table",) if problems else (),
+            scratch=scratch,
+        )
+
+
+def header_facts(head: bytes, size: int, relative_path: str) -> dict[str, Any]:
+    """Cheap facts for estimates: the file kind, and for gzip the uncompressed size (its
+    trailer, known only for a whole small file) or the compressed size."""
+    suffixes = "".join(PurePosixPath(relative_path).suffixes).lower()
+    kind = "zip" if suffixes.endswith(".zip") else "gzip" if head[:2] == b"\x1f\x8b" else "json"
+    facts: dict[str, Any] = {"container": kind}
+    if kind == "gzip" and len(head) >= size:  # the whole file was read: its trailer is there
+        with contextlib.suppress(OSError, EOFError, zlib.error):  # a corrupt file: its job says so
+            facts["uncompressed_bytes"] = len(gzip.decompress(head))
+    if kind == "json":
+        facts["uncompressed_bytes"] = size
+        found = VERSION.search(head)
+        if found:
+            facts["schema_version"] = found.group(1).decode("ascii", errors="replace")
+    return facts
+
+
+WORKFLOW_TYPE = PriceTransparency()

@@ -1,0 +1,99 @@
+"""The price-transparency workflow type end to end on the platform (SQLite and PostgreSQL):
+CMS example files scanned, processed, written with provenance and queried through the
+`rates` view; a truncated file fails with its byte offset and leaves no tables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from biomarkerflow.service import Platform
+from tests.databases import BACKENDS, catalog_url
+
+CMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cms-mrf"
+FILES = {
+    "v1-ffs.json": CMS / "v1.6.2" / "in-network-rates" / "in-network-rates-fee-for-service-single-plan-sample.json",
+    "v2-plans.json": CMS / "v2.2.0" / "in-network-rates" / "in-network-rates-multiple-plans-sample.json",
+}
+CONFIG = """\
+study: plan-rates
+workflow: price-transparency
+data:
+  location: ../data
+"""
+
+
+def expected_rates(path: Path) -> dict[str, list[Decimal]]:
+    """billing code -> every negotiated rate x NPI of the groups it refers to, from the JSON."""
+    document = json.loads(path.read_text(), parse_float=Decimal)
+    groups = {
+        str(r["provider_group_id"]): r.get("provider_groups", []) for r in document.get("provider_references", [])
+    }
+    rates: dict[str, list[Decimal]] = {}
+    for item in document["in_network"]:
+        for rate in item["negotiated_rates"]:
+            referenced = rate.get("provider_groups") or [
+                g for ref in rate.get("provider_references", []) for g in groups.get(str(ref), [])
+            ]
+            npis = sum(max(1, len(g.get("npi", []))) for g in referenced)
+            for price in rate["negotiated_prices"]:
+                rates.setdefault(str(item["billing_code"]), []).extend([Decimal(price["negotiated_rate"])] * npis)
+    return rates
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cms_files_become_queryable_rates(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "data").mkdir()
+    for name, source in FILES.items():
+        shutil.copyfile(source, tmp_path / "data" / name)
+    whole = FILES["v1-ffs.json"].read_bytes()
+    (tmp_path / "data" / "cut.json").write_bytes(whole[:1000])  # a download that stopped
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "rates.yaml").write_text(CONFIG)
+    with catalog_url(backend, tmp_path / "home") as url:
+        platform = Platform(home=tmp_path / "home", catalog_url=url)
+        scanned = platform.scan(str(tmp_path / "studies"))
+        assert scanned.category is None, scanned.info.studies
+        executor = platform.executor("local", 1)
+        try:
+            platform.process(executor)
+        finally:
+            executor.close()
+        states = {f.relative_path: (f.state, f.last_error) for f in platform.catalog.files("plan-rates")}
+        assert states["v1-ffs.json"][0] == states["v2-plans.json"][0] == "SUCCEEDED"
+        state, error = states["cut.json"]
+        assert state == "FAILED" and "byte 1000" in (error or "") and "truncated" in (error or "")
+
+        answer = platform.query(
+            "plan-rates",
+            "SELECT file, billing_code, count(*) AS n, min(negotiated_rate) AS low, max(negotiated_rate) AS high "
+            "FROM rates GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        for name, source in FILES.items():
+            expected = expected_rates(source)
+            found = answer[answer["file"] == name]
+            assert {row.billing_code: row.n for row in found.itertuples()} == {
+                c: len(v) for c, v in expected.items() if v
+            }
+            for row in found.itertuples():
+                assert Decimal(str(row.low)) == min(expected[row.billing_code])
+                assert Decimal(str(row.high)) == max(expected[row.billing_code])
+        medians = platform.query(
+            "plan-rates", "SELECT billing_code, median(negotiated_rate) AS m FROM rates GROUP BY 1"
+        )
+        assert len(medians) == len({c for f in FILES.values() for c, v in expected_rates(f).items() if v})
+        everything = [r for f in FILES.values() for v in expected_rates(f).values() for r in v]
+        assert statistics.median(everything) > 0
+
+        [cut_run] = [r for r in platform.catalog.runs("plan-rates") if r.outcome == "failed"]
+        assert cut_run.result_location is None  # nothing published for the broken file
+        tables = platform.tables("plan-rates")
+        assert {"files", "in_network", "prices", "provider_groups", "problems", "rates"} <= set(tables)
+        files = platform.query("plan-rates", "SELECT file, version, in_network_items, prices FROM files ORDER BY 1")
+        assert list(files["file"]) == sorted(FILES)
+        platform.close()
