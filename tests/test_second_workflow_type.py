@@ -207,7 +207,8 @@ def test_an_unknown_workflow_type_lists_the_installed_ones(tmp_path: Path) -> No
     _, problems = validate_source(config)
     (problem,) = [p for p in problems if p.field == "workflow"]
     assert (problem.line, problem.column) == (2, 11)
-    assert problem.message.startswith("unknown workflow type 'csv-stat'; installed: csv-stats, price-transparency, skdh")
+    installed = "csv-stats, price-transparency, skdh"
+    assert problem.message.startswith(f"unknown workflow type 'csv-stat'; installed: {installed}")
 
 
 def test_the_type_checks_its_own_section_located_by_line(tmp_path: Path) -> None:
