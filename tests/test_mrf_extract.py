@@ -309,3 +309,31 @@ def test_a_schema_violation_is_a_problem_when_lenient_and_fails_when_strict(tmp_
     with pytest.raises(MrfError) as caught:
         extract(path, tmp_path / "strict", strict=True, fetch=no_fetch)
     assert "negotiated_rates" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {},
+        {"references_last": True, "float_ids": True, "pretty": True},
+        {"inline_groups": True},
+    ],
+    ids=["plain", "references-last-float-ids-pretty", "v1-inline-groups"],
+)
+def test_generated_files_give_the_row_counts_they_promise(tmp_path: Path, shape: dict[str, Any]) -> None:
+    from biomarkerflow.plugins.price_transparency.generate import Shape, write
+
+    path = tmp_path / "generated.json.gz"
+    expected = write(path, Shape(items=40, rates_per_item=5, groups=30, **shape))
+    out = tmp_path / "out"
+    out.mkdir()
+    tables = extract(path, out, fetch=no_fetch).tables
+    [files] = rows(tables, "files")
+    assert (files["in_network_items"], files["prices"], files["provider_group_rows"], files["problems"]) == (
+        expected.in_network_items,
+        expected.prices,
+        expected.provider_group_rows,
+        0,
+    )
+    if shape.get("float_ids"):
+        assert all(ref.endswith(".0000000001") for p in rows(tables, "prices") for ref in p["provider_refs"])
