@@ -4,9 +4,13 @@ CMS example files scanned, processed, written with provenance and queried throug
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import shutil
 import statistics
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -97,3 +101,65 @@ def test_cms_files_become_queryable_rates(tmp_path: Path, backend: str) -> None:
         files = platform.query("plan-rates", "SELECT file, version, in_network_items, prices FROM files ORDER BY 1")
         assert list(files["file"]) == sorted(FILES)
         platform.close()
+
+
+@pytest.fixture
+def mrf_server(tmp_path: Path) -> Iterator[str]:
+    """The in-network files a table of contents lists, served on loopback (what a publisher's
+    CDN would do); it counts each file's downloads."""
+    served = tmp_path / "served"
+    served.mkdir()
+    for name, source in FILES.items():
+        shutil.copyfile(source, served / name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def table_of_contents(base: str) -> dict[str, object]:
+    def plan(plan_id: str) -> dict[str, str]:
+        return {"plan_name": f"plan {plan_id}", "plan_id_type": "hios", "plan_id": plan_id, "plan_market_type": "group"}
+
+    def files(*names: str) -> list[dict[str, str]]:
+        return [{"description": "in-network file", "location": f"{base}/{name}"} for name in names]
+
+    return {
+        "reporting_entity_name": "Plan Co",
+        "reporting_entity_type": "health insurance issuer",
+        "reporting_structure": [
+            {"reporting_plans": [plan("111"), plan("222")], "in_network_files": files("v1-ffs.json")},
+            {"reporting_plans": [plan("333")], "in_network_files": files("v1-ffs.json", "v2-plans.json")},
+            {"reporting_plans": [plan("444")], "in_network_files": files("not-for-us.json")},
+        ],
+        "version": "1.1.0",
+    }
+
+
+def test_a_table_of_contents_registers_the_files_it_lists_for_the_plans_asked(tmp_path: Path, mrf_server: str) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "2026-01_index.json").write_text(json.dumps(table_of_contents(mrf_server)))
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "rates.yaml").write_text(CONFIG + "price_transparency:\n  plans: ['111', '333']\n")
+    platform = Platform(home=tmp_path / "home")
+    platform.scan(str(tmp_path / "studies"))
+    urls = sorted(f.url for f in platform.catalog.files("plan-rates"))
+    # Listed twice (plans 111 and 333), registered once; plan 444's file is not asked for.
+    assert urls == sorted([str(tmp_path / "data" / "2026-01_index.json"), *(f"{mrf_server}/{n}" for n in FILES)])
+    executor = platform.executor("local", 1)
+    try:
+        platform.process(executor)
+    finally:
+        executor.close()
+    states = {f.relative_path: f.state for f in platform.catalog.files("plan-rates")}
+    assert set(states.values()) == {"SUCCEEDED"}, states
+    contents = platform.query("plan-rates", "SELECT plan_id, location FROM table_of_contents ORDER BY 1, 2")
+    assert list(contents["plan_id"]) == ["111", "222", "333", "333", "444"]
+    counted = platform.query("plan-rates", "SELECT file, count(*) AS n FROM rates GROUP BY 1 ORDER BY 1")
+    assert list(counted["file"]) == sorted(f"listed/{mrf_server.removeprefix('http://')}/{n}" for n in FILES)
+    platform.scan(str(tmp_path / "studies"))  # a rescan finds nothing new: the listed files are unchanged
+    assert {f.state for f in platform.catalog.files("plan-rates")} == {"SUCCEEDED"}
+    platform.close()

@@ -196,6 +196,11 @@ class WorkflowType(abc.ABC):
         header does not say."""
         return {}
 
+    def expand_files(self, config: Mapping[str, Any], entries: list[FileEntry]) -> list[FileEntry]:
+        """Stage 1: the study's data files from what its location lists; a type whose files
+        name further files (e.g. a table of contents listing downloads) adds them here."""
+        return entries
+
     def views(self) -> dict[str, str]:
         """Views over the study's consolidated tables, for queries: name -> a SELECT (DuckDB).
         A view whose tables a study does not have yet is left out."""

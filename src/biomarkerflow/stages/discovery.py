@@ -22,6 +22,7 @@ from biomarkerflow.config.schema import StudyConfig, data_model_for
 from biomarkerflow.config.validate import validate_source
 from biomarkerflow.errors import BiomarkerflowError, ConfigProblem
 from biomarkerflow.plugins import registry
+from biomarkerflow.stages.types import workflow_type
 from biomarkerflow.storage import store
 
 CONFIG_PATTERNS = ["*.yaml", "*.yml"]
@@ -79,7 +80,8 @@ def results_identity(config: dict[str, Any]) -> str:
 def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]) -> tuple[RegisterInfo, int]:
     """List the study's data location and register what matches; (changes, files matched)."""
     data = config["data"]
-    entries = store.list_files(data["location"], data["include"], data.get("exclude"))
+    listed = store.list_files(data["location"], data["include"], data.get("exclude"))
+    entries = workflow_type(config).expand_files(config, listed)
     rows = [
         (
             e.url,

@@ -197,6 +197,11 @@ def _mtime(info: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def matches(relative: str, patterns: list[str]) -> bool:
+    """Whether a relative path matches any of the glob patterns (as `include` reads them)."""
+    return _matches(relative, patterns)
+
+
 def _matches(relative: str, patterns: list[str]) -> bool:
     # fnmatch's '*' crosses '/', so '**/*.bin' would miss top-level files: also try
     # the pattern with a leading '**/' removed.

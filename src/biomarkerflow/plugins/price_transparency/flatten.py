@@ -28,7 +28,10 @@ from biomarkerflow.plugins.price_transparency.records import (
     PaymentProvider,
     ProviderGroup,
     ProviderReference,
+    ReportingPlan,
+    ReportingStructure,
     raw_text,
+    raw_text_or_none,
 )
 from biomarkerflow.plugins.price_transparency.scan import ArrayEnd, Element, Member, Part
 from biomarkerflow.plugins.price_transparency.tables import TableSink
@@ -92,6 +95,7 @@ class Flattener:
             "in_network": self._in_network,
             "provider_references": self._provider_reference,
             "out_of_network": self._out_of_network,
+            "reporting_structure": self._reporting_structure,
         }
 
     def feed(self, part: Part) -> None:
@@ -103,7 +107,7 @@ class Flattener:
             self.summary.elements.setdefault(part.key, part.elements)
             return
         try:
-            element = DECODERS[part.key].decode(part.raw)  # type: ignore[attr-defined]
+            element = DECODERS[part.key].decode(part.raw)
         except msgspec.DecodeError as exc:  # ValidationError (schema) or malformed JSON
             self.problem(part.offset, part.key, part.index, "schema", _described(exc))
             return
@@ -217,6 +221,26 @@ class Flattener:
         """The groups of a reference fetched from its `location` (v1)."""
         self._groups(ref, "remote", groups, [])
 
+    # -- table of contents ------------------------------------------------------------------------
+
+    def _reporting_structure(self, entry: ReportingStructure, part: Element) -> None:
+        columns = self._columns["table_of_contents"]
+        added = 0
+        plans: list[ReportingPlan | None] = list(entry.reporting_plans) or [None]
+        for plan in plans:
+            for kind, location, description in listed_files(entry):
+                columns["entry"].append(part.index)
+                columns["plan_name"].append(plan.plan_name if plan else None)
+                columns["plan_id_type"].append(plan.plan_id_type if plan else None)
+                columns["plan_id"].append(raw_text_or_none(plan.plan_id) if plan else None)
+                columns["plan_market_type"].append(plan.plan_market_type if plan else None)
+                columns["plan_sponsor_name"].append(plan.plan_sponsor_name if plan else None)
+                columns["file_kind"].append(kind)
+                columns["description"].append(description)
+                columns["location"].append(location)
+                added += 1
+        self.sink.added("table_of_contents", added)
+
     # -- out_of_network (allowed amounts) -----------------------------------------------------------
 
     def _out_of_network(self, item: OutOfNetworkItem, part: Element) -> None:
@@ -250,6 +274,20 @@ class Flattener:
                         columns["npi"].append(npi)
                         added += 1
         self.sink.added("allowed_amounts", added)
+
+
+def listed_files(entry: ReportingStructure) -> list[tuple[str, str, str | None]]:
+    """A table-of-contents entry's files: (kind, URL, description), in-network ones first."""
+    files = [("in-network", f.location, f.description) for f in entry.in_network_files]
+    if entry.allowed_amount_file is not None:
+        files.append(("allowed-amount", entry.allowed_amount_file.location, entry.allowed_amount_file.description))
+    return files
+
+
+def plan_ids(entry: ReportingStructure) -> set[str]:
+    """The ids a plan filter may name: each plan's id (HIOS or EIN) and its name."""
+    ids = {raw_text_or_none(p.plan_id) for p in entry.reporting_plans}
+    return {i for i in ids if i} | {p.plan_name for p in entry.reporting_plans if p.plan_name}
 
 
 def _amount(raw: msgspec.Raw) -> str:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from biomarkerflow.config.schema import DataConfig, StudyConfig
 from biomarkerflow.plugins.contract import Problem, RunOutput, StepError, WorkflowType
+from biomarkerflow.storage import store
 
 if TYPE_CHECKING:
     from biomarkerflow.storage.store import FileEntry
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 STEP = "FlattenMachineReadableFile"
 HEADER_BYTES = 64 * 1024
 PATTERNS = ["**/*.json", "**/*.json.gz", "**/*.zip"]
+TOC_PATTERNS = ["**/*index.json", "**/*index.json.gz", "**/*table-of-contents*.json", "**/*table-of-contents*.json.gz"]
 # One row per in-network item x negotiated price x NPI of each provider group the price
 # refers to (duplicates kept as published). Provider group ids are per document.
 RATES_VIEW = """
@@ -65,6 +67,13 @@ class PriceTransparencySection(BaseModel):
     npis: list[str] = Field(default_factory=list, description="Only provider groups rows of these NPIs.")
     tins: list[str] = Field(default_factory=list, description="Only provider groups of these tax ids (EIN or NPI).")
     strict: bool = Field(default=False, description="A schema violation fails the file instead of a problems row.")
+    tables_of_contents: list[str] = Field(
+        default_factory=lambda: list(TOC_PATTERNS),
+        description="Data files that are tables of contents: the in-network files they list become data files.",
+    )
+    plans: list[str] = Field(
+        default_factory=list, description="Only the files a table of contents lists for these plan ids, EINs or names."
+    )
 
 
 class PriceTransparencyConfig(StudyConfig):
@@ -103,6 +112,23 @@ class PriceTransparency(WorkflowType):
     def header_facts(self, head: bytes, size: int, relative_path: str) -> dict[str, Any]:
         return header_facts(head, size, relative_path)
 
+    def expand_files(self, config: Mapping[str, Any], entries: list[FileEntry]) -> list[FileEntry]:
+        """Each table of contents stays a data file (its rows say which plan has which file),
+        and the in-network files it lists for the plans asked for are added, each URL once."""
+        from biomarkerflow.plugins.price_transparency.toc import listed_in_network_files
+
+        section = PriceTransparencySection.model_validate(config.get("price_transparency") or {})
+        known = {entry.url for entry in entries}
+        expanded = list(entries)
+        for entry in entries:
+            if not store.matches(entry.relative_path, section.tables_of_contents):
+                continue
+            for url in listed_in_network_files(entry.url, frozenset(section.plans)):
+                if url not in known:
+                    known.add(url)
+                    expanded.append(remote_entry(url))
+        return expanded
+
     def views(self) -> dict[str, str]:
         return {"rates": RATES_VIEW}
 
@@ -133,6 +159,17 @@ class PriceTransparency(WorkflowType):
             notices=(f"{problems} element(s) could not be read: see the problems table",) if problems else (),
             scratch=scratch,
         )
+
+
+def remote_entry(url: str) -> FileEntry:
+    """A file a table of contents lists, as a data file: named by its host and path, and
+    unchanged for as long as it is listed (publishers give each month's files new URLs)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return store.FileEntry(
+        url=url, relative_path=f"listed/{parts.netloc}{parts.path}", size=0, mtime=None, etag=f"listed:{url}"
+    )
 
 
 def header_facts(head: bytes, size: int, relative_path: str) -> dict[str, Any]:

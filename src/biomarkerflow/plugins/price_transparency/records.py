@@ -9,6 +9,7 @@ empty; fields this platform does not know are ignored, as the schema allows addi
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 from msgspec import Raw, Struct
@@ -24,8 +25,10 @@ __all__ = [
     "PaymentProvider",
     "ProviderGroup",
     "ProviderReference",
+    "ReportingStructure",
     "Tin",
     "raw_text",
+    "raw_text_or_none",
 ]
 
 
@@ -116,11 +119,38 @@ class OutOfNetworkItem(Struct):
     description: str | None = None
 
 
-DECODERS = {
+class FileLocation(Struct):
+    location: str
+    description: str | None = None
+
+
+class ReportingPlan(Struct):
+    plan_name: str | None = None
+    plan_id_type: str | None = None
+    plan_id: Raw = msgspec.field(default_factory=lambda: Raw(b"null"))
+    plan_market_type: str | None = None
+    plan_sponsor_name: str | None = None
+
+
+class ReportingStructure(Struct):
+    """An entry of a table of contents: plans, and the files that hold their rates."""
+
+    reporting_plans: list[ReportingPlan] = []
+    in_network_files: list[FileLocation] = []
+    allowed_amount_file: FileLocation | None = None
+
+
+DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "in_network": msgspec.json.Decoder(InNetworkItem),
+    "reporting_structure": msgspec.json.Decoder(ReportingStructure),
     "provider_references": msgspec.json.Decoder(ProviderReference),
     "out_of_network": msgspec.json.Decoder(OutOfNetworkItem),
 }
+
+
+def raw_text_or_none(raw: Raw) -> str | None:
+    """`raw_text`, or None for a JSON null (an optional field left out)."""
+    return None if bytes(raw) == b"null" else raw_text(raw)
 
 
 def raw_text(raw: Raw) -> str:

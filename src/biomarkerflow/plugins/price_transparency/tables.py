@@ -86,6 +86,19 @@ ROW_SCHEMAS: dict[str, pa.Schema] = {
             ("npi", pa.string()),
         ]
     ),
+    "table_of_contents": pa.schema(
+        [
+            ("entry", pa.int64()),
+            ("plan_name", pa.string()),
+            ("plan_id_type", pa.string()),
+            ("plan_id", pa.string()),
+            ("plan_market_type", pa.string()),
+            ("plan_sponsor_name", pa.string()),
+            ("file_kind", pa.string()),  # in-network | allowed-amount
+            ("description", pa.string()),
+            ("location", pa.string()),
+        ]
+    ),
     "problems": pa.schema(
         [
             ("offset", pa.int64()),
