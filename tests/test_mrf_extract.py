@@ -337,3 +337,37 @@ def test_generated_files_give_the_row_counts_they_promise(tmp_path: Path, shape:
     )
     if shape.get("float_ids"):
         assert all(ref.endswith(".0000000001") for p in rows(tables, "prices") for ref in p["provider_refs"])
+
+
+MEASURE_PEAK = """
+import resource, sys
+from pathlib import Path
+from biomarkerflow.plugins.price_transparency.extract import extract
+extract(Path(sys.argv[1]), Path(sys.argv[2]), fetch=lambda url: b"")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_memory_stays_flat_as_files_grow(tmp_path: Path) -> None:
+    """Peak memory of a spawned process (as the meter measures a job): a file 4 times larger
+    (10 MB -> 40 MB, 40k -> 160k prices), references after in_network, needs about the same."""
+    import subprocess
+    import sys
+
+    from biomarkerflow.plugins.price_transparency.generate import Shape, write
+
+    peaks = []
+    for items in (1000, 4000):
+        path = tmp_path / f"{items}.json"
+        write(path, Shape(items=items, rates_per_item=20, references_last=True, groups=500))
+        out = tmp_path / f"out-{items}"
+        out.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE_PEAK, str(path), str(out)], capture_output=True, text=True, check=True
+        )
+        peaks.append(int(done.stdout.split()[-1]))
+    small, large = peaks
+    assert large < 512 * 2**20
+    # Rows wait in memory for at most one row group per table (32k rows): 12 MiB more at 4x
+    # the size when measured; reading whole items or arrays would add ~100 MiB here.
+    assert large - small < 40 * 2**20, f"peak {small / 2**20:.0f} MiB -> {large / 2**20:.0f} MiB"

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 AMOUNT = pa.decimal128(38, 18)
 TEXTS = pa.list_(pa.string())
-ROWS_PER_GROUP = 128 * 1024
+ROWS_PER_GROUP = 32 * 1024
 
 # Every table starts with the JSON document its rows come from (a zip holds several).
 DOCUMENT = pa.field("document", pa.string())
