@@ -163,3 +163,24 @@ def test_a_table_of_contents_registers_the_files_it_lists_for_the_plans_asked(tm
     platform.scan(str(tmp_path / "studies"))  # a rescan finds nothing new: the listed files are unchanged
     assert {f.state for f in platform.catalog.files("plan-rates")} == {"SUCCEEDED"}
     platform.close()
+
+
+def test_the_price_transparency_demo_runs_end_to_end(tmp_path: Path) -> None:
+    from tests.test_cli import cli
+
+    done = cli(
+        tmp_path / "unused-home",
+        "demo",
+        "--kind",
+        "price-transparency",
+        "--workspace",
+        str(tmp_path / "rates-demo"),
+        "--items",
+        "40",
+        "--workers",
+        "1",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAILED acme-epo_in-network.json" in done.stdout and "truncated" in done.stdout
+    assert "negotiated rates per billing code" in done.stdout
+    assert "3 succeeded, 1 failed" in done.stdout

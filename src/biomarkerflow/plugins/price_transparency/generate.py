@@ -142,7 +142,8 @@ def _in_network(stream: IO[str], shape: Shape, generator: random.Random, newline
             "name": f"service {index}",
             "billing_code_type": "CPT",
             "billing_code_type_version": "2026",
-            "billing_code": CODES[index % len(CODES)] + ("" if index < len(CODES) else f"-{index}"),
+            # Codes repeat across items, as in published files (one item per code and arrangement).
+            "billing_code": CODES[index] if index < len(CODES) else str(10000 + (index * 7919) % 500),
             "description": "generated service",
             "negotiated_rates": [rate for rate, _ in rates],
         }

@@ -147,7 +147,7 @@ class PriceTransparency(WorkflowType):
         except BaseException as exc:
             shutil.rmtree(scratch, ignore_errors=True)  # no partial tables are kept
             if isinstance(exc, MrfError):
-                raise StepError(STEP, f"{path.name}: {exc}") from None
+                raise StepError(STEP, str(exc)) from None  # it names the document and the byte
             raise
         summaries = result.documents.values()
         versions = sorted({str(s.header.get("version")) for s in summaries if s.header.get("version")})
