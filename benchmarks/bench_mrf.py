@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_catalog import machine  # noqa: E402
 
 PLATFORM = r"""
 import resource, sys, time
@@ -84,15 +83,6 @@ print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_m
 """
 
 CONTENDERS = {"platform": PLATFORM, "ijson": IJSON, "duckdb": DUCKDB}
-
-
-def machine() -> dict[str, object]:
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-    }
 
 
 def measure(code: str, path: Path, scratch: Path, timeout: float) -> dict[str, object]:
