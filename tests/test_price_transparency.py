@@ -100,7 +100,24 @@ def test_cms_files_become_queryable_rates(tmp_path: Path, backend: str) -> None:
         assert {"files", "in_network", "prices", "provider_groups", "problems", "rates"} <= set(tables)
         files = platform.query("plan-rates", "SELECT file, version, in_network_items, prices FROM files ORDER BY 1")
         assert list(files["file"]) == sorted(FILES)
+        _dashboard_pages(platform)
         platform.close()
+
+
+def _dashboard_pages(platform: Platform) -> None:
+    """The dashboard's study, run and cost pages show a price-transparency study too."""
+    from biomarkerflow.api import create_app
+    from tests.test_dashboard import _client, _csrf, _page
+
+    client = _client(create_app(platform))
+    token = platform.create_token("pages", "read").token
+    form = client.get("/login")
+    assert client.post("/login", data={"token": token, "csrf": _csrf(form.text), "next": "/"}).status_code == 303
+    study = _page(client, "/studies/plan-rates")
+    assert "cut.json" in study and "truncated" in study  # the failed file with its reason, in the list
+    [run] = [r for r in platform.catalog.runs("plan-rates") if r.outcome == "succeeded"][:1]
+    assert "FlattenMachineReadableFile" in _page(client, f"/runs/{run.id}")
+    assert "plan-rates" in _page(client, "/costs")
 
 
 @pytest.fixture
