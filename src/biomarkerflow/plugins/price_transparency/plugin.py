@@ -83,7 +83,7 @@ class PriceTransparencyConfig(StudyConfig):
 
 class PriceTransparency(WorkflowType):
     name = "price-transparency"
-    package = None
+    package = "biomarkerflow"  # its code is the platform's own: runs record that version
     checked_sections = ("price_transparency",)
 
     @property
