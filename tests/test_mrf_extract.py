@@ -376,3 +376,25 @@ def test_memory_stays_flat_as_files_grow(tmp_path: Path) -> None:
     # Rows wait in memory for at most one row group per table (32k rows): 12 MiB more at 4x
     # the size when measured; reading whole items or arrays would add ~100 MiB here.
     assert large - small < 40 * 2**20, f"peak {small / 2**20:.0f} MiB -> {large / 2**20:.0f} MiB"
+
+
+def test_header_facts_tell_the_json_size_for_estimates(tmp_path: Path) -> None:
+    """Plain JSON: its size; a whole gzip (two members too): exact; a large gzip from its first
+    64 kB: the compressed size times the first block's ratio, within 10%."""
+    from biomarkerflow.plugins.price_transparency.generate import Shape, write
+    from biomarkerflow.plugins.price_transparency.plugin import header_facts
+
+    path = tmp_path / "rates.json"
+    write(path, Shape(items=2000))
+    raw = path.read_bytes()
+    assert header_facts(raw[:65536], len(raw), "rates.json") == {
+        "container": "json",
+        "uncompressed_bytes": len(raw),
+        "schema_version": "2.0.0",
+    }
+    packed = gzip.compress(raw)
+    estimated = header_facts(packed[:65536], len(packed), "rates.json.gz")["uncompressed_bytes"]
+    assert abs(estimated - len(raw)) < 0.1 * len(raw)
+    two_members = gzip.compress(raw[:1000]) + gzip.compress(raw[1000:])
+    assert header_facts(two_members, len(two_members), "rates.json.gz")["uncompressed_bytes"] == len(raw)
+    assert header_facts(b"\x1f\x8bnot gzip at all", 17, "bad.json.gz") == {"container": "gzip"}

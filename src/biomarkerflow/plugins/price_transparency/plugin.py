@@ -173,20 +173,39 @@ def remote_entry(url: str) -> FileEntry:
 
 
 def header_facts(head: bytes, size: int, relative_path: str) -> dict[str, Any]:
-    """Cheap facts for estimates: the file kind, and for gzip the uncompressed size (its
-    trailer, known only for a whole small file) or the compressed size."""
+    """Cheap facts for estimates, from a file's first bytes: its container, the size of its
+    JSON (exact for plain JSON and a whole small gzip; for a larger gzip, the compressed size
+    times the ratio of its first block: the trailer's size is modulo 4 GiB and only of the
+    last member), and the schema version when it comes first."""
     suffixes = "".join(PurePosixPath(relative_path).suffixes).lower()
     kind = "zip" if suffixes.endswith(".zip") else "gzip" if head[:2] == b"\x1f\x8b" else "json"
     facts: dict[str, Any] = {"container": kind}
-    if kind == "gzip" and len(head) >= size:  # the whole file was read: its trailer is there
-        with contextlib.suppress(OSError, EOFError, zlib.error):  # a corrupt file: its job says so
-            facts["uncompressed_bytes"] = len(gzip.decompress(head))
-    if kind == "json":
+    text = head
+    if kind == "gzip":
+        text, ratio = _gzip_head(head)
+        if ratio is not None and len(head) < size:
+            facts["uncompressed_bytes"] = round(size * ratio)
+        elif ratio is not None:  # the whole file: every member decompressed, exact
+            with contextlib.suppress(OSError, EOFError, zlib.error):
+                facts["uncompressed_bytes"] = len(gzip.decompress(head))
+    elif kind == "json":
         facts["uncompressed_bytes"] = size
-        found = VERSION.search(head)
-        if found:
-            facts["schema_version"] = found.group(1).decode("ascii", errors="replace")
+    found = VERSION.search(text)
+    if found:
+        facts["schema_version"] = found.group(1).decode("ascii", errors="replace")
     return facts
+
+
+def _gzip_head(head: bytes) -> tuple[bytes, float | None]:
+    """The JSON text at the start of a gzip file, and how many bytes of it each compressed
+    byte gave (None for a file that is not gzip after all: its job says so)."""
+    inflate = zlib.decompressobj(wbits=31)  # a gzip header and stream
+    try:
+        text = inflate.decompress(head)
+    except zlib.error:
+        return b"", None
+    used = len(head) - len(inflate.unused_data)
+    return text, (len(text) / used if used else None)
 
 
 WORKFLOW_TYPE = PriceTransparency()
