@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,6 +114,38 @@ def test_a_failing_refresh_keeps_the_last_value_until_it_is_far_too_old() -> Non
     clock.now += 3.0
     assert values.get("k", broken) == 1  # stale, refreshing in the background
     wait_for(lambda: failures)
-    clock.now += STALE_LIMIT * 2.0
+    clock.now = 1000.0 + STALE_LIMIT * 2.0 + 0.5
     with pytest.raises(ConnectionError):  # far too old: computed now, and the error shows
         values.get("k", broken)
+
+
+def test_a_value_unread_for_long_is_counted_again_before_it_is_served() -> None:
+    clock, counter = Clock(), Counter()
+    values = RecentValues(2.0, clock=clock)
+    assert values.get("k", counter) == 1
+    clock.now += STALE_LIMIT * 2.0 + 0.1  # nobody asked for a while: no stale answer
+    assert values.get("k", counter) == 2
+
+
+def test_forget_drops_every_value() -> None:
+    values = RecentValues(60.0)
+    values.get("k", lambda: 1)
+    values.forget()
+    assert values.get("k", lambda: 2) == 2
+
+
+def test_a_scan_through_the_platform_shows_at_once(tmp_path: Path) -> None:
+    """A serving Platform shares its counts for a while, but its own scan (the `serve --watch`
+    service) is seen by the next read, not after the sharing time."""
+    from biomarkerflow.service import Platform
+    from tests.test_second_workflow_type import FILES, STUDY, _workspace
+
+    configs = _workspace(tmp_path, {"S01": "north"}, dict(list(FILES.items())[:2]))
+    platform = Platform(home=tmp_path / "home", summary_max_age=3600)
+    platform.scan(str(configs))
+    [before] = platform.study_overviews(STUDY)
+    (tmp_path / "data" / "csv" / "S01_c.csv").write_text("x,y\n1,2\n")
+    platform.scan(str(configs))
+    [after] = platform.study_overviews(STUDY)
+    assert after.total == before.total + 1
+    platform.close()

@@ -5,8 +5,10 @@ day); fifty dashboard readers asking every few seconds would keep both cores bus
 only that. `RecentValues` answers from the last computation while it is younger than
 `max_age` seconds; an older one is still served while one background thread recomputes
 it, so no reader waits on a recount after the first one. A value more than `STALE_LIMIT`
-times too old (its refreshes keep failing) is not served: the next read computes it and
-sees the error. With `max_age` 0 (the CLI: one question per process) every call computes.
+times `max_age` old (nobody asked for a while, or its refreshes keep failing) is not served:
+the read computes it (and sees any error). A change made through this process's Platform
+(a scan, a processing round) `forget`s every value. With `max_age` 0 (the CLI: one question
+per process) every call computes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ T = TypeVar("T")
 
 __all__ = ["RecentValues"]
 
-STALE_LIMIT = 10
+STALE_LIMIT = 2  # a value older than this many max_ages is counted again before it is served
 MAX_ENTRIES = 1024  # keys include readers' filters: the oldest computed are dropped beyond this
 
 
@@ -59,6 +61,11 @@ class RecentValues:
         if entry is not None:
             return entry.value
         return self._compute_first(key, compute, max_age)
+
+    def forget(self) -> None:
+        """Drop every value: the next reads count afresh (after a change made in this process)."""
+        with self._lock:
+            self._entries.clear()
 
     def _compute_first(self, key: Hashable, compute: Callable[[], T], max_age: float) -> T:
         with self._lock:

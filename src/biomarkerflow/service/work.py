@@ -122,7 +122,10 @@ class WorkCases(PlatformBase):
 
         require_configs_location(configs)
         with RuntimeChecks(self.runtimes, executor) as checks:
-            return ScanReport(scan(self.catalog, configs, lambda url, text: validate_source(url, text, checks)))
+            try:
+                return ScanReport(scan(self.catalog, configs, lambda url, text: validate_source(url, text, checks)))
+            finally:
+                self.recent.forget()  # readers of this Platform see the new files at once
 
     def require_configs_location(self, configs: str) -> None:
         """A --configs that does not exist is a mistake of the caller, said as such."""
@@ -160,14 +163,17 @@ class WorkCases(PlatformBase):
         from biomarkerflow.stages.processing import process
 
         self.require_studies(studies)
-        return process(
-            self.catalog,
-            executor,
-            study_ids=studies,
-            progress=progress,
-            on_gates=on_gates,
-            runtimes=self.runtimes,
-            worker=worker,
-            stop=stop,
-            prices=self.settings.prices,
-        )
+        try:
+            return process(
+                self.catalog,
+                executor,
+                study_ids=studies,
+                progress=progress,
+                on_gates=on_gates,
+                runtimes=self.runtimes,
+                worker=worker,
+                stop=stop,
+                prices=self.settings.prices,
+            )
+        finally:
+            self.recent.forget()  # readers of this Platform see the new states and costs at once
