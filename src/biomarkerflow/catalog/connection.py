@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -41,14 +42,33 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+WAL_ATTEMPTS = 40  # about 40 s in all, as long as busy_timeout lets a writer wait
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (status, query) work while a process run writes;
     # busy_timeout makes concurrent writers wait instead of failing at once.
+    # WAL lets readers (status, query) work while a process run writes.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    _use_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database to WAL, once (it is kept in the file). The switch takes a lock
+    SQLite does not wait for even with busy_timeout: several processes opening a new catalog
+    at once got "database is locked". Retried briefly; a database already in WAL needs none."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 class ConnectionLost(Exception):
