@@ -127,8 +127,8 @@ class PlatformBase:
             return {s.id: s for s in self.catalog.studies()}
         return self.recent.get(("studies",), lambda: self.known_studies(fresh=True))
 
-    def require_studies(self, studies: list[str] | None) -> None:
-        """An unknown study is an error (not found), never a silent no-op."""
+    def require_studies(self, studies: list[str] | None) -> dict[str, StudyRecord]:
+        """An unknown study is an error (not found), never a silent no-op; the known studies by id."""
         known = self.known_studies()
         unknown = [s for s in studies or [] if s not in known]
         if unknown:  # or added since the shared reading: read again before saying so
@@ -140,3 +140,4 @@ class PlatformBase:
                 f"no study {', '.join(repr(s) for s in unknown)} in the catalog at {self.catalog_name()}",
                 hint=f"Known studies: {listed}.",
             )
+        return known

@@ -149,9 +149,7 @@ class ReportCases(PlatformBase):
         """Where the study's tables are, and the views its workflow type adds over them."""
         from biomarkerflow.stages.types import workflow_type
 
-        self.require_studies([study])
-        record = self.catalog.get_study(study)
-        assert record is not None
+        record = self.require_studies([study])[study]
         return record.output_location, workflow_type(record.config).views()
 
     def query(self, study: str, sql: str) -> pd.DataFrame:

@@ -75,7 +75,6 @@ class FileSummary:
     """What one file held and what became of it."""
 
     header: dict[str, Any] = field(default_factory=dict)
-    elements: dict[str, int] = field(default_factory=dict)  # read, per streamed section
     filtered: int = 0  # items left out by the billing-code filter
     problems: int = 0
     remote_references: list[tuple[str, str]] = field(default_factory=list)  # (provider_group_id, URL)
@@ -104,7 +103,6 @@ class Flattener:
                 self.summary.header[part.key] = self._header_value(part)
             return
         if isinstance(part, ArrayEnd):
-            self.summary.elements.setdefault(part.key, part.elements)
             return
         try:
             element = DECODERS[part.key].decode(part.raw)

@@ -121,7 +121,6 @@ class TableSink:
         self.columns: dict[str, dict[str, list[Any]]] = {
             name: {field.name: [] for field in schema} for name, schema in ROW_SCHEMAS.items()
         }
-        self.rows = dict.fromkeys(SCHEMAS, 0)
         self.document = ""
         self.document_rows: dict[str, dict[str, int]] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -134,7 +133,6 @@ class TableSink:
 
     def added(self, table: str, count: int = 1) -> None:
         """`count` rows were appended to `table`'s columns; write a row group when it is full."""
-        self.rows[table] += count
         self.document_rows.setdefault(self.document, dict.fromkeys(SCHEMAS, 0))[table] += count
         if len(next(iter(self.columns[table].values()))) >= self.rows_per_group:
             self._flush(table)
