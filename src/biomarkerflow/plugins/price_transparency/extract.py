@@ -88,6 +88,7 @@ def extract(
             with stream:
                 for part in scan(stream, STREAMED):
                     flattener.feed(part)
+                flattener.finish()
         except JsonStructureError as exc:
             raise MrfError(name, exc.offset, exc.message) from None
         except SchemaProblem as exc:

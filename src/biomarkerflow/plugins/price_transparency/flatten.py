@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from biomarkerflow.plugins.price_transparency.fastpath import fast_items
 from biomarkerflow.plugins.price_transparency.records import (
     DECODERS,
     CodeRef,
@@ -34,7 +37,7 @@ from biomarkerflow.plugins.price_transparency.records import (
     raw_text_or_none,
 )
 from biomarkerflow.plugins.price_transparency.scan import ArrayEnd, Element, Member, Part
-from biomarkerflow.plugins.price_transparency.tables import TableSink
+from biomarkerflow.plugins.price_transparency.tables import ROW_SCHEMAS, TableSink
 
 STREAMED = frozenset(DECODERS)
 HEADER_FIELDS = (
@@ -81,15 +84,24 @@ class FileSummary:
 
 
 EVERYTHING = Filters()
+_IN_NETWORK_CODE = ROW_SCHEMAS["in_network"].get_field_index("billing_code")
+_PRICES_CODE = ROW_SCHEMAS["prices"].get_field_index("billing_code")
 
 
 class Flattener:
-    def __init__(self, sink: TableSink, filters: Filters = EVERYTHING, strict: bool = False) -> None:
+    """Parts of one document in (`feed`, then `finish`), rows out to the sink. With
+    `native`, `in_network` elements go through the C loop (`fastpath.py`) in batches."""
+
+    def __init__(
+        self, sink: TableSink, filters: Filters = EVERYTHING, strict: bool = False, native: bool = True
+    ) -> None:
         self.sink = sink
         self.filters = filters
         self.strict = strict
         self.summary = FileSummary()
         self._columns = sink.columns
+        self._fast = fast_items(write=self._fast_rows, slow=self.decode_element) if native else None
+        self._keep_codes = pa.array(sorted(filters.billing_codes), pa.string())
         self._handlers: dict[str, Callable[[Any, Element], None]] = {
             "in_network": self._in_network,
             "provider_references": self._provider_reference,
@@ -98,12 +110,26 @@ class Flattener:
         }
 
     def feed(self, part: Part) -> None:
+        if self._fast is not None:
+            if isinstance(part, Element) and part.key == "in_network":
+                self._fast.add(part)
+                return
+            self._fast.flush()  # rows stay in document order
         if isinstance(part, Member):
             if part.key in HEADER_FIELDS:
                 self.summary.header[part.key] = self._header_value(part)
             return
         if isinstance(part, ArrayEnd):
             return
+        self.decode_element(part)
+
+    def finish(self) -> None:
+        """The document ended: the rows still held in a batch."""
+        if self._fast is not None:
+            self._fast.flush()
+
+    def decode_element(self, part: Element) -> None:
+        """One element the exact (slow) way: msgspec into the schema's shapes, then rows."""
         try:
             element = DECODERS[part.key].decode(part.raw)
         except msgspec.DecodeError as exc:  # ValidationError (schema) or malformed JSON
@@ -132,6 +158,16 @@ class Flattener:
         return value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
 
     # -- in_network ---------------------------------------------------------------------------
+
+    def _fast_rows(self, items: list[pa.Array], prices: list[pa.Array]) -> None:
+        if self.filters.billing_codes:
+            keep = pc.is_in(items[_IN_NETWORK_CODE], value_set=self._keep_codes)
+            self.summary.filtered += len(keep) - pc.sum(keep).as_py() if len(keep) else 0
+            items = [column.filter(keep) for column in items]
+            keep = pc.is_in(prices[_PRICES_CODE], value_set=self._keep_codes)
+            prices = [column.filter(keep) for column in prices]
+        self.sink.append("in_network", items)
+        self.sink.append("prices", prices)
 
     def _in_network(self, item: InNetworkItem, part: Element) -> None:
         code = raw_text(item.billing_code)

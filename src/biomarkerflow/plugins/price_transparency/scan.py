@@ -16,12 +16,15 @@ after the root object, a root that is not an object.
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
+
+from biomarkerflow.plugins.price_transparency import native
 
 BLOCK_BYTES = 8 << 20
 QUOTE, BACKSLASH = 0x22, 0x5C
@@ -79,7 +82,8 @@ class _Block:
 class _State:
     """What the scan knows between blocks."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool) -> None:
+        self.native = native
         self.in_string = False
         self.backslashes = 0  # trailing backslashes of the last block, inside a string
         self.depth = 0
@@ -91,10 +95,13 @@ class _State:
 Part = Member | Element | ArrayEnd
 
 
-def scan(stream: BinaryIO, streamed: frozenset[str], block_bytes: int = BLOCK_BYTES) -> Iterator[Part]:
+def scan(
+    stream: BinaryIO, streamed: frozenset[str], block_bytes: int = BLOCK_BYTES, native: bool = True
+) -> Iterator[Part]:
     """Every member of the root object, in document order; arrays named in `streamed` as
-    one `Element` per array element, then an `ArrayEnd`."""
-    state = _State()
+    one `Element` per array element, then an `ArrayEnd`. `native`: the C loop when it can
+    be built (`native.py`), else numpy."""
+    state = _State(native)
     cutter = _Cutter(streamed)
     offset = 0
     while block := stream.read(block_bytes):
@@ -125,6 +132,49 @@ def _require_only_whitespace(block: bytes, start: int, root_end: int) -> None:
 
 def _events(block: bytes, start: int, state: _State) -> Iterator[tuple[int, int, int]]:
     """(offset, byte, depth after it) of the structural bytes at depth <= 2 outside strings."""
+    library = native.load() if state.native else None
+    events = _native_events(library, block, start, state) if library else _numpy_events(block, start, state)
+    for position, kind, depth in events:
+        _check_root(state, start + position, kind, depth)
+        yield start + position, kind, depth
+
+
+EVENTS_PER_CALL = 1 << 16
+
+
+def _native_events(library: ctypes.CDLL, block: bytes, start: int, state: _State) -> Iterator[tuple[int, int, int]]:
+    """The C loop's events; the same as `_numpy_events`, several times faster."""
+    positions = np.empty(EVENTS_PER_CALL, np.int64)
+    kinds = np.empty(EVENTS_PER_CALL, np.uint8)
+    depths = np.empty(EVENTS_PER_CALL, np.int64)
+    scan_state = native.ScanState(state.in_string, state.backslashes % 2, state.depth, -1)
+    stop = ctypes.c_int64(0)
+    at = 0
+    while at < len(block):
+        count = library.mrf_events(
+            block,
+            len(block),
+            at,
+            ctypes.byref(scan_state),
+            native.pointer(positions, ctypes.c_int64),
+            native.pointer(kinds, ctypes.c_uint8),
+            native.pointer(depths, ctypes.c_int64),
+            EVENTS_PER_CALL,
+            ctypes.byref(stop),
+        )
+        state.in_string, state.backslashes, state.depth = (
+            bool(scan_state.in_string),
+            scan_state.escaped,
+            scan_state.depth,
+        )
+        yield from zip(positions[:count].tolist(), kinds[:count].tolist(), depths[:count].tolist(), strict=True)
+        if scan_state.error_at >= 0:
+            bad = scan_state.error_at
+            raise JsonStructureError(start + bad, f"unexpected '{chr(block[bad])}': nothing is open here")
+        at = stop.value
+
+
+def _numpy_events(block: bytes, start: int, state: _State) -> Iterator[tuple[int, int, int]]:
     data = np.frombuffer(block, dtype=np.uint8)
     quotes = _real_quotes(data, block, state)
     classes = _CLASS[data]
@@ -145,9 +195,7 @@ def _events(block: bytes, start: int, state: _State) -> Iterator[tuple[int, int,
     state.depth = int(depths[-1])
     shallow = depths <= 2
     for position, depth in zip(structural[shallow].tolist(), depths[shallow].tolist(), strict=True):
-        kind = block[position]
-        _check_root(state, start + position, kind, depth)
-        yield start + position, kind, depth
+        yield position, block[position], depth
 
 
 def _check_root(state: _State, offset: int, kind: int, depth: int) -> None:

@@ -113,7 +113,8 @@ SCHEMAS = {name: pa.schema([DOCUMENT, *schema]) for name, schema in ROW_SCHEMAS.
 
 
 class TableSink:
-    """Columns gathered in lists, written to `<folder>/<table>.parquet` a row group at a time."""
+    """Rows gathered per table (column lists from the slow path, Arrow columns from the
+    fast one), written to `<folder>/<table>.parquet` a row group at a time."""
 
     def __init__(self, folder: Path, rows_per_group: int = ROWS_PER_GROUP) -> None:
         self.folder = folder
@@ -123,43 +124,68 @@ class TableSink:
         }
         self.document = ""
         self.document_rows: dict[str, dict[str, int]] = {}
+        self._pending: dict[str, list[pa.RecordBatch]] = {name: [] for name in SCHEMAS}
         self._writers: dict[str, pq.ParquetWriter] = {}
 
     def start_document(self, name: str) -> None:
         """The rows from now on come from document `name` (a file, or a member of a zip)."""
         for table in SCHEMAS:
-            self._flush(table)
+            self._gather(table)
         self.document = name
 
     def added(self, table: str, count: int = 1) -> None:
         """`count` rows were appended to `table`'s columns; write a row group when it is full."""
-        self.document_rows.setdefault(self.document, dict.fromkeys(SCHEMAS, 0))[table] += count
+        self._count(table, count)
         if len(next(iter(self.columns[table].values()))) >= self.rows_per_group:
-            self._flush(table)
+            self._gather(table)
+
+    def append(self, table: str, arrays: list[pa.Array]) -> None:
+        """Rows as Arrow columns (in `ROW_SCHEMAS` order), after the rows already added."""
+        self._gather(table)
+        self._pend(table, self._batch(table, arrays))
+        self._count(table, len(arrays[0]))
 
     def close(self) -> dict[str, Path]:
         """Write what is left; every table's file (an empty one for a table without rows)."""
         for table in SCHEMAS:
-            self._flush(table, force=table not in self._writers)
+            self._gather(table)
+            self._write(table, force=table not in self._writers)
         for writer in self._writers.values():
             writer.close()
         return {table: self.folder / f"{table}.parquet" for table in SCHEMAS}
 
-    def _flush(self, table: str, force: bool = False) -> None:
+    def _count(self, table: str, rows: int) -> None:
+        self.document_rows.setdefault(self.document, dict.fromkeys(SCHEMAS, 0))[table] += rows
+
+    def _gather(self, table: str) -> None:
+        """The column lists into a pending batch."""
         columns = self.columns[table]
-        if not force and not next(iter(columns.values())):
+        if not next(iter(columns.values())):
             return
-        rows = len(next(iter(columns.values())))
         arrays = [_array(columns[f.name], f.type) for f in ROW_SCHEMAS[table]]
-        batch = pa.RecordBatch.from_arrays(
-            [pa.array([self.document] * rows, pa.string()), *arrays], schema=SCHEMAS[table]
-        )
+        self._pend(table, self._batch(table, arrays))
+        for values in columns.values():
+            values.clear()
+
+    def _batch(self, table: str, arrays: list[pa.Array]) -> pa.RecordBatch:
+        documents = pa.repeat(pa.scalar(self.document, pa.string()), len(arrays[0]))
+        return pa.RecordBatch.from_arrays([documents, *arrays], schema=SCHEMAS[table])
+
+    def _pend(self, table: str, batch: pa.RecordBatch) -> None:
+        self._pending[table].append(batch)
+        if sum(b.num_rows for b in self._pending[table]) >= self.rows_per_group:
+            self._write(table)
+
+    def _write(self, table: str, force: bool = False) -> None:
+        """The pending rows as one row group (an empty file when `force` and none)."""
+        pending, self._pending[table] = self._pending[table], []
+        if not pending and not force:
+            return
+        rows = pa.Table.from_batches(pending, schema=SCHEMAS[table])
         writer = self._writers.get(table)
         if writer is None:
             writer = self._writers[table] = pq.ParquetWriter(self.folder / f"{table}.parquet", SCHEMAS[table])
-        writer.write_batch(batch)
-        for values in columns.values():
-            values.clear()
+        writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
 
 
 def _array(values: list[Any], kind: pa.DataType) -> pa.Array:

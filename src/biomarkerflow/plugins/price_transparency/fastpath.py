@@ -1,0 +1,220 @@
+"""`in_network` elements flattened a batch at a time by the C loop (`_native.c`), straight
+into Arrow columns: no Python object per price.
+
+The C loop takes the common shape only; an element it does not recognise (bundles, inline
+v1 groups, a type or field the schema does not allow, malformed JSON) is handed back and
+decoded the exact slow way (`Flattener.decode_element`), in document order. Text that is
+not valid UTF-8, or an amount Arrow cannot make a decimal, sends the whole batch the slow
+way, which decides what it is. So both paths give the same tables, and tests compare them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from biomarkerflow.plugins.price_transparency import native
+from biomarkerflow.plugins.price_transparency.scan import Element
+from biomarkerflow.plugins.price_transparency.tables import AMOUNT
+
+BATCH_BYTES = 4 << 20
+STARTING_ROWS = 1 << 14
+
+
+class _Columns:
+    """numpy arrays behind the C `Items` struct, grown when an element does not fit."""
+
+    def __init__(self, rows: int) -> None:
+        self.struct = native.CItems()
+        self.arrays: dict[str, tuple[np.ndarray, ...]] = {}
+        self._allocate(rows)
+
+    def _allocate(self, rows: int) -> None:
+        for name in native.SPAN_COLUMNS:
+            start, length = np.empty(rows, np.int64), np.empty(rows, np.int32)
+            self.arrays[name] = (start, length)
+            setattr(
+                self.struct,
+                name,
+                native.CSpans(native.pointer(start, ctypes.c_int64), native.pointer(length, ctypes.c_int32), 0, rows),
+            )
+        for name in native.INT_COLUMNS:
+            values = np.empty(rows, np.int64)
+            self.arrays[name] = (values,)
+            setattr(self.struct, name, native.CInts(native.pointer(values, ctypes.c_int64), 0, rows))
+        self.rows = rows
+
+    def grow(self) -> None:
+        """Room for twice as many rows (only called when empty: nothing to copy)."""
+        self._allocate(self.rows * 2)
+
+    def count(self, name: str) -> int:
+        return int(getattr(self.struct, name).count)
+
+    def empty(self) -> bool:
+        return self.count("item_element") == 0
+
+    def ints(self, name: str) -> np.ndarray:
+        return self.arrays[name][0][: self.count(name)]
+
+    def spans(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        start, length = self.arrays[name]
+        count = self.count(name)
+        return start[:count], length[:count]
+
+    def clear(self) -> None:
+        for name in (*native.SPAN_COLUMNS, *native.INT_COLUMNS):
+            getattr(self.struct, name).count = 0
+
+
+class FastItems:
+    """Collects `in_network` elements; `flush()` turns them into rows through `write`."""
+
+    def __init__(
+        self,
+        library: ctypes.CDLL,
+        write: Callable[[list[pa.Array], list[pa.Array]], None],
+        slow: Callable[[Element], None],
+    ) -> None:
+        self.library = library
+        self.write = write  # (in_network columns, prices columns), in ROW_SCHEMAS order
+        self.slow = slow
+        self.columns = _Columns(STARTING_ROWS)
+        self.parts: list[Element] = []
+        self.size = 0
+
+    def add(self, part: Element) -> None:
+        self.parts.append(part)
+        self.size += len(part.raw)
+        if self.size >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        parts, self.parts, self.size = self.parts, [], 0
+        lengths = np.fromiter((len(p.raw) for p in parts), np.int64, len(parts))
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        buffer = bytearray(b"".join(p.raw for p in parts))  # C unescapes strings in place
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if buffer else 0
+        status = ctypes.c_int64()
+        first = 0  # first element whose rows are in the columns
+        at = 0
+        while at < len(parts):
+            stop = self.library.mrf_items(
+                address,
+                native.pointer(starts, ctypes.c_int64),
+                native.pointer(ends, ctypes.c_int64),
+                at,
+                len(parts),
+                ctypes.byref(self.columns.struct),
+                ctypes.byref(status),
+            )
+            if status.value == native.FULL and stop == at and self.columns.empty():
+                self.columns.grow()
+                continue
+            self._emit(buffer, parts, first, stop)
+            if status.value == native.BAIL:
+                self.slow(parts[stop])
+                stop += 1
+            first = at = stop
+
+    def _emit(self, buffer: bytearray, parts: list[Element], first: int, stop: int) -> None:
+        """Rows of elements [first, stop) from the columns; or, when Arrow refuses a value,
+        those elements the slow way."""
+        if self.columns.empty():
+            return
+        try:
+            items, prices = self._tables(buffer, parts)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            self.columns.clear()
+            for part in parts[first:stop]:
+                self.slow(part)
+            return
+        self.columns.clear()
+        self.write(items, prices)
+
+    def _tables(self, buffer: bytearray, parts: list[Element]) -> tuple[list[pa.Array], list[pa.Array]]:
+        columns = self.columns
+        text = self._text_reader(buffer)
+        indices = np.fromiter((p.index for p in parts), np.int64, len(parts))
+        item_index = indices[columns.ints("item_element")]
+        code_type, code = text("code_type"), text("code")
+        rate_item = columns.ints("rate_item")
+        price_rate = columns.ints("price_rate")
+        price_item = rate_item[price_rate]
+        refs = _lists(columns.ints("refs_end"), text("refs"))
+        nothing = pa.nulls(len(item_index), pa.string())
+        items = [
+            pa.array(item_index),
+            text("arrangement"),
+            text("name"),
+            code_type,
+            text("code_version"),
+            code,
+            text("description"),
+            text("severity"),
+            nothing,  # bundled_codes: the C loop takes items without bundles only
+            nothing,  # covered_services
+            pa.array(columns.ints("item_rates")),
+            pa.array(columns.ints("item_prices")),
+        ]
+        take = pa.array(price_item)
+        prices = [
+            pa.array(item_index[price_item]),
+            pa.array(columns.ints("price_rate_index")),
+            pa.array(columns.ints("price_index")),
+            code_type.take(take),
+            code.take(take),
+            refs.take(pa.array(price_rate)),
+            text("ntype"),
+            text("amount").cast(AMOUNT),
+            text("expiration"),
+            text("bclass"),
+            text("setting"),
+            _lists(columns.ints("services_end"), text("services")),
+            _lists(columns.ints("modifiers_end"), text("modifiers")),
+            text("info"),
+        ]
+        return items, prices
+
+    def _text_reader(self, buffer: bytearray) -> Callable[[str], pa.Array]:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if buffer else 0
+
+        def text(name: str) -> pa.Array:
+            start, length = self.columns.spans(name)
+            data = np.empty(int(np.maximum(length, 0).sum()), np.uint8)
+            offsets = np.empty(len(start) + 1, np.int32)
+            self.library.mrf_gather(
+                address,
+                native.pointer(start, ctypes.c_int64),
+                native.pointer(length, ctypes.c_int32),
+                len(start),
+                data.ctypes.data,
+                native.pointer(offsets, ctypes.c_int32),
+            )
+            valid = length >= 0
+            mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+            array = pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(data), mask)
+            array.validate(full=True)  # UTF-8
+            return array
+
+        return text
+
+
+def _lists(ends: np.ndarray, values: pa.Array) -> pa.Array:
+    offsets = np.empty(len(ends) + 1, np.int32)
+    offsets[0] = 0
+    offsets[1:] = ends
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def fast_items(**kwargs: Any) -> FastItems | None:
+    """A FastItems when the C library is here, else None (the slow path does everything)."""
+    library = native.load()
+    return None if library is None else FastItems(library, **kwargs)
