@@ -11,14 +11,20 @@ Parquet in row groups:
              and dolthub's mrfutils do, rows built in Python
   duckdb     DuckDB read_json on the whole file (the largest object it allows: 4 GB), unnest
              in SQL, one thread
-MB/s is of uncompressed JSON per core (wall time; every contender uses one core). Never
-asserted in tests.
+MB/s is of uncompressed JSON per core (wall time; every contender uses one core).
+
+Also measured: `layout`, the share of the prices table (bytes of row groups whose billing
+code min/max statistics admit the code) a query for one billing code must read, for the
+platform's sorted runs and for document order; and `parallel`, `biomarkerflow run` over
+several files with 1 and 2 Dask workers. Never asserted in tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +38,10 @@ PLATFORM = r"""
 import resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
+from biomarkerflow.plugins.price_transparency import tables
 from biomarkerflow.plugins.price_transparency.extract import extract
+if len(sys.argv) > 3 and sys.argv[3] == "document-order":
+    tables.CLUSTERED_BY.clear()
 result = extract(Path(sys.argv[1]), Path(sys.argv[2]), fetch=lambda url: b"")
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
@@ -85,23 +94,97 @@ print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_m
 CONTENDERS = {"platform": PLATFORM, "ijson": IJSON, "duckdb": DUCKDB}
 
 
-def measure(code: str, path: Path, scratch: Path, timeout: float) -> dict[str, object]:
+def measure(code: str, path: Path, scratch: Path, timeout: float, *extra: str, keep: bool = False) -> dict[str, object]:
     out = scratch / "out"
     out.mkdir(exist_ok=True)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code, str(path), str(out)], capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-c", code, str(path), str(out), *extra], capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish in {timeout:.0f} s"}
     finally:
-        for leftover in out.iterdir():
-            leftover.unlink()
+        if not keep:
+            for leftover in out.iterdir():
+                leftover.unlink()
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if "Error" in line] or done.stderr.splitlines()
         return {"error": (lines or ["exit " + str(done.returncode)])[-1].strip()[:300]}
     seconds, peak = done.stdout.split()[-2:]
     return {"seconds": round(float(seconds), 2), "peak_rss_mib": round(int(peak) / 2**20)}
+
+
+def read_share(prices: Path) -> dict[str, float]:
+    """For a query on one billing code: the mean and largest share of the table's bytes in
+    row groups whose billing_code statistics admit it (what DuckDB reads), over all codes."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(prices).metadata
+    column = metadata.schema.to_arrow_schema().get_field_index("billing_code")
+    groups = []
+    codes: set[str] = set()
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        statistics = group.column(column).statistics
+        groups.append((statistics.min, statistics.max, group.total_byte_size))
+    for batch in pq.ParquetFile(prices).iter_batches(columns=["billing_code"]):
+        codes.update(c for c in batch.column(0).to_pylist() if c is not None)
+    total = sum(size for _, _, size in groups)
+    shares = [sum(size for low, high, size in groups if low <= code <= high) / total for code in codes]
+    return {
+        "row_groups": metadata.num_row_groups,
+        "codes": len(codes),
+        "mean_share_read": round(sum(shares) / len(shares), 3),
+        "max_share_read": round(max(shares), 3),
+    }
+
+
+def layout(path: Path, scratch: Path, timeout: float) -> dict[str, object]:
+    """The platform's sorted runs against document order: extract time and read share."""
+    figures: dict[str, object] = {}
+    for name, extra in (("sorted_runs", ()), ("document_order", ("document-order",))):
+        timing = measure(PLATFORM, path, scratch, timeout, *extra, keep=True)
+        figures[name] = {**timing, **read_share(scratch / "out" / "prices.parquet")}
+        for leftover in (scratch / "out").iterdir():
+            leftover.unlink()
+    return figures
+
+
+STUDY = """\
+study: bench-rates
+workflow: price-transparency
+data:
+  location: ../data
+"""
+
+
+def parallel(source: Path, copies: int, scratch: Path) -> dict[str, object]:
+    """`biomarkerflow run` over `copies` files (one job each) with 1 and 2 Dask workers."""
+    root = scratch / "parallel"
+    (root / "data").mkdir(parents=True)
+    (root / "studies").mkdir()
+    (root / "studies" / "bench-rates.yaml").write_text(STUDY)
+    for copy in range(copies):
+        os.link(source, root / "data" / f"plan-{copy}_{source.name}")
+    figures: dict[str, object] = {"files": copies, "file": source.name}
+    for workers in (1, 2):
+        home = root / f"home-{workers}"
+        shutil.rmtree(root / "results", ignore_errors=True)
+        env = {**os.environ, "BIOMARKERFLOW_HOME": str(home)}
+        command = [sys.executable, "-m", "biomarkerflow.cli", "run", "--configs", str(root / "studies")]
+        start = time.perf_counter()
+        done = subprocess.run([*command, "--workers", str(workers)], capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            figures[f"workers_{workers}"] = {"error": done.stderr.strip().splitlines()[-1:]}
+            continue
+        figures[f"workers_{workers}"] = {"seconds": round(seconds, 2)}
+        print(f"parallel, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
+    one, two = figures.get("workers_1"), figures.get("workers_2")
+    if isinstance(one, dict) and isinstance(two, dict) and "seconds" in one and "seconds" in two:
+        figures["speedup_2_workers"] = round(float(one["seconds"]) / float(two["seconds"]), 2)
+    shutil.rmtree(root)
+    return figures
 
 
 def main() -> None:
@@ -110,8 +193,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, action="append", help="uncompressed size of a file (repeatable)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a contender may take per file")
+    parser.add_argument("--parallel", type=int, default=4, help="files for the Dask scaling run (0: skip)")
+    parser.add_argument("--only", choices=sorted(CONTENDERS), action="append", help="contenders to run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mrf.json")
     args = parser.parse_args()
+    contenders = {name: CONTENDERS[name] for name in args.only or CONTENDERS}
     sizes = args.mb or [300]
     results: dict[str, object] = {"machine": machine(), "files": []}
     with tempfile.TemporaryDirectory(prefix="bench-mrf-") as tmp:
@@ -130,13 +216,18 @@ def main() -> None:
                     "contenders": {},
                 }
                 uncompressed = (scratch / f"rates-{mb}mb.json").stat().st_size
-                for name, code in CONTENDERS.items():
+                for name, code in contenders.items():
                     figures = measure(code, path, scratch, args.timeout)
                     if "seconds" in figures:
                         figures["mb_per_s"] = round(uncompressed / 1e6 / float(figures["seconds"]), 1)  # type: ignore[arg-type]
                     entry["contenders"][name] = figures  # type: ignore[index]
                     print(f"{path.name} ({raw_mb or 'gz'}): {name} {figures}", file=sys.stderr, flush=True)
                 results["files"].append(entry)  # type: ignore[attr-defined]
+            if mb == sizes[0]:
+                results["layout"] = layout(scratch / f"rates-{mb}mb.json", scratch, args.timeout)
+                print(f"layout: {results['layout']}", file=sys.stderr, flush=True)
+                if args.parallel:
+                    results["parallel"] = parallel(scratch / f"rates-{mb}mb.json.gz", args.parallel, scratch)
             for suffix in (".json", ".json.gz"):
                 (scratch / f"rates-{mb}mb{suffix}").unlink()
     results["date"] = time.strftime("%Y-%m-%d %H:%M")

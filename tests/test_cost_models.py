@@ -507,3 +507,35 @@ def test_watch_retrains_on_its_schedule(tmp_path: Path) -> None:
     again = cli(home, "watch", "--configs", str(configs), "--once")  # within retrain_every_hours: no training
     assert again.returncode == 0 and "models:" not in again.stdout
     assert len(catalog.cost_models("w")) == 1
+
+
+def test_compressed_files_are_estimated_from_the_bytes_their_algorithm_reads() -> None:
+    """Rate files are gzip at ratios from 5x to 20x, and their work grows with the JSON inside:
+    a type that tells `uncompressed_bytes` (from the gzip head before a run, counted during
+    it) gets estimates that follow it, not the stored size; a type that does not is unchanged."""
+    rng = random.Random(5)
+
+    def run(index: int) -> Observation:
+        json_bytes = rng.uniform(0.2e9, 3e9)
+        wall = 2 + json_bytes / 110e6 * rng.uniform(0.98, 1.02)
+        return Observation(
+            pipeline="rates",
+            started_at=START + timedelta(hours=index),
+            input_bytes=int(json_bytes / rng.uniform(5, 20)),
+            output_bytes=int(json_bytes / 15),
+            wall_seconds=wall,
+            cpu_seconds=wall,
+            peak_rss_bytes=int(3e8),
+            device="gz",
+            uncompressed_bytes=json_bytes,
+        )
+
+    runs = [run(i) for i in range(60)]
+    model = CostModel.fit("rates", runs)
+    assert "uncompressed_bytes" in model.usage_models[1].features.columns  # the before-a-run set
+    stored = 100e6
+    dense, sparse = (RunInputs(input_bytes=int(stored), device="gz", uncompressed_bytes=stored * r) for r in (20, 5))
+    dense_wall, sparse_wall = (p.point("wall_seconds") for p in model.predict([dense, sparse], TABLE))
+    assert dense_wall / sparse_wall == pytest.approx((2 + 2e9 / 110e6) / (2 + 0.5e9 / 110e6), rel=0.15)
+    wrist = CostModel.fit("w", history("w", 40))
+    assert all("uncompressed_bytes" not in m.features.columns for m in wrist.usage_models)

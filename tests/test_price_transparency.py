@@ -98,6 +98,10 @@ def test_cms_files_become_queryable_rates(tmp_path: Path, backend: str) -> None:
             code: statistics.median(rates) for code, rates in expected_by_code.items() if rates
         }
 
+        sizes = {f.id: f.size for f in platform.catalog.files("plan-rates")}
+        for run in platform.catalog.runs("plan-rates"):
+            if run.outcome == "succeeded":  # the JSON read, a cost feature for the next estimates
+                assert (run.facts or {})["uncompressed_bytes"] == sizes[run.file_id]
         [cut_run] = [r for r in platform.catalog.runs("plan-rates") if r.outcome == "failed"]
         assert cut_run.result_location is None  # nothing published for the broken file
         tables = platform.tables("plan-rates")

@@ -45,6 +45,7 @@ def _observation(run: Run, size: int, relative_path: str) -> Observation:
         peak_rss_bytes=run.peak_rss_bytes or 0,
         recording_seconds=_fact(run.facts, "recording_seconds"),
         sample_rate_hz=_fact(run.facts, "sample_rate_hz"),
+        uncompressed_bytes=_fact(run.facts, "uncompressed_bytes"),
         device=suffix or None,
         cost=run.cost,
         machine=run.host,

@@ -177,6 +177,7 @@ class Observation:
     device: str | None = None
     cost: float | None = None
     machine: str | None = None
+    uncompressed_bytes: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from biomarkerflow.cost.history import Observation
 from biomarkerflow.cost.prices import PriceTable, Usage, charge
-from biomarkerflow.plugins.contract import RECORDING_SECONDS, SAMPLE_RATE_HZ
+from biomarkerflow.plugins.contract import RECORDING_SECONDS, SAMPLE_RATE_HZ, UNCOMPRESSED_BYTES
 
 QUANTITIES = ("wall_seconds", "cpu_seconds", "peak_rss_bytes")
 REPORTED = ("cost", "wall_seconds", "peak_rss_bytes")  # what estimates and metrics show
@@ -32,6 +32,7 @@ class RunInputs:
     recording_seconds: float | None = None
     sample_rate_hz: float | None = None
     device: str | None = None
+    uncompressed_bytes: float | None = None
 
     @classmethod
     def of_facts(cls, *, input_bytes: int, device: str | None, facts: Mapping[str, Any]) -> RunInputs:
@@ -41,6 +42,7 @@ class RunInputs:
             device=device,
             recording_seconds=_number(facts.get(RECORDING_SECONDS)),
             sample_rate_hz=_number(facts.get(SAMPLE_RATE_HZ)),
+            uncompressed_bytes=_number(facts.get(UNCOMPRESSED_BYTES)),
         )
 
     @classmethod
@@ -50,6 +52,7 @@ class RunInputs:
             output_bytes=observation.output_bytes or None,
             recording_seconds=observation.recording_seconds,
             sample_rate_hz=observation.sample_rate_hz,
+            uncompressed_bytes=observation.uncompressed_bytes,
             device=observation.device,
         )
 

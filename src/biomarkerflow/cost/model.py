@@ -91,10 +91,11 @@ MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not us
 # ---- features ----------------------------------------------------------------------------------
 
 
-OPTIONAL = ("output_bytes", "recording_seconds", "sample_rate_hz")
+HEADER_FEATURES = ("recording_seconds", "sample_rate_hz", "uncompressed_bytes")
+OPTIONAL = ("output_bytes", *HEADER_FEATURES)
 # What different askers know: after a run everything; `estimate --study` the size and what
 # the header says; a file of a format whose header says nothing, its size alone.
-FEATURE_SETS = (OPTIONAL, ("recording_seconds", "sample_rate_hz"), ())
+FEATURE_SETS = (OPTIONAL, HEADER_FEATURES, ())
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Features:
             devices=sorted({o.device for o in runs if o.device}),
             ranges={
                 name: (min(values), max(values))
-                for name in ("input_bytes", "recording_seconds", "sample_rate_hz")
+                for name in ("input_bytes", *HEADER_FEATURES)
                 if (values := [float(getattr(o, name)) for o in runs if getattr(o, name)])
             },
         )

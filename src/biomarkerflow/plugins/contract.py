@@ -48,9 +48,12 @@ __all__ = [
 Problem = tuple[str, str]
 
 # Facts with these names are cost features (cost/model.py): a type that can tell how long a
-# recording is and how densely it is sampled names them so. Other facts are the type's own.
+# recording is and how densely it is sampled names them so, and one whose files are
+# compressed how many bytes its algorithm reads once they are not (work grows with those,
+# not with the bytes stored). Other facts are the type's own.
 RECORDING_SECONDS = "recording_seconds"
 SAMPLE_RATE_HZ = "sample_rate_hz"
+UNCOMPRESSED_BYTES = "uncompressed_bytes"
 
 
 @dataclass(frozen=True)

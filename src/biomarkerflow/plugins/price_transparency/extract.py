@@ -89,6 +89,7 @@ def extract(
                 for part in scan(stream, STREAMED):
                     flattener.feed(part)
                 flattener.finish()
+                flattener.summary.json_bytes = stream.tell()  # uncompressed: gzip and zip count their output
         except JsonStructureError as exc:
             raise MrfError(name, exc.offset, exc.message) from None
         except SchemaProblem as exc:

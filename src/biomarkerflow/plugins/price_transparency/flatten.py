@@ -80,6 +80,7 @@ class FileSummary:
     header: dict[str, Any] = field(default_factory=dict)
     filtered: int = 0  # items left out by the billing-code filter
     problems: int = 0
+    json_bytes: int = 0  # of JSON text read (after decompression)
     remote_references: list[tuple[str, str]] = field(default_factory=list)  # (provider_group_id, URL)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from biomarkerflow.config.schema import DataConfig, StudyConfig
-from biomarkerflow.plugins.contract import Problem, RunOutput, StepError, WorkflowType
+from biomarkerflow.plugins.contract import UNCOMPRESSED_BYTES, Problem, RunOutput, StepError, WorkflowType
 from biomarkerflow.storage import store
 
 if TYPE_CHECKING:
@@ -154,7 +154,11 @@ class PriceTransparency(WorkflowType):
         problems = sum(s.problems for s in summaries)
         return RunOutput(
             tables=dict(result.tables),
-            facts={"documents": len(result.documents), "schema_version": ", ".join(versions) or None},
+            facts={
+                "documents": len(result.documents),
+                "schema_version": ", ".join(versions) or None,
+                UNCOMPRESSED_BYTES: sum(s.json_bytes for s in summaries),
+            },
             steps=[{"step": STEP, "params": dict(plan)}],
             notices=(f"{problems} element(s) could not be read: see the problems table",) if problems else (),
             scratch=scratch,
@@ -184,12 +188,12 @@ def header_facts(head: bytes, size: int, relative_path: str) -> dict[str, Any]:
     if kind == "gzip":
         text, ratio = _gzip_head(head)
         if ratio is not None and len(head) < size:
-            facts["uncompressed_bytes"] = round(size * ratio)
+            facts[UNCOMPRESSED_BYTES] = round(size * ratio)
         elif ratio is not None:  # the whole file: every member decompressed, exact
             with contextlib.suppress(OSError, EOFError, zlib.error):
-                facts["uncompressed_bytes"] = len(gzip.decompress(head))
+                facts[UNCOMPRESSED_BYTES] = len(gzip.decompress(head))
     elif kind == "json":
-        facts["uncompressed_bytes"] = size
+        facts[UNCOMPRESSED_BYTES] = size
     found = VERSION.search(text)
     if found:
         facts["schema_version"] = found.group(1).decode("ascii", errors="replace")

@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 AMOUNT = pa.decimal128(38, 18)
 TEXTS = pa.list_(pa.string())
 ROWS_PER_GROUP = 32 * 1024
+# The large tables are written in runs of this many rows, each sorted by billing code (in
+# document order within a code) and cut into row groups: the row groups' min/max
+# statistics then let a query for one code skip most of the file (benchmarks/README.md
+# has the measurement), at memory of one run.
+ROWS_PER_RUN = 8 * ROWS_PER_GROUP
+CLUSTERED_BY = {"in_network": "billing_code", "prices": "billing_code", "allowed_amounts": "billing_code"}
 
 # Every table starts with the JSON document its rows come from (a zip holds several).
 DOCUMENT = pa.field("document", pa.string())
@@ -116,9 +123,10 @@ class TableSink:
     """Rows gathered per table (column lists from the slow path, Arrow columns from the
     fast one), written to `<folder>/<table>.parquet` a row group at a time."""
 
-    def __init__(self, folder: Path, rows_per_group: int = ROWS_PER_GROUP) -> None:
+    def __init__(self, folder: Path, rows_per_group: int = ROWS_PER_GROUP, rows_per_run: int | None = None) -> None:
         self.folder = folder
         self.rows_per_group = rows_per_group
+        self.rows_per_run = rows_per_run or ROWS_PER_RUN
         self.columns: dict[str, dict[str, list[Any]]] = {
             name: {field.name: [] for field in schema} for name, schema in ROW_SCHEMAS.items()
         }
@@ -173,19 +181,24 @@ class TableSink:
 
     def _pend(self, table: str, batch: pa.RecordBatch) -> None:
         self._pending[table].append(batch)
-        if sum(b.num_rows for b in self._pending[table]) >= self.rows_per_group:
+        limit = self.rows_per_run if table in CLUSTERED_BY else self.rows_per_group
+        if sum(b.num_rows for b in self._pending[table]) >= limit:
             self._write(table)
 
     def _write(self, table: str, force: bool = False) -> None:
-        """The pending rows as one row group (an empty file when `force` and none)."""
+        """The pending rows as row groups, sorted first for a clustered table (an empty
+        file when `force` and none)."""
         pending, self._pending[table] = self._pending[table], []
         if not pending and not force:
             return
         rows = pa.Table.from_batches(pending, schema=SCHEMAS[table])
+        if table in CLUSTERED_BY and rows.num_rows:
+            # A stable sort: within a code, rows keep the order the document gives them.
+            rows = rows.take(pc.sort_indices(rows, [(CLUSTERED_BY[table], "ascending")]))
         writer = self._writers.get(table)
         if writer is None:
             writer = self._writers[table] = pq.ParquetWriter(self.folder / f"{table}.parquet", SCHEMAS[table])
-        writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
+        writer.write_table(rows, row_group_size=self.rows_per_group)
 
 
 def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
