@@ -6,9 +6,9 @@
  *   mrf_items   `in_network` elements straight into column spans, for the common shape.
  *
  * mrf_items handles the shape nearly every publisher writes: known fields with the types
- * the schema gives, references by id (no inline v1 groups), no bundles. Anything else
+ * the schema gives, provider groups by reference or inline (v1), no bundles. Anything else
  * (an unexpected type, a missing required field, a duplicate key, malformed JSON,
- * inline provider groups, bundled codes) answers BAIL for that element, and the caller
+ * bundled codes or covered services) answers BAIL for that element, and the caller
  * decodes it the exact slow way, which decides what it means. So the fast path never has
  * to agree with the schema on a hard case: it only has to recognise the easy ones.
  *
@@ -75,9 +75,13 @@ typedef struct {
     /* one row per in_network item */
     Spans arrangement, name, code_type, code_version, code, description, severity;
     Ints item_element, item_rates, item_prices;
-    /* one row per negotiated rate: its item row, its references (a list) */
-    Ints rate_item, refs_end;
+    /* one row per negotiated rate: its item row, its references (a list), whether it
+     * lists its provider groups inline (v1) */
+    Ints rate_item, refs_end, rate_inline;
     Spans refs;
+    /* one row per inline provider group: its rate row, its index there, its TIN, its NPIs */
+    Ints group_rate, group_index, npis_end;
+    Spans tin_type, tin_value, business_name, npis;
     /* one row per negotiated price */
     Ints price_rate, price_rate_index, price_index;
     Spans ntype, amount, expiration, bclass, setting, info;
@@ -292,7 +296,7 @@ static int text_list(Cursor *c, Spans *values, Ints *ends, int raw) {
     return push_int(c, ends, values->count);
 }
 
-/* An array that must be empty here (bundles, inline groups: the slow path's cases). */
+/* An array that must be empty here (bundles: the slow path's case). */
 static int empty_list(Cursor *c) {
     if (!expect(c, '[')) return 0;
     return expect(c, ']');
@@ -318,6 +322,42 @@ static int next_key(Cursor *c, int first, uint8_t **key, int64_t *key_len) {
 #define KEY(name) (key_len == (int64_t)sizeof(name) - 1 && memcmp(key, name, sizeof(name) - 1) == 0)
 /* Each field once: a duplicate key is left to the slow path. */
 #define ONCE(bit) do { if (seen & (bit)) return bail(c); seen |= (bit); } while (0)
+
+static int tin(Cursor *c) {
+    Items *o = c->out;
+    uint8_t *key; int64_t key_len; uint32_t seen = 0;
+    int64_t names = o->business_name.count;
+    if (!expect(c, '{')) return 0;
+    for (int first = 1;; first = 0) {
+        int more = next_key(c, first, &key, &key_len);
+        if (c->status) return 0;
+        if (!more) break;
+        if (KEY("type")) { ONCE(1); if (!text(c, &o->tin_type, 0, 0)) return 0; }
+        else if (KEY("value")) { ONCE(2); if (!text(c, &o->tin_value, 0, 1)) return 0; }
+        else if (KEY("business_name")) { ONCE(4); if (!text(c, &o->business_name, 1, 0)) return 0; }
+        else if (!skip_value(c, 6)) return 0;
+    }
+    if ((seen & 3) != 3) return bail(c);
+    return o->business_name.count > names || push_span(c, &o->business_name, 0, -1);
+}
+
+/* An inline provider group (v1): its NPIs and TIN. */
+static int group(Cursor *c, int64_t rate_row, int64_t index) {
+    Items *o = c->out;
+    uint8_t *key; int64_t key_len; uint32_t seen = 0;
+    if (!expect(c, '{')) return 0;
+    for (int first = 1;; first = 0) {
+        int more = next_key(c, first, &key, &key_len);
+        if (c->status) return 0;
+        if (!more) break;
+        if (KEY("npi")) { ONCE(1); if (!text_list(c, &o->npis, &o->npis_end, 1)) return 0; }
+        else if (KEY("tin")) { ONCE(2); if (!tin(c)) return 0; }
+        else if (!skip_value(c, 5)) return 0;
+    }
+    if (!(seen & 2)) return bail(c);
+    if (!(seen & 1) && !push_int(c, &o->npis_end, o->npis.count)) return 0;
+    return push_int(c, &o->group_rate, rate_row) && push_int(c, &o->group_index, index);
+}
 
 static int price(Cursor *c, int64_t rate_row, int64_t rate_index, int64_t index) {
     Items *o = c->out;
@@ -356,7 +396,7 @@ static int price(Cursor *c, int64_t rate_row, int64_t rate_index, int64_t index)
 static int64_t rate(Cursor *c, int64_t item_row, int64_t index) {
     Items *o = c->out;
     uint8_t *key; int64_t key_len; uint32_t seen = 0;
-    int64_t rate_row = o->rate_item.count, prices = 0;
+    int64_t rate_row = o->rate_item.count, prices = 0, groups = 0;
     if (!expect(c, '{')) return -1;
     for (int first = 1;; first = 0) {
         int more = next_key(c, first, &key, &key_len);
@@ -380,12 +420,22 @@ static int64_t rate(Cursor *c, int64_t item_row, int64_t index) {
             if (!text_list(c, &o->refs, &o->refs_end, 1)) return -1;
         } else if (KEY("provider_groups")) {
             ONCE(4);
-            if (!empty_list(c)) return -1;
+            if (!expect(c, '[')) return -1;
+            ws(c);
+            if (c->p < c->end && *c->p == ']') { c->p++; continue; }
+            for (;;) {
+                if (!group(c, rate_row, groups)) return -1;
+                groups++;
+                ws(c);
+                if (c->p < c->end && *c->p == ',') { c->p++; continue; }
+                if (!expect(c, ']')) return -1;
+                break;
+            }
         } else if (!skip_value(c, 2)) return -1;
     }
     if (!(seen & 1)) { bail(c); return -1; }
     if (!(seen & 2) && !push_int(c, &o->refs_end, o->refs.count)) return -1;
-    if (!push_int(c, &o->rate_item, item_row)) return -1;
+    if (!push_int(c, &o->rate_item, item_row) || !push_int(c, &o->rate_inline, groups > 0)) return -1;
     return prices;
 }
 
@@ -437,12 +487,13 @@ static int item(Cursor *c, int64_t element) {
 }
 
 #define SPANS_OF(o) { &o->arrangement, &o->name, &o->code_type, &o->code_version, &o->code, \
-    &o->description, &o->severity, &o->refs, &o->ntype, &o->amount, &o->expiration, &o->bclass, \
-    &o->setting, &o->info, &o->services, &o->modifiers }
+    &o->description, &o->severity, &o->refs, &o->tin_type, &o->tin_value, &o->business_name, &o->npis, \
+    &o->ntype, &o->amount, &o->expiration, &o->bclass, &o->setting, &o->info, &o->services, &o->modifiers }
 #define INTS_OF(o) { &o->item_element, &o->item_rates, &o->item_prices, &o->rate_item, &o->refs_end, \
-    &o->price_rate, &o->price_rate_index, &o->price_index, &o->services_end, &o->modifiers_end }
-#define N_SPANS 16
-#define N_INTS 10
+    &o->rate_inline, &o->group_rate, &o->group_index, &o->npis_end, &o->price_rate, &o->price_rate_index, \
+    &o->price_index, &o->services_end, &o->modifiers_end }
+#define N_SPANS 20
+#define N_INTS 14
 
 /* Elements buf[starts[i]:ends[i]] from i = first on, until one is not OK; returns the
  * index it stopped at (n: all done), and in *status why (OK, BAIL or FULL). An element that stops is rolled

@@ -1,8 +1,8 @@
 """`in_network` elements flattened a batch at a time by the C loop (`_native.c`), straight
 into Arrow columns: no Python object per price.
 
-The C loop takes the common shape only; an element it does not recognise (bundles, inline
-v1 groups, a type or field the schema does not allow, malformed JSON) is handed back and
+The C loop takes the common shape only; an element it does not recognise (bundles, a type
+or field the schema does not allow, malformed JSON) is handed back and
 decoded the exact slow way (`Flattener.decode_element`), in document order. Text that is
 not valid UTF-8, or an amount Arrow cannot make a decimal, sends the whole batch the slow
 way, which decides what it is. So both paths give the same tables, and tests compare them.
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from biomarkerflow.plugins.price_transparency import native
 from biomarkerflow.plugins.price_transparency.scan import Element
@@ -23,6 +25,16 @@ from biomarkerflow.plugins.price_transparency.tables import AMOUNT
 
 BATCH_BYTES = 4 << 20
 STARTING_ROWS = 1 << 14
+
+
+@dataclass
+class FastRows:
+    """Rows of a batch, each table's columns in ROW_SCHEMAS order."""
+
+    in_network: list[pa.Array]
+    prices: list[pa.Array]
+    provider_groups: list[pa.Array]  # inline (v1) groups
+    group_codes: pa.Array  # the billing code of each group row's item (for the code filter)
 
 
 class _Columns:
@@ -77,11 +89,11 @@ class FastItems:
     def __init__(
         self,
         library: ctypes.CDLL,
-        write: Callable[[list[pa.Array], list[pa.Array]], None],
+        write: Callable[[FastRows], None],
         slow: Callable[[Element], None],
     ) -> None:
         self.library = library
-        self.write = write  # (in_network columns, prices columns), in ROW_SCHEMAS order
+        self.write = write
         self.slow = slow
         self.columns = _Columns(STARTING_ROWS)
         self.parts: list[Element] = []
@@ -130,16 +142,16 @@ class FastItems:
         if self.columns.empty():
             return
         try:
-            items, prices = self._tables(buffer, parts)
+            rows = self._rows(buffer, parts)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             self.columns.clear()
             for part in parts[first:stop]:
                 self.slow(part)
             return
         self.columns.clear()
-        self.write(items, prices)
+        self.write(rows)
 
-    def _tables(self, buffer: bytearray, parts: list[Element]) -> tuple[list[pa.Array], list[pa.Array]]:
+    def _rows(self, buffer: bytearray, parts: list[Element]) -> FastRows:
         columns = self.columns
         text = self._text_reader(buffer)
         indices = np.fromiter((p.index for p in parts), np.int64, len(parts))
@@ -148,7 +160,24 @@ class FastItems:
         rate_item = columns.ints("rate_item")
         price_rate = columns.ints("price_rate")
         price_item = rate_item[price_rate]
-        refs = _lists(columns.ints("refs_end"), text("refs"))
+        # A rate's index in its item: its row less the row of its item's first rate.
+        first_rate = np.cumsum(columns.ints("item_rates")) - columns.ints("item_rates")
+        rate_index = np.arange(len(rate_item)) - first_rate[rate_item]
+        inline_refs = pc.binary_join_element_wise(
+            "inline:",
+            pa.array(item_index[rate_item]).cast(pa.string()),
+            ".",
+            pa.array(rate_index).cast(pa.string()),
+            "",
+        )
+        # v1: a rate listing its groups inline refers to them alone (as the slow path does).
+        refs = pc.if_else(
+            pa.array(columns.ints("rate_inline").astype(bool)),
+            pa.ListArray.from_arrays(pa.array(np.arange(len(rate_item) + 1, dtype=np.int32)), inline_refs),
+            _lists(columns.ints("refs_end"), text("refs")),
+        )
+        group_rate = columns.ints("group_rate")
+        groups, group_row = self._groups(text, inline_refs.take(pa.array(group_rate)))
         nothing = pa.nulls(len(item_index), pa.string())
         items = [
             pa.array(item_index),
@@ -181,7 +210,31 @@ class FastItems:
             _lists(columns.ints("modifiers_end"), text("modifiers")),
             text("info"),
         ]
-        return items, prices
+        group_codes = code.take(pa.array(rate_item[group_rate[group_row]]))
+        return FastRows(items, prices, groups, group_codes)
+
+    def _groups(self, text: Callable[[str], pa.Array], refs: pa.Array) -> tuple[list[pa.Array], np.ndarray]:
+        """Inline provider groups: one row per NPI (a row without one for a group that lists none)."""
+        ends = self.columns.ints("npis_end")
+        counts = np.diff(ends, prepend=0)
+        rows = np.maximum(counts, 1)
+        group_row = np.repeat(np.arange(len(ends)), rows)
+        # Each row's NPI: its position among the NPIs, or null for a group without any.
+        within = np.arange(len(group_row)) - np.repeat(np.cumsum(rows) - rows, rows)
+        npi_position = np.repeat(ends - counts, rows) + within
+        npis = _npis(text("npis"), npi_position, counts[group_row] > 0)
+        take = pa.array(group_row)
+        columns = [
+            refs.take(take),
+            pa.repeat(pa.scalar("inline"), len(group_row)),
+            pa.array(self.columns.ints("group_index")[group_row]),
+            npis,
+            text("tin_type").take(take),
+            text("tin_value").take(take),
+            text("business_name").take(take),
+            pa.ListArray.from_arrays(pa.array(np.zeros(len(group_row) + 1, np.int32)), pa.array([], pa.string())),
+        ]
+        return columns, group_row
 
     def _text_reader(self, buffer: bytearray) -> Callable[[str], pa.Array]:
         address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if buffer else 0
@@ -205,6 +258,13 @@ class FastItems:
             return array
 
         return text
+
+
+def _npis(values: pa.Array, positions: np.ndarray, present: np.ndarray) -> pa.Array:
+    """values[positions] where present, else null."""
+    if not len(values):
+        return pa.nulls(len(positions), pa.string())
+    return values.take(pa.array(np.where(present, positions, 0), mask=~present))
 
 
 def _lists(ends: np.ndarray, values: pa.Array) -> pa.Array:

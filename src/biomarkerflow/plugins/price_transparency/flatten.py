@@ -22,7 +22,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from biomarkerflow.plugins.price_transparency.fastpath import fast_items
+from biomarkerflow.plugins.price_transparency.fastpath import FastRows, fast_items
 from biomarkerflow.plugins.price_transparency.records import (
     DECODERS,
     CodeRef,
@@ -87,6 +87,8 @@ class FileSummary:
 EVERYTHING = Filters()
 _IN_NETWORK_CODE = ROW_SCHEMAS["in_network"].get_field_index("billing_code")
 _PRICES_CODE = ROW_SCHEMAS["prices"].get_field_index("billing_code")
+_GROUPS_TIN = ROW_SCHEMAS["provider_groups"].get_field_index("tin_value")
+_GROUPS_NPI = ROW_SCHEMAS["provider_groups"].get_field_index("npi")
 
 
 class Flattener:
@@ -160,15 +162,25 @@ class Flattener:
 
     # -- in_network ---------------------------------------------------------------------------
 
-    def _fast_rows(self, items: list[pa.Array], prices: list[pa.Array]) -> None:
+    def _fast_rows(self, rows: FastRows) -> None:
+        """Rows from the C loop, filtered as `_in_network` and `_groups` filter theirs."""
+        items, prices, groups = rows.in_network, rows.prices, rows.provider_groups
         if self.filters.billing_codes:
             keep = pc.is_in(items[_IN_NETWORK_CODE], value_set=self._keep_codes)
             self.summary.filtered += len(keep) - pc.sum(keep).as_py() if len(keep) else 0
             items = [column.filter(keep) for column in items]
             keep = pc.is_in(prices[_PRICES_CODE], value_set=self._keep_codes)
             prices = [column.filter(keep) for column in prices]
+            keep = pc.is_in(rows.group_codes, value_set=self._keep_codes)  # an item left out, its groups too
+            groups = [column.filter(keep) for column in groups]
+        for wanted, column in ((self.filters.tins, _GROUPS_TIN), (self.filters.npis, _GROUPS_NPI)):
+            if wanted:
+                keep = pc.is_in(groups[column], value_set=pa.array(sorted(wanted), pa.string()))
+                groups = [array.filter(keep) for array in groups]
         self.sink.append("in_network", items)
         self.sink.append("prices", prices)
+        if len(groups[0]):
+            self.sink.append("provider_groups", groups)
 
     def _in_network(self, item: InNetworkItem, part: Element) -> None:
         code = raw_text(item.billing_code)

@@ -32,52 +32,24 @@ P_I64 = ctypes.POINTER(ctypes.c_int64)
 P_I32 = ctypes.POINTER(ctypes.c_int32)
 P_U8 = ctypes.POINTER(ctypes.c_uint8)
 
-# The order of _native.c's Items struct.
-SPAN_COLUMNS = (
-    "arrangement",
-    "name",
-    "code_type",
-    "code_version",
-    "code",
-    "description",
-    "severity",
-    "refs",
-    "ntype",
-    "amount",
-    "expiration",
-    "bclass",
-    "setting",
-    "info",
-    "services",
-    "modifiers",
+# _native.c's Items struct, in its order: (field, "spans" | "ints").
+ITEMS_LAYOUT = tuple(
+    (name, kind)
+    for names, kind in (
+        ("arrangement name code_type code_version code description severity", "spans"),
+        ("item_element item_rates item_prices rate_item refs_end rate_inline", "ints"),
+        ("refs", "spans"),
+        ("group_rate group_index npis_end", "ints"),
+        ("tin_type tin_value business_name npis", "spans"),
+        ("price_rate price_rate_index price_index", "ints"),
+        ("ntype amount expiration bclass setting info", "spans"),
+        ("services_end modifiers_end", "ints"),
+        ("services modifiers", "spans"),
+    )
+    for name in names.split()
 )
-INT_COLUMNS = (
-    "item_element",
-    "item_rates",
-    "item_prices",
-    "rate_item",
-    "refs_end",
-    "price_rate",
-    "price_rate_index",
-    "price_index",
-    "services_end",
-    "modifiers_end",
-)
-_STRUCT_ORDER = (
-    *SPAN_COLUMNS[:7],
-    *INT_COLUMNS[:3],
-    "rate_item",
-    "refs_end",
-    "refs",
-    "price_rate",
-    "price_rate_index",
-    "price_index",
-    *SPAN_COLUMNS[8:14],
-    "services_end",
-    "modifiers_end",
-    "services",
-    "modifiers",
-)
+SPAN_COLUMNS = tuple(name for name, kind in ITEMS_LAYOUT if kind == "spans")
+INT_COLUMNS = tuple(name for name, kind in ITEMS_LAYOUT if kind == "ints")
 OK, BAIL, FULL = 0, 1, 2
 
 
@@ -94,7 +66,7 @@ class CInts(ctypes.Structure):
 
 
 class CItems(ctypes.Structure):
-    _fields_ = [(name, CSpans if name in SPAN_COLUMNS else CInts) for name in _STRUCT_ORDER]
+    _fields_ = [(name, CSpans if kind == "spans" else CInts) for name, kind in ITEMS_LAYOUT]
 
 
 @cache
