@@ -41,6 +41,15 @@ int64_t mrf_events(const uint8_t *data, int64_t n, int64_t from, ScanState *st, 
             else if (c == '"') in_string = 0;
             continue;
         }
+        /* Outside strings too, as the numpy scan counts them (not JSON either way): a quote
+         * after an odd run of backslashes opens nothing. */
+        if (escaped) {
+            escaped = 0;
+            if (c == '"') continue;
+        } else if (c == '\\') {
+            escaped = 1;
+            continue;
+        }
         switch (c) {
         case '"': in_string = 1; continue;
         case '{': case '[': depth++; break;

@@ -90,11 +90,13 @@ def extract(
                     flattener.feed(part)
                 flattener.finish()
                 flattener.summary.json_bytes = stream.tell()  # uncompressed: gzip and zip count their output
-        except JsonStructureError as exc:
-            raise MrfError(name, exc.offset, exc.message) from None
         except SchemaProblem as exc:
             raise MrfError(name, exc.offset, exc.message) from None
+        except JsonStructureError as exc:
+            _raise_earlier_problem(flattener, name)
+            raise MrfError(name, exc.offset, exc.message) from None
         except (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile) as exc:
+            _raise_earlier_problem(flattener, name)
             raise MrfError(
                 name, None, f"the compressed data is corrupt or ends early (truncated download?): {exc}"
             ) from None
@@ -104,6 +106,15 @@ def extract(
     _write_files_table(folder / "files.parquet", result.documents, sink)
     result.tables["files"] = folder / "files.parquet"
     return result
+
+
+def _raise_earlier_problem(flattener: Flattener, document: str) -> None:
+    """In strict mode, a schema problem of an element read before the document broke is
+    the first error, and the one to report (the C path decodes elements in batches)."""
+    try:
+        flattener.finish()
+    except SchemaProblem as exc:
+        raise MrfError(document, exc.offset, exc.message) from None
 
 
 def documents(path: Path) -> Iterator[tuple[str, BinaryIO]]:

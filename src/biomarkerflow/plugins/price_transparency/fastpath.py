@@ -3,13 +3,15 @@ into Arrow columns: no Python object per price.
 
 The C loop takes the common shape only; an element it does not recognise (bundles, a type
 or field the schema does not allow, malformed JSON) is handed back and
-decoded the exact slow way (`Flattener.decode_element`), in document order. Text that is
-not valid UTF-8, or an amount Arrow cannot make a decimal, sends the whole batch the slow
-way, which decides what it is. So both paths give the same tables, and tests compare them.
+decoded the exact slow way (`Flattener.decode_element`), in document order. A batch that is
+not all valid UTF-8 (checked before the C loop, which then writes only whole characters), or
+an amount Arrow cannot make an exact decimal, goes the slow way whole, which decides what it
+is. So both paths give the same tables, and tests compare them.
 """
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +73,8 @@ class _Columns:
         return self.count("item_element") == 0
 
     def ints(self, name: str) -> np.ndarray:
-        return self.arrays[name][0][: self.count(name)]
+        """A copy: Arrow arrays made from it outlive this batch (the sink holds rows for a run)."""
+        return self.arrays[name][0][: self.count(name)].copy()
 
     def spans(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         start, length = self.arrays[name]
@@ -113,6 +116,10 @@ class FastItems:
         ends = np.cumsum(lengths)
         starts = ends - lengths
         buffer = bytearray(b"".join(p.raw for p in parts))  # C unescapes strings in place
+        if not _utf8(buffer):  # the slow path says which element, and where
+            for part in parts:
+                self.slow(part)
+            return
         address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if buffer else 0
         status = ctypes.c_int64()
         first = 0  # first element whose rows are in the columns
@@ -127,9 +134,12 @@ class FastItems:
                 ctypes.byref(self.columns.struct),
                 ctypes.byref(status),
             )
-            if status.value == native.FULL and stop == at and self.columns.empty():
-                self.columns.grow()
-                continue
+            if status.value == native.FULL:
+                # The element is read again: undo the unescaping it got in place.
+                buffer[starts[stop] : ends[stop]] = parts[stop].raw
+                if stop == at and self.columns.empty():
+                    self.columns.grow()
+                    continue
             self._emit(buffer, parts, first, stop)
             if status.value == native.BAIL:
                 self.slow(parts[stop])
@@ -253,11 +263,18 @@ class FastItems:
             )
             valid = length >= 0
             mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-            array = pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(data), mask)
-            array.validate(full=True)  # UTF-8
-            return array
+            # Valid UTF-8: the input was checked, and unescaping writes only whole characters.
+            return pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(data), mask)
 
         return text
+
+
+def _utf8(data: bytearray) -> bool:
+    try:
+        codecs.utf_8_decode(data, "strict", True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _npis(values: pa.Array, positions: np.ndarray, present: np.ndarray) -> pa.Array:

@@ -37,7 +37,7 @@ from biomarkerflow.plugins.price_transparency.records import (
     raw_text_or_none,
 )
 from biomarkerflow.plugins.price_transparency.scan import ArrayEnd, Element, Member, Part
-from biomarkerflow.plugins.price_transparency.tables import ROW_SCHEMAS, TableSink
+from biomarkerflow.plugins.price_transparency.tables import AMOUNT, ROW_SCHEMAS, TableSink
 
 STREAMED = frozenset(DECODERS)
 HEADER_FIELDS = (
@@ -134,6 +134,12 @@ class Flattener:
     def decode_element(self, part: Element) -> None:
         """One element the exact (slow) way: msgspec into the schema's shapes, then rows."""
         try:
+            part.raw.decode("utf-8")  # msgspec checks the fields it decodes, not Raw ones
+        except UnicodeDecodeError as exc:
+            where = part.offset + exc.start
+            self.problem(part.offset, part.key, part.index, "encoding", f"invalid UTF-8 at byte {where}")
+            return
+        try:
             element = DECODERS[part.key].decode(part.raw)
         except msgspec.DecodeError as exc:  # ValidationError (schema) or malformed JSON
             self.problem(part.offset, part.key, part.index, "schema", _described(exc))
@@ -159,6 +165,16 @@ class Flattener:
             self.problem(part.offset, part.key, None, "json", str(exc))
             return None
         return value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
+
+    def _exact_amounts(self, texts: list[str], part: Element, field: str) -> bool:
+        """Whether every amount is an exact decimal(38, 18), by Arrow's own rule (the one the
+        column is built with); if not, the element is a problem, before any of its rows."""
+        bad = _inexact_amount(texts)
+        if bad is None:
+            return True
+        message = f"{field} {bad} is not an exact decimal of at most 20 digits before the point and 18 after"
+        self.problem(part.offset, part.key, part.index, "amount", message)
+        return False
 
     # -- in_network ---------------------------------------------------------------------------
 
@@ -186,6 +202,9 @@ class Flattener:
         code = raw_text(item.billing_code)
         if self.filters.billing_codes and code not in self.filters.billing_codes:
             self.summary.filtered += 1
+            return
+        amounts = [raw_text(p.negotiated_rate) for rate in item.negotiated_rates for p in rate.negotiated_prices]
+        if not self._exact_amounts(amounts, part, "negotiated_rate"):
             return
         prices = self._prices(item, part.index, code)
         row = self._columns["in_network"]
@@ -295,6 +314,12 @@ class Flattener:
         if self.filters.billing_codes and code not in self.filters.billing_codes:
             self.summary.filtered += 1
             return
+        payments = [payment for amount in item.allowed_amounts for payment in amount.payments]
+        if not self._exact_amounts([raw_text(p.allowed_amount) for p in payments], part, "allowed_amount"):
+            return
+        charges = [raw_text(provider.billed_charge) for p in payments for provider in p.providers]
+        if not self._exact_amounts(charges, part, "billed_charge"):
+            return
         columns = self._columns["allowed_amounts"]
         added = 0
         for amount in item.allowed_amounts:
@@ -340,6 +365,21 @@ def plan_ids(entry: ReportingStructure) -> set[str]:
 def _amount(raw: msgspec.Raw) -> str:
     """An amount's published digits (Arrow turns them into an exact decimal)."""
     return raw_text(raw)
+
+
+def _inexact_amount(texts: list[str]) -> str | None:
+    """The first text Arrow cannot make an exact AMOUNT, if any."""
+    refused = (pa.ArrowInvalid, pa.ArrowNotImplementedError)
+    try:
+        pa.array(texts, pa.string()).cast(AMOUNT)
+        return None
+    except refused:
+        for text in texts:
+            try:
+                pa.array([text], pa.string()).cast(AMOUNT)
+            except refused:
+                return text
+    return None
 
 
 def _codes_json(codes: list[CodeRef]) -> str | None:

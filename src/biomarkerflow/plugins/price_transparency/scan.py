@@ -189,13 +189,15 @@ def _numpy_events(block: bytes, start: int, state: _State) -> Iterator[tuple[int
     steps = classes[structural].astype(np.int64)
     steps[steps == 2] = 0
     depths = state.depth + np.cumsum(steps)
-    if depths.min() < 0:
-        bad = int(structural[np.argmax(depths < 0)])
-        raise JsonStructureError(start + bad, f"unexpected '{chr(block[bad])}': nothing is open here")
+    negative = np.flatnonzero(depths < 0)
+    end = int(negative[0]) if len(negative) else len(depths)  # the events before a stray bracket come first
     state.depth = int(depths[-1])
-    shallow = depths <= 2
-    for position, depth in zip(structural[shallow].tolist(), depths[shallow].tolist(), strict=True):
+    shallow = depths[:end] <= 2
+    for position, depth in zip(structural[:end][shallow].tolist(), depths[:end][shallow].tolist(), strict=True):
         yield position, block[position], depth
+    if len(negative):
+        bad = int(structural[end])
+        raise JsonStructureError(start + bad, f"unexpected '{chr(block[bad])}': nothing is open here")
 
 
 def _check_root(state: _State, offset: int, kind: int, depth: int) -> None:
