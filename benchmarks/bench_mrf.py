@@ -6,7 +6,8 @@ Files: generated in-network rates files (`price_transparency.generate`, provider
 after `in_network`), each size raw and gzip. Contenders, each in a fresh process so peak
 memory (ru_maxrss) is its own, each writing the prices (one row per negotiated price) as
 Parquet in row groups:
-  platform   biomarkerflow's extract (structural scan, msgspec elements, every table)
+  platform   biomarkerflow's extract (every table; the C scan and in-network loop)
+  platform_python  the same with BIOMARKERFLOW_MRF_NATIVE=0: the exact Python path alone
   ijson      ijson's C backend (yajl2_c) iterating `in_network.item`, as the AWS Glue blog
              and dolthub's mrfutils do, rows built in Python
   duckdb     DuckDB read_json on the whole file (the largest object it allows: 4 GB), unnest
@@ -91,7 +92,9 @@ COPY (
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
-CONTENDERS = {"platform": PLATFORM, "ijson": IJSON, "duckdb": DUCKDB}
+# The platform without its C library: the exact Python path alone (the before of the C path).
+PLATFORM_PYTHON = 'import os; os.environ["BIOMARKERFLOW_MRF_NATIVE"] = "0"\n' + PLATFORM
+CONTENDERS = {"platform": PLATFORM, "platform_python": PLATFORM_PYTHON, "ijson": IJSON, "duckdb": DUCKDB}
 
 
 def measure(code: str, path: Path, scratch: Path, timeout: float, *extra: str, keep: bool = False) -> dict[str, object]:
@@ -195,6 +198,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a contender may take per file")
     parser.add_argument("--parallel", type=int, default=4, help="files for the Dask scaling run (0: skip)")
     parser.add_argument("--only", choices=sorted(CONTENDERS), action="append", help="contenders to run")
+    parser.add_argument("--no-layout", action="store_true", help="skip the layout measurement")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mrf.json")
     args = parser.parse_args()
     contenders = {name: CONTENDERS[name] for name in args.only or CONTENDERS}
@@ -223,11 +227,11 @@ def main() -> None:
                     entry["contenders"][name] = figures  # type: ignore[index]
                     print(f"{path.name} ({raw_mb or 'gz'}): {name} {figures}", file=sys.stderr, flush=True)
                 results["files"].append(entry)  # type: ignore[attr-defined]
-            if mb == sizes[0]:
+            if mb == sizes[0] and not args.no_layout:
                 results["layout"] = layout(scratch / f"rates-{mb}mb.json", scratch, args.timeout)
                 print(f"layout: {results['layout']}", file=sys.stderr, flush=True)
-                if args.parallel:
-                    results["parallel"] = parallel(scratch / f"rates-{mb}mb.json.gz", args.parallel, scratch)
+            if mb == sizes[0] and args.parallel:
+                results["parallel"] = parallel(scratch / f"rates-{mb}mb.json.gz", args.parallel, scratch)
             for suffix in (".json", ".json.gz"):
                 (scratch / f"rates-{mb}mb{suffix}").unlink()
     results["date"] = time.strftime("%Y-%m-%d %H:%M")

@@ -328,6 +328,9 @@ static int next_key(Cursor *c, int first, uint8_t **key, int64_t *key_len) {
     return 1;
 }
 
+/* The members of the object just opened, one key at a time; ends at the closing brace or
+ * when the object cannot be read (then c->status says so: check it after the loop). */
+#define EACH_MEMBER(c) for (int first_ = 1; next_key(c, first_, &key, &key_len); first_ = 0)
 #define KEY(name) (key_len == (int64_t)sizeof(name) - 1 && memcmp(key, name, sizeof(name) - 1) == 0)
 /* Each field once: a duplicate key is left to the slow path. */
 #define ONCE(bit) do { if (seen & (bit)) return bail(c); seen |= (bit); } while (0)
@@ -337,15 +340,13 @@ static int tin(Cursor *c) {
     uint8_t *key; int64_t key_len; uint32_t seen = 0;
     int64_t names = o->business_name.count;
     if (!expect(c, '{')) return 0;
-    for (int first = 1;; first = 0) {
-        int more = next_key(c, first, &key, &key_len);
-        if (c->status) return 0;
-        if (!more) break;
+    EACH_MEMBER(c) {
         if (KEY("type")) { ONCE(1); if (!text(c, &o->tin_type, 0, 0)) return 0; }
         else if (KEY("value")) { ONCE(2); if (!text(c, &o->tin_value, 0, 1)) return 0; }
         else if (KEY("business_name")) { ONCE(4); if (!text(c, &o->business_name, 1, 0)) return 0; }
         else if (!skip_value(c, 6)) return 0;
     }
+    if (c->status) return 0;
     if ((seen & 3) != 3) return bail(c);
     return o->business_name.count > names || push_span(c, &o->business_name, 0, -1);
 }
@@ -355,14 +356,12 @@ static int group(Cursor *c, int64_t rate_row, int64_t index) {
     Items *o = c->out;
     uint8_t *key; int64_t key_len; uint32_t seen = 0;
     if (!expect(c, '{')) return 0;
-    for (int first = 1;; first = 0) {
-        int more = next_key(c, first, &key, &key_len);
-        if (c->status) return 0;
-        if (!more) break;
+    EACH_MEMBER(c) {
         if (KEY("npi")) { ONCE(1); if (!text_list(c, &o->npis, &o->npis_end, 1)) return 0; }
         else if (KEY("tin")) { ONCE(2); if (!tin(c)) return 0; }
         else if (!skip_value(c, 5)) return 0;
     }
+    if (c->status) return 0;
     if (!(seen & 2)) return bail(c);
     if (!(seen & 1) && !push_int(c, &o->npis_end, o->npis.count)) return 0;
     return push_int(c, &o->group_rate, rate_row) && push_int(c, &o->group_index, index);
@@ -374,10 +373,7 @@ static int price(Cursor *c, int64_t rate_row, int64_t rate_index, int64_t index)
     int64_t before[6] = {o->ntype.count, o->amount.count, o->expiration.count,
                          o->bclass.count, o->setting.count, o->info.count};
     if (!expect(c, '{')) return 0;
-    for (int first = 1;; first = 0) {
-        int more = next_key(c, first, &key, &key_len);
-        if (c->status) return 0;
-        if (!more) break;
+    EACH_MEMBER(c) {
         if (KEY("negotiated_type")) { ONCE(1); if (!text(c, &o->ntype, 0, 0)) return 0; }
         else if (KEY("negotiated_rate")) { ONCE(2); if (!text(c, &o->amount, 0, 1)) return 0; }
         else if (KEY("expiration_date")) { ONCE(4); if (!text(c, &o->expiration, 0, 0)) return 0; }
@@ -390,6 +386,7 @@ static int price(Cursor *c, int64_t rate_row, int64_t rate_index, int64_t index)
             if (!text_list(c, &o->modifiers, &o->modifiers_end, 0)) return 0;
         } else if (!skip_value(c, 3)) return 0;
     }
+    if (c->status) return 0;
     if ((seen & 15) != 15) return bail(c); /* a required field is missing */
     /* Optional fields left out: null texts, empty lists, in column order. */
     Spans *optional[2] = {&o->setting, &o->info};
@@ -407,10 +404,7 @@ static int64_t rate(Cursor *c, int64_t item_row, int64_t index) {
     uint8_t *key; int64_t key_len; uint32_t seen = 0;
     int64_t rate_row = o->rate_item.count, prices = 0, groups = 0;
     if (!expect(c, '{')) return -1;
-    for (int first = 1;; first = 0) {
-        int more = next_key(c, first, &key, &key_len);
-        if (c->status) return -1;
-        if (!more) break;
+    EACH_MEMBER(c) {
         if (KEY("negotiated_prices")) {
             ONCE(1);
             if (!expect(c, '[')) return -1;
@@ -442,6 +436,7 @@ static int64_t rate(Cursor *c, int64_t item_row, int64_t index) {
             }
         } else if (!skip_value(c, 2)) return -1;
     }
+    if (c->status) return -1;
     if (!(seen & 1)) { bail(c); return -1; }
     if (!(seen & 2) && !push_int(c, &o->refs_end, o->refs.count)) return -1;
     if (!push_int(c, &o->rate_item, item_row) || !push_int(c, &o->rate_inline, groups > 0)) return -1;
@@ -457,10 +452,7 @@ static int item(Cursor *c, int64_t element) {
     int64_t before[7];
     for (int k = 0; k < 7; k++) before[k] = texts[k]->count;
     if (!expect(c, '{')) return 0;
-    for (int first = 1;; first = 0) {
-        int more = next_key(c, first, &key, &key_len);
-        if (c->status) return 0;
-        if (!more) break;
+    EACH_MEMBER(c) {
         if (KEY("negotiation_arrangement")) { ONCE(1); if (!text(c, &o->arrangement, 0, 0)) return 0; }
         else if (KEY("name")) { ONCE(2); if (!text(c, &o->name, 0, 0)) return 0; }
         else if (KEY("billing_code_type")) { ONCE(4); if (!text(c, &o->code_type, 0, 0)) return 0; }
@@ -472,7 +464,7 @@ static int item(Cursor *c, int64_t element) {
             if (c->p < c->end && *c->p == ']') { c->p++; continue; }
             for (;;) {
                 int64_t n = rate(c, item_row, rates);
-                if (n < 0) return 0;
+                if (n < 0 || c->status) return 0; /* ONCE in rate() bails with 0 */
                 rates++;
                 prices += n;
                 ws(c);
@@ -488,6 +480,7 @@ static int item(Cursor *c, int64_t element) {
         else if (KEY("covered_services")) { ONCE(512); if (!empty_list(c)) return 0; }
         else if (!skip_value(c, 1)) return 0;
     }
+    if (c->status) return 0;
     if ((seen & 31) != 31) return bail(c);
     for (int k = 4; k < 7; k++)
         if (texts[k]->count == before[k] && !push_span(c, texts[k], 0, -1)) return 0;

@@ -4,7 +4,7 @@ loaded with ctypes.
 The library is built once per source version into the user's cache folder
 (`$XDG_CACHE_HOME/biomarkerflow`, else `~/.cache/biomarkerflow`), atomically, so parallel
 workers can race to build it. Without a C compiler (or with `BIOMARKERFLOW_MRF_NATIVE=0`)
-everything still works, at the pure-Python speed (about 5x slower); `load()` says why.
+everything still works, at the pure-Python speed (about 4x slower); `load()` says why.
 """
 
 from __future__ import annotations
