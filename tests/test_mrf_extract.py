@@ -403,3 +403,37 @@ def test_header_facts_tell_the_json_size_for_estimates(tmp_path: Path) -> None:
     two_members = gzip.compress(raw[:1000]) + gzip.compress(raw[1000:])
     assert header_facts(two_members, len(two_members), "rates.json.gz")["uncompressed_bytes"] == len(raw)
     assert header_facts(b"\x1f\x8bnot gzip at all", 17, "bad.json.gz") == {"container": "gzip"}
+
+
+def test_a_provider_reference_file_on_its_own_gives_its_groups(tmp_path: Path) -> None:
+    """The file a v1 `location` points at, as a data file: one row per NPI of each group,
+    referred to by the file's name (the in-network files that point at it do not say)."""
+    path = CMS / "v1.6.2" / "provider-reference" / "provider-reference.json"
+    document = json.loads(path.read_text())
+    groups = rows(extract(path, tmp_path, fetch=no_fetch).tables, "provider_groups")
+    expected = [(str(n), g["tin"]["value"]) for g in document["provider_groups"] for n in g["npi"]]
+    assert [(g["npi"], g["tin_value"]) for g in groups] == expected
+    assert {(g["provider_ref"], g["source"]) for g in groups} == {(path.name, "file")}
+
+
+def test_kinds_not_asked_for_are_counted_as_skipped(tmp_path: Path) -> None:
+    """A study that reads only allowed amounts: an in-network file gives no rates, and its
+    items and provider references are counted as skipped, not dropped silently."""
+    from typing import get_args
+
+    from biomarkerflow.plugins.price_transparency.flatten import KINDS
+    from biomarkerflow.plugins.price_transparency.plugin import Kind
+
+    assert set(KINDS) == set(get_args(Kind))  # every kind a config may name has its arrays
+    path = CMS / "v2.2.0" / "in-network-rates" / "in-network-rates-multiple-plans-sample.json"
+    document = json.loads(path.read_text())
+    result = extract(path, tmp_path, filters=Filters(kinds=frozenset({"allowed-amounts"})), fetch=no_fetch)
+    assert rows(result.tables, "in_network") == rows(result.tables, "prices") == []
+    assert rows(result.tables, "provider_groups") == []
+    [files] = rows(result.tables, "files")
+    assert files["skipped_elements"] == len(document["in_network"]) + len(document.get("provider_references", []))
+    [summary] = result.documents.values()
+    assert summary.skipped == {
+        "in_network": len(document["in_network"]),
+        "provider_references": len(document["provider_references"]),
+    }

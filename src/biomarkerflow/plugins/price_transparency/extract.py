@@ -40,7 +40,15 @@ from biomarkerflow.plugins.price_transparency.tables import TableSink
 
 FETCH_TIMEOUT_SECONDS = 30.0
 GZIP_MAGIC = b"\x1f\x8b"
-COUNTS = ("in_network_items", "prices", "provider_group_rows", "allowed_amount_rows", "filtered_items", "problems")
+COUNTS = (
+    "in_network_items",
+    "prices",
+    "provider_group_rows",
+    "allowed_amount_rows",
+    "filtered_items",
+    "skipped_elements",
+    "problems",
+)
 
 
 class MrfError(ValueError):
@@ -179,5 +187,6 @@ def _write_files_table(path: Path, summaries: dict[str, FileSummary], sink: Tabl
         rows["provider_group_rows"].append(counts.get("provider_groups", 0))
         rows["allowed_amount_rows"].append(counts.get("allowed_amounts", 0))
         rows["filtered_items"].append(summary.filtered)
+        rows["skipped_elements"].append(sum(summary.skipped.values()))
         rows["problems"].append(summary.problems)
     pq.write_table(pa.table(rows), path)

@@ -40,6 +40,13 @@ from biomarkerflow.plugins.price_transparency.scan import ArrayEnd, Element, Mem
 from biomarkerflow.plugins.price_transparency.tables import AMOUNT, ROW_SCHEMAS, TableSink
 
 STREAMED = frozenset(DECODERS)
+# The file kinds a study may ask for, and the arrays of a document that hold each.
+KINDS: dict[str, frozenset[str]] = {
+    "in-network": frozenset({"in_network"}),
+    "allowed-amounts": frozenset({"out_of_network"}),
+    "provider-references": frozenset({"provider_references", "provider_groups"}),
+    "table-of-contents": frozenset({"reporting_structure"}),
+}
 HEADER_FIELDS = (
     "reporting_entity_name",
     "reporting_entity_type",
@@ -71,6 +78,10 @@ class Filters:
     billing_codes: frozenset[str] = frozenset()
     npis: frozenset[str] = frozenset()
     tins: frozenset[str] = frozenset()
+    kinds: frozenset[str] = frozenset(KINDS)  # the file kinds whose arrays become rows
+
+    def sections(self) -> frozenset[str]:
+        return frozenset().union(*(KINDS[kind] for kind in self.kinds))
 
 
 @dataclass
@@ -79,6 +90,7 @@ class FileSummary:
 
     header: dict[str, Any] = field(default_factory=dict)
     filtered: int = 0  # items left out by the billing-code filter
+    skipped: dict[str, int] = field(default_factory=dict)  # elements of arrays of kinds not asked for
     problems: int = 0
     json_bytes: int = 0  # of JSON text read (after decompression)
     remote_references: list[tuple[str, str]] = field(default_factory=list)  # (provider_group_id, URL)
@@ -105,14 +117,19 @@ class Flattener:
         self._columns = sink.columns
         self._fast = fast_items(write=self._fast_rows, slow=self.decode_element) if native else None
         self._keep_codes = pa.array(sorted(filters.billing_codes), pa.string())
+        self._sections = filters.sections()
         self._handlers: dict[str, Callable[[Any, Element], None]] = {
             "in_network": self._in_network,
             "provider_references": self._provider_reference,
+            "provider_groups": self._standalone_group,
             "out_of_network": self._out_of_network,
             "reporting_structure": self._reporting_structure,
         }
 
     def feed(self, part: Part) -> None:
+        if isinstance(part, Element) and part.key not in self._sections:
+            self.summary.skipped[part.key] = self.summary.skipped.get(part.key, 0) + 1
+            return
         if self._fast is not None:
             if isinstance(part, Element) and part.key == "in_network":
                 self._fast.add(part)
@@ -282,6 +299,11 @@ class Flattener:
                 columns["network_name"].append(networks)
             added += len(npis)
         self.sink.added("provider_groups", added)
+
+    def _standalone_group(self, group: ProviderGroup, part: Element) -> None:
+        """A group of a provider reference file on its own (what a v1 `location` points at):
+        referred to by the file's name, as the in-network files that point at it do not say."""
+        self._groups(self.sink.document, "file", [group], [])
 
     def add_remote_groups(self, ref: str, groups: list[ProviderGroup]) -> None:
         """The groups of a reference fetched from its `location` (v1)."""

@@ -24,9 +24,9 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,7 @@ from biomarkerflow.plugins.contract import UNCOMPRESSED_BYTES, Problem, RunOutpu
 from biomarkerflow.storage import store
 
 if TYPE_CHECKING:
+    from biomarkerflow.plugins.price_transparency.flatten import FileSummary
     from biomarkerflow.storage.store import FileEntry
 
 STEP = "FlattenMachineReadableFile"
@@ -56,6 +57,9 @@ JOIN provider_groups AS g
 VERSION = re.compile(rb'"version"\s*:\s*"([^"]{1,40})"')
 
 
+Kind = Literal["in-network", "allowed-amounts", "provider-references", "table-of-contents"]
+
+
 class PriceTransparencyData(DataConfig):
     include: list[str] = Field(default_factory=lambda: list(PATTERNS))
 
@@ -63,6 +67,11 @@ class PriceTransparencyData(DataConfig):
 class PriceTransparencySection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    kinds: list[Kind] = Field(
+        default_factory=lambda: list(get_args(Kind)),
+        min_length=1,
+        description="The file kinds whose contents become rows; the others' elements are counted as skipped.",
+    )
     billing_codes: list[str] = Field(default_factory=list, description="Only these billing codes (empty: all).")
     npis: list[str] = Field(default_factory=list, description="Only provider groups rows of these NPIs.")
     tins: list[str] = Field(default_factory=list, description="Only provider groups of these tax ids (EIN or NPI).")
@@ -140,7 +149,9 @@ class PriceTransparency(WorkflowType):
         from biomarkerflow.plugins.price_transparency.extract import MrfError, extract
         from biomarkerflow.plugins.price_transparency.flatten import Filters
 
-        filters = Filters(frozenset(plan["billing_codes"]), frozenset(plan["npis"]), frozenset(plan["tins"]))
+        filters = Filters(
+            frozenset(plan["billing_codes"]), frozenset(plan["npis"]), frozenset(plan["tins"]), frozenset(plan["kinds"])
+        )
         scratch = Path(tempfile.mkdtemp(prefix="biomarkerflow-mrf-"))
         try:
             result = extract(path, scratch, filters=filters, strict=plan["strict"])
@@ -160,9 +171,21 @@ class PriceTransparency(WorkflowType):
                 UNCOMPRESSED_BYTES: sum(s.json_bytes for s in summaries),
             },
             steps=[{"step": STEP, "params": dict(plan)}],
-            notices=(f"{problems} element(s) could not be read: see the problems table",) if problems else (),
+            notices=_notices(problems, summaries, plan["kinds"]),
             scratch=scratch,
         )
+
+
+def _notices(problems: int, summaries: Iterable[FileSummary], kinds: list[str]) -> tuple[str, ...]:
+    """What a reader of the results must know: elements not read, and elements left out."""
+    notices = [f"{problems} element(s) could not be read: see the problems table"] if problems else []
+    skipped: dict[str, int] = {}
+    for summary in summaries:
+        for section, count in summary.skipped.items():
+            skipped[section] = skipped.get(section, 0) + count
+    for section, count in sorted(skipped.items()):
+        notices.append(f"{count} '{section}' element(s) skipped: the study reads only {', '.join(kinds)} (kinds)")
+    return tuple(notices)
 
 
 def remote_entry(url: str) -> FileEntry:

@@ -144,6 +144,7 @@ DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "in_network": msgspec.json.Decoder(InNetworkItem),
     "reporting_structure": msgspec.json.Decoder(ReportingStructure),
     "provider_references": msgspec.json.Decoder(ProviderReference),
+    "provider_groups": msgspec.json.Decoder(ProviderGroup),  # a provider reference file's own
     "out_of_network": msgspec.json.Decoder(OutOfNetworkItem),
 }
 

@@ -65,7 +65,7 @@ ROW_SCHEMAS: dict[str, pa.Schema] = {
     "provider_groups": pa.schema(
         [
             ("provider_ref", pa.string()),
-            ("source", pa.string()),  # references | inline | remote
+            ("source", pa.string()),  # references | inline | remote | file
             ("group", pa.int64()),
             ("npi", pa.string()),
             ("tin_type", pa.string()),
