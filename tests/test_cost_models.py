@@ -530,12 +530,12 @@ def test_compressed_files_are_estimated_from_the_bytes_their_algorithm_reads() -
             uncompressed_bytes=json_bytes,
         )
 
-    runs = [run(i) for i in range(60)]
+    runs = [run(i) for i in range(24)]
     model = CostModel.fit("rates", runs)
     assert "uncompressed_bytes" in model.usage_models[1].features.columns  # the before-a-run set
     stored = 100e6
     dense, sparse = (RunInputs(input_bytes=int(stored), device="gz", uncompressed_bytes=stored * r) for r in (20, 5))
     dense_wall, sparse_wall = (p.point("wall_seconds") for p in model.predict([dense, sparse], TABLE))
     assert dense_wall / sparse_wall == pytest.approx((2 + 2e9 / 110e6) / (2 + 0.5e9 / 110e6), rel=0.15)
-    wrist = CostModel.fit("w", history("w", 40))
+    wrist = CostModel.fit("w", history("w", 16))
     assert all("uncompressed_bytes" not in m.features.columns for m in wrist.usage_models)
