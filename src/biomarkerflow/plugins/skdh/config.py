@@ -108,11 +108,22 @@ class PipelineConfig(_Strict):
         return out
 
 
+class QualityConfig(_Strict):
+    valid_day_hours: float = Field(
+        default=16.0,
+        gt=0,
+        le=24,
+        description="A calendar day is valid with at least this many hours of wear (GGIR's includedaycrit).",
+    )
+
+
 class SkdhStudyConfig(StudyConfig):
-    """A study config of the `skdh` type: the core fields, SKDH's `data`, and its `pipeline`."""
+    """A study config of the `skdh` type: the core fields, SKDH's `data`, its `pipeline`, and
+    what its quality report counts (`quality`)."""
 
     data: SkdhDataConfig
     pipeline: PipelineConfig
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     def metadata_inputs(self) -> dict[str, str]:
         """CSV column -> SKDH keyword, over all metadata sources (theirs override the defaults)."""

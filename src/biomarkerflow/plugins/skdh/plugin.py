@@ -92,11 +92,14 @@ class SkdhWorkflowType(WorkflowType):
     def results_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The reader, the steps with their parameters, and the pinned package and constraints."""
         pipeline = dict(config.get("pipeline") or {})
-        return {
+        identity = {
             "reader": (config.get("data") or {}).get("reader"),
             # Constraints were added later: no constraints must hash as before they existed.
             "pipeline": {k: v for k, v in pipeline.items() if not (k == "constraints" and not v)},
         }
+        if config.get("quality"):  # likewise: a study without the section hashes as before
+            identity["quality"] = config["quality"]
+        return identity
 
     def cost_identity(self, config: StudyConfig) -> Any:
         return cast(SkdhStudyConfig, config).pipeline.steps

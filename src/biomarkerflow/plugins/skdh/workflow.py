@@ -23,6 +23,7 @@ from biomarkerflow.plugins.skdh import formats as skdh_formats
 from biomarkerflow.plugins.skdh import steps as skdh_steps
 from biomarkerflow.plugins.skdh import tables as skdh_tables
 from biomarkerflow.plugins.skdh.config import SkdhStudyConfig
+from biomarkerflow.plugins.skdh.quality import QualitySettings
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,13 @@ class JobPlan:
 
     reader: StepPlan | None  # None: choose by file extension
     steps: tuple[StepPlan, ...]
+    quality: QualitySettings = QualitySettings()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "reader": None if self.reader is None else {"name": self.reader.name, "params": self.reader.params},
             "steps": [{"name": s.name, "params": s.params} for s in self.steps],
+            "quality": {"valid_day_hours": self.quality.valid_day_hours},
         }
 
 
@@ -77,7 +80,7 @@ def plan(config: SkdhStudyConfig) -> JobPlan:
     if config.data.reader_name != "auto":
         reader = StepPlan(config.data.reader_name, config.data.reader_params)
     steps = tuple(StepPlan(name, dict(params)) for spec in config.pipeline.steps for name, params in spec.items())
-    return JobPlan(reader=reader, steps=steps)
+    return JobPlan(reader=reader, steps=steps, quality=QualitySettings(config.quality.valid_day_hours))
 
 
 def _step_instance(step: StepPlan) -> Any:
@@ -250,6 +253,25 @@ def _run_steps(
     return data, pipeline.run(**kwargs)
 
 
+def _quality_tables(
+    data: dict[str, Any], results: dict[str, Any], job_plan: JobPlan, names: list[str], tz_name: str | None
+) -> dict[str, pd.DataFrame]:
+    """The recording's quality report, with what the pipeline found of wear and calibration."""
+    from biomarkerflow.plugins.skdh import quality
+
+    wear = calibrated = None
+    for step, name in zip(job_plan.steps, names, strict=True):
+        result = results.get(name) or {}
+        if skdh_tables.table_name(step.name) == "wear" and result.get("wear") is not None:
+            wear = result["wear"]
+        if step.name == "CalibrateAccelerometer" and result.get("accel") is not None:
+            calibrated = result["accel"]
+    row, days = quality.report(
+        data, calibrated_accel=calibrated, wear_bouts=wear, tz_name=tz_name, settings=job_plan.quality
+    )
+    return {"quality": row} if days is None else {"quality": row, "quality_days": days}
+
+
 def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str | None = None) -> PluginOutput:
     """Read `path` and run the pipeline on it, exactly as SKDH's own Pipeline would.
 
@@ -287,6 +309,7 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str |
         for table, frame in skdh_tables.step_tables(step.name, result, time, tz_name).items():
             suffix = name[len(step.name) :]  # "_1" for a repeated step
             tables[f"{table}{suffix}"] = frame
+    tables.update(_quality_tables(data, results, job_plan, names, tz_name))
     recording = {
         "samples": int(len(time)),
         "sample_rate_hz": float(data.get("fs") or 0.0),

@@ -1,0 +1,183 @@
+"""A recording's data-quality report, from what the reader produced (and what the pipeline
+found: wear, calibration), in the study's runtime: the `quality` table (one row per file)
+and `quality_days` (one row per calendar day, when the pipeline detects wear).
+
+What is measured, and how (README "Data quality" says it for users):
+- time: start, end, duration; timestamps that go backwards, repeat, or are before 1971
+  (a zero or 1970 clock); gaps (a step longer than two sample periods): count, total, longest;
+- sample rate: the reader's (nominal) against the observed one over the steps that are not
+  gaps, and their difference in parts per million (clock drift);
+- acceleration: the fraction of samples per axis within 0.5% of the largest magnitude in the
+  file, in runs of two or more (a sensor held at its range: clipping; none below 2 g), the longest run of one repeated
+  value per axis (a stuck axis), and the calibration error: the mean distance of the
+  acceleration from 1 g over still 10 s windows (every axis' SD under 13 mg, as GGIR), before
+  and, when the pipeline calibrates, after;
+- temperature range; non-wear fraction and valid days (at least `valid_day_hours` of wear
+  in a calendar day of the subject's time zone, GGIR's `includedaycrit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+INVALID_BEFORE_UNIX = 31_536_000.0  # 1971-01-01: a clock at zero, or a 1970 tail
+GAP_PERIODS = 2.0  # a step longer than this many sample periods is a gap
+CLIP_TOLERANCE = 0.005  # within 0.5% of the largest magnitude counts as clipped
+MIN_CLIP_RANGE_G = 2.0  # no device clips below 2 g: a quiet file's maximum is not a range
+STILL_SECONDS = 10.0
+STILL_SD_G = 0.013
+CHUNK_WINDOWS = 20_000  # still-window statistics a chunk at a time: memory of one chunk
+AXES = "xyz"
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    valid_day_hours: float = 16.0
+
+
+def report(
+    data: Mapping[str, Any],
+    *,
+    calibrated_accel: np.ndarray | None = None,
+    wear_bouts: np.ndarray | None = None,
+    tz_name: str | None = None,
+    settings: QualitySettings = QualitySettings(),
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(`quality`: one row, `quality_days`: one row per day or None without wear bouts)."""
+    time = np.asarray(data["time"], dtype=np.float64)
+    accel = np.asarray(data["accel"], dtype=np.float64)
+    nominal = float(data.get("fs") or 0.0)
+    row: dict[str, Any] = {**_time_facts(time, nominal, tz_name)}
+    rate = nominal or row["sample_rate_observed_hz"] or 1.0
+    row |= _clipping_and_stuck(accel, rate)
+    row["calibration_error_g"], row["still_windows"] = _calibration_error(accel, rate)
+    row["calibration_error_after_g"] = None
+    if calibrated_accel is not None:
+        row["calibration_error_after_g"], _ = _calibration_error(np.asarray(calibrated_accel), rate)
+    row |= _temperature(data.get("temperature"))
+    days = None
+    row["nonwear_fraction"] = row["valid_days"] = row["days"] = None
+    if wear_bouts is not None:
+        days = _days(time, np.asarray(wear_bouts, dtype=np.int64).reshape(-1, 2), tz_name, settings)
+        worn = float(days["wear_hours"].sum()) * 3600.0
+        span = max(row["duration_seconds"], 1e-9)
+        row["nonwear_fraction"] = float(min(1.0, max(0.0, 1.0 - worn / span)))
+        row["valid_days"] = int(days["valid"].sum())
+        row["days"] = len(days)
+    row["valid_day_hours"] = settings.valid_day_hours
+    return pd.DataFrame([row]), days
+
+
+def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[str, Any]:
+    valid = time >= INVALID_BEFORE_UNIX
+    good = time[valid]
+    steps = np.diff(good)
+    period = 1.0 / nominal if nominal > 0 else (float(np.median(steps)) if len(steps) else 0.0)
+    gaps = steps > GAP_PERIODS * period if period > 0 else np.zeros(len(steps), bool)
+    regular = steps[(steps > 0) & ~gaps]
+    observed = float(len(regular) / regular.sum()) if len(regular) and regular.sum() > 0 else None
+    start, end = (float(good.min()), float(good.max())) if len(good) else (None, None)
+    gap_seconds = steps[gaps] - period
+    return {
+        "start": _timestamp(start, tz_name),
+        "end": _timestamp(end, tz_name),
+        "duration_seconds": (end - start) if start is not None and end is not None else 0.0,
+        "samples": len(time),
+        "sample_rate_nominal_hz": nominal or None,
+        "sample_rate_observed_hz": observed,
+        "rate_difference_ppm": (observed / nominal - 1.0) * 1e6 if observed and nominal else None,
+        "timestamps_invalid": int(len(time) - len(good)),
+        "timestamps_backwards": int(np.count_nonzero(steps < 0)),
+        "timestamps_repeated": int(np.count_nonzero(steps == 0)),
+        "gaps": int(np.count_nonzero(gaps)),
+        "gap_seconds_total": float(gap_seconds.sum()),
+        "gap_seconds_longest": float(gap_seconds.max()) if len(gap_seconds) else 0.0,
+    }
+
+
+def _timestamp(unix: float | None, tz_name: str | None) -> pd.Timestamp | None:
+    if unix is None:
+        return None
+    # Naive local time when the subject's zone is unknown, as SKDH's readers give it.
+    stamp = pd.Timestamp(unix, unit="s", tz="UTC" if tz_name else None)
+    return stamp.tz_convert(tz_name) if tz_name else stamp
+
+
+def _clipping_and_stuck(accel: np.ndarray, rate: float) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    magnitude = float(np.abs(accel).max()) if accel.size else 0.0
+    clips = magnitude >= MIN_CLIP_RANGE_G
+    for index, axis in enumerate(AXES[: accel.shape[1] if accel.ndim == 2 else 0]):
+        values = accel[:, index]
+        clipped = _flat_tops(np.abs(values) >= magnitude * (1 - CLIP_TOLERANCE)) if clips else 0
+        row[f"clipping_fraction_{axis}"] = clipped / len(values) if len(values) else 0.0
+        row[f"stuck_seconds_longest_{axis}"] = _longest_run(values) / rate
+    row["range_g"] = magnitude
+    return row
+
+
+def _flat_tops(at_range: np.ndarray) -> int:
+    """Samples at the range in runs of two or more: a saturated sensor holds its limit, while
+    a single sample at the largest magnitude is just the file's peak."""
+    before = np.concatenate(([False], at_range[:-1]))
+    after = np.concatenate((at_range[1:], [False]))
+    return int(np.count_nonzero(at_range & (before | after)))
+
+
+def _longest_run(values: np.ndarray) -> int:
+    """Samples in the longest run of one repeated value."""
+    if len(values) == 0:
+        return 0
+    changes = np.flatnonzero(values[1:] != values[:-1])
+    bounds = np.concatenate(([-1], changes, [len(values) - 1]))
+    return int(np.diff(bounds).max())
+
+
+def _calibration_error(accel: np.ndarray, rate: float) -> tuple[float | None, int]:
+    """Mean | |window mean| - 1 g | over still windows, and how many there were."""
+    size = int(round(STILL_SECONDS * rate))
+    windows = len(accel) // size if size > 0 else 0
+    errors: list[np.ndarray] = []
+    for first in range(0, windows, CHUNK_WINDOWS):
+        count = min(CHUNK_WINDOWS, windows - first)
+        chunk = accel[first * size : (first + count) * size].reshape(count, size, -1)
+        still = np.all(chunk.std(axis=1) < STILL_SD_G, axis=1)
+        means = chunk[still].mean(axis=1)
+        errors.append(np.abs(np.linalg.norm(means, axis=1) - 1.0))
+    found = np.concatenate(errors) if errors else np.empty(0)
+    return (float(found.mean()) if len(found) else None), int(len(found))
+
+
+def _temperature(temperature: Any) -> dict[str, Any]:
+    values = np.asarray(temperature, dtype=np.float64) if temperature is not None else np.empty(0)
+    values = values[np.isfinite(values)] if values.size else values
+    if not values.size:
+        return {"temperature_min_c": None, "temperature_max_c": None}
+    return {"temperature_min_c": float(values.min()), "temperature_max_c": float(values.max())}
+
+
+def _days(time: np.ndarray, bouts: np.ndarray, tz_name: str | None, settings: QualitySettings) -> pd.DataFrame:
+    """Wear hours per calendar day (in the subject's zone, else the recording's naive time)."""
+    valid = time[time >= INVALID_BEFORE_UNIX]
+    if not len(valid):
+        return pd.DataFrame({"day": [], "wear_hours": [], "valid": []})
+    zone = tz_name or "UTC"  # naive times are read as UTC: their day boundaries are their own
+    first = pd.Timestamp(valid.min(), unit="s", tz="UTC").tz_convert(zone).normalize()
+    last = pd.Timestamp(valid.max(), unit="s", tz="UTC").tz_convert(zone).normalize()
+    starts = pd.date_range(first, last, freq="D")  # local midnights: 23 or 25 h apart across DST
+    edges = np.array([s.timestamp() for s in starts] + [(starts[-1] + pd.Timedelta(days=1)).timestamp()])
+    last_index = len(time) - 1
+    bout_start = time[np.clip(bouts[:, 0], 0, last_index)]
+    bout_end = time[np.clip(bouts[:, 1], 0, last_index)]
+    worn = np.zeros(len(starts))
+    for low, high in zip(bout_start, bout_end, strict=True):
+        overlap = np.minimum(edges[1:], high) - np.maximum(edges[:-1], low)
+        worn += np.clip(overlap, 0.0, None)
+    hours = worn / 3600.0
+    day = [s.date() for s in starts]
+    return pd.DataFrame({"day": day, "wear_hours": hours, "valid": hours >= settings.valid_day_hours})

@@ -1,0 +1,142 @@
+"""The per-file quality report on recordings whose defects are known: each injected defect
+(gaps, clipping, a 1970 tail, clock drift, a stuck axis, a calibration offset, timestamps
+that go backwards or repeat) is found with the right magnitude, and a clean recording
+reports none; wear hours per calendar day in the subject's zone (a DST night included)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pytest
+
+from biomarkerflow.plugins.skdh.quality import QualitySettings, report
+
+FS = 50.0
+START = 1_700_000_000.0  # 2023-11-14, UTC
+
+
+def recording(seconds: float = 3600.0, gravity: float = 1.0, seed: int = 1) -> dict[str, Any]:
+    """A clean recording: still (noise 3 mg) for its first half, then moving (a 0.4 g sine)."""
+    n = int(seconds * FS)
+    rng = np.random.default_rng(seed)
+    accel = rng.normal(0.0, 0.003, (n, 3))
+    accel[:, 2] += gravity
+    moving = np.arange(n) >= n // 2
+    accel[moving, 0] += 0.4 * np.sin(np.arange(moving.sum()) / FS * 2 * np.pi)
+    temperature = np.linspace(21.0, 33.0, n)
+    return {"time": START + np.arange(n) / FS, "accel": accel, "fs": FS, "temperature": temperature}
+
+
+def row(data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    quality, _ = report(data, **kwargs)
+    return dict(quality.iloc[0])
+
+
+def test_a_clean_recording_reports_no_defect() -> None:
+    found = row(recording())
+    assert found["samples"] == 180_000
+    assert found["duration_seconds"] == pytest.approx(3600 - 1 / FS)
+    assert found["sample_rate_observed_hz"] == pytest.approx(FS, rel=1e-9)
+    assert abs(found["rate_difference_ppm"]) < 0.01
+    for name in ("timestamps_invalid", "timestamps_backwards", "timestamps_repeated", "gaps"):
+        assert found[name] == 0, name
+    assert found["clipping_fraction_x"] == found["clipping_fraction_y"] == found["clipping_fraction_z"] == 0.0
+    assert found["stuck_seconds_longest_y"] < 0.1
+    assert found["calibration_error_g"] == pytest.approx(0.0, abs=0.001)
+    assert found["still_windows"] == 180  # the still half, in 10 s windows
+    assert (found["temperature_min_c"], found["temperature_max_c"]) == (21.0, 33.0)
+    assert found["nonwear_fraction"] is None and found["valid_days"] is None  # no wear step ran
+
+
+def test_gaps_are_counted_with_their_length() -> None:
+    data = recording()
+    keep = np.ones(len(data["time"]), bool)
+    keep[60_000:61_500] = False  # 30 s
+    keep[90_000:90_500] = False  # 10 s
+    data = {**data, "time": data["time"][keep], "accel": data["accel"][keep]}
+    found = row(data)
+    assert found["gaps"] == 2
+    assert found["gap_seconds_total"] == pytest.approx(40.0, abs=1e-6)
+    assert found["gap_seconds_longest"] == pytest.approx(30.0, abs=1e-6)
+    assert found["sample_rate_observed_hz"] == pytest.approx(FS, rel=1e-9)  # gaps are not drift
+
+
+def test_clipping_is_the_share_of_samples_held_at_the_range() -> None:
+    data = recording()
+    accel = data["accel"].copy()
+    for first in range(0, 180_000, 10_000):  # 18 flat tops of 100 samples at +8 g: 1%
+        accel[first : first + 100, 0] = 8.0
+    accel[5, 1] = -7.99  # one sample near the range on y: a peak, not clipping
+    found = row({**data, "accel": accel})
+    assert found["range_g"] == 8.0
+    assert found["clipping_fraction_x"] == pytest.approx(0.01)
+    assert found["clipping_fraction_y"] == 0.0
+
+
+def test_a_1970_tail_is_counted_and_left_out_of_the_time_span() -> None:
+    data = recording()
+    time = data["time"].copy()
+    time[-900:] = np.arange(900) / FS  # the clock reset: 1970-01-01
+    found = row({**data, "time": time})
+    assert found["timestamps_invalid"] == 900
+    assert found["duration_seconds"] == pytest.approx((180_000 - 900 - 1) / FS)
+    assert found["timestamps_backwards"] == 0  # the tail is not read as steps back
+
+
+def test_clock_drift_is_the_rate_difference_in_ppm() -> None:
+    data = recording()
+    data["time"] = START + np.arange(len(data["time"])) / FS * (1 + 100e-6)  # 100 ppm slow samples
+    found = row(data)
+    assert found["rate_difference_ppm"] == pytest.approx(-100.0, abs=0.5)
+
+
+def test_a_stuck_axis_reports_its_longest_run() -> None:
+    data = recording()
+    accel = data["accel"].copy()
+    accel[100_000:106_000, 1] = accel[100_000, 1]  # y stuck for 120 s
+    found = row({**data, "accel": accel})
+    assert found["stuck_seconds_longest_y"] == pytest.approx(120.0)
+    assert found["stuck_seconds_longest_x"] < 0.1
+
+
+def test_calibration_error_before_and_after() -> None:
+    data = recording(gravity=1.02)
+    calibrated = data["accel"].copy()
+    calibrated[:, 2] -= 0.02
+    found = row(data, calibrated_accel=calibrated)
+    assert found["calibration_error_g"] == pytest.approx(0.02, abs=0.001)
+    assert found["calibration_error_after_g"] == pytest.approx(0.0, abs=0.001)
+
+
+def test_timestamps_going_backwards_or_repeating() -> None:
+    data = recording()
+    time = data["time"].copy()
+    time[1000] = time[999]  # repeated
+    time[2001:2004] = time[2000]  # three more
+    time[50_000] = time[49_990]  # back by 10 samples
+    found = row({**data, "time": time})
+    assert found["timestamps_repeated"] == 4
+    assert found["timestamps_backwards"] == 1
+
+
+def test_valid_days_count_wear_hours_per_local_day_across_dst() -> None:
+    """Three local days in New York around the end of DST (2023-11-05 has 25 hours): worn
+    20 h of the first, all 25 h of the second, 10 h of the third; valid at 16 h: two."""
+    zone = "America/New_York"
+    fs = 1.0  # one sample a second is enough for bouts
+    start = 1_699_070_400.0  # 2023-11-04 00:00 EDT
+    seconds = (24 + 25 + 24) * 3600
+    time = start + np.arange(seconds) / fs
+    data = {"time": time, "accel": np.tile([0.0, 0.0, 1.0], (seconds, 1)), "fs": fs}
+    bouts = np.array([[2 * 3600, 22 * 3600], [24 * 3600, 49 * 3600 + 10 * 3600]])  # index = seconds
+    quality, days = report(data, wear_bouts=bouts, tz_name=zone, settings=QualitySettings(valid_day_hours=16))
+    assert days is not None
+    assert list(days["day"]) == [date(2023, 11, 4), date(2023, 11, 5), date(2023, 11, 6)]
+    assert list(days["wear_hours"]) == pytest.approx([20.0, 25.0, 10.0])
+    assert list(days["valid"]) == [True, True, False]
+    found = dict(quality.iloc[0])
+    assert (found["valid_days"], found["days"]) == (2, 3)
+    assert found["nonwear_fraction"] == pytest.approx(1 - 55 / 73, abs=1e-4)
+    assert str(found["start"].tz) == zone
