@@ -125,7 +125,11 @@ def test_wrist_pipeline_numbers_equal_plain_skdh(
         height=1.7,
         tz_name=WRIST_TZ,
     )
-    assert set(tables) == {"calibrate_accelerometer", "wear", "sleep", "activity"}
+    assert set(tables) == {"calibrate_accelerometer", "wear", "sleep", "activity", "quality", "quality_days"}
+    # The quality report counts the same wear as the wear table, day by day.
+    wear_minutes = float(tables["wear"]["duration_minutes"].sum())
+    assert float(tables["quality_days"]["wear_hours"].sum()) * 60 == pytest.approx(wear_minutes, rel=1e-9)
+    assert int(tables["quality"]["samples"].iloc[0]) == len(reference["ReadBin"]["time"])
     for key in ("offset", "scale", "temperature scale"):
         # SKDH gives the temperature scale as shape (1, 3): one value per axis, like the others.
         per_axis = np.asarray(reference["CalibrateAccelerometer"][key]).reshape(-1)

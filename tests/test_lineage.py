@@ -89,6 +89,8 @@ def test_result_file_names_exact_input_config_pipeline_and_packages(processed: P
     assert data["result"]["files"] == [
         "activity.parquet",
         "calibrate_accelerometer.parquet",
+        "quality.parquet",
+        "quality_days.parquet",
         "sleep.parquet",
         "wear.parquet",
     ]

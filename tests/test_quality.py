@@ -6,12 +6,16 @@ reports none; wear hours per calendar day in the subject's zone (a DST night inc
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.plugins.skdh.quality import QualitySettings, report
+from biomarkerflow.stages.processing import process
+from tests.conftest import scanned_study
 
 FS = 50.0
 START = 1_700_000_000.0  # 2023-11-14, UTC
@@ -140,3 +144,41 @@ def test_valid_days_count_wear_hours_per_local_day_across_dst() -> None:
     assert (found["valid_days"], found["days"]) == (2, 3)
     assert found["nonwear_fraction"] == pytest.approx(1 - 55 / 73, abs=1e-4)
     assert str(found["start"].tz) == zone
+
+
+def test_a_processed_recording_has_its_report_in_results_and_on_its_run_page(
+    tmp_path: Path, samples: Path, executor: LocalExecutor
+) -> None:
+    """End to end on SKDH's real GENEActiv sample: the run writes `quality` (queryable) and the
+    dashboard's run page shows it; figures checked against the reader's own arrays."""
+    import skdh
+
+    from biomarkerflow.api import create_app
+    from biomarkerflow.service import Platform
+    from tests.test_dashboard import _client, _csrf, _page
+
+    catalog, _ = scanned_study(
+        tmp_path,
+        study="qc",
+        files={"S1_wrist.bin": samples / "gnactv_sample.bin"},
+        steps="- CalibrateAccelerometer: {min_hours: 0.001}\n",
+        metadata=None,
+        requirements="min_files_per_subject: 1",
+    )
+    process(catalog, executor)
+    [run] = catalog.runs("qc")
+    assert run.outcome == "succeeded", run.error
+    read = skdh.io.ReadBin().predict(file=str(samples / "gnactv_sample.bin"))
+    platform = Platform(home=tmp_path / "home")
+    [found] = platform.query("qc", "SELECT * FROM quality").to_dict("records")
+    assert found["samples"] == len(read["time"]) and found["sample_rate_nominal_hz"] == read["fs"]
+    assert found["temperature_max_c"] == pytest.approx(float(np.max(read["temperature"])))
+
+    client = _client(create_app(platform))
+    token = platform.create_token("qc", "read").token
+    form = client.get("/login")
+    assert client.post("/login", data={"token": token, "csrf": _csrf(form.text), "next": "/"}).status_code == 303
+    page = _page(client, f"/runs/{run.id}")
+    section = page[page.index("<h2>Data quality</h2>") : page.index("</section>", page.index("<h2>Data quality</h2>"))]
+    assert "50 Hz nominal" in section and f"{found['gaps']}" in section and "°C" in section
+    platform.close()

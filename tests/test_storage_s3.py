@@ -377,6 +377,7 @@ def test_process_a_study_whose_data_metadata_and_results_are_on_s3(
         f"{run_key}/_SUCCESS",
         f"{run_key}/gait.parquet",
         f"{run_key}/provenance.json",
+        f"{run_key}/quality.parquet",
     ]
     provenance = store.read_bytes(f"{run.result_location}/provenance.json").decode()
     assert f'"url": "{data}/ax6_a.cwa"' in provenance

@@ -176,6 +176,24 @@ class ReportCases(PlatformBase):
             )
         return self.lineage(run.result_location)
 
+    def run_quality(self, run_id: str) -> dict[str, Any] | None:
+        """A run's data-quality report (its `quality` table's row, key columns left out), or
+        None for a run that wrote none (another workflow type, a failed run)."""
+        import pyarrow.parquet as pq
+
+        from biomarkerflow.storage import store
+
+        run = self.catalog.get_run(run_id)
+        if run is None or run.result_location is None:
+            return None
+        url = run.result_location.rstrip("/") + "/quality.parquet"
+        if not store.exists(url):
+            return None
+        with store.local_copy(url) as path:
+            rows = pq.read_table(path).to_pylist()
+        keys = {"study", "subject", "file", "run_id"}
+        return {name: value for name, value in rows[0].items() if name not in keys} if rows else None
+
     def costs(self, studies: list[str] | None = None, by: str = "study") -> CostReport:
         from typing import cast
 

@@ -139,9 +139,11 @@ def run_page(request: Request, viewer: SignedIn, run_id: str) -> Response:
     run = platform.run_detail(run_id)
     lineage: dict[str, Any] | None = None
     lineage_problem: str | None = None
+    quality: dict[str, Any] | None = None
     if run["outcome"] == "succeeded":
         try:
             lineage = platform.run_lineage(run_id)
+            quality = platform.run_quality(run_id)
         except BiomarkerflowError as exc:  # e.g. its run folder is gone: say so, show the rest
             lineage_problem = exc.message
     return render(
@@ -151,6 +153,7 @@ def run_page(request: Request, viewer: SignedIn, run_id: str) -> Response:
         estimate=_estimate_rows(run.get("estimate")),
         lineage=lineage,
         lineage_problem=lineage_problem,
+        quality=quality,
     )
 
 

@@ -1,0 +1,86 @@
+"""What the per-file quality report adds to processing a long recording, in one run.
+
+    .venv/bin/python benchmarks/bench_quality.py [--days 7] [--out benchmarks/results/quality.json]
+
+A synthetic GENEActiv wrist recording (50 Hz, `--days` long) goes through the free-living
+wrist pipeline (calibration, day windows, wear, sleep, activity) the way a job runs it
+(`workflow.run`, which writes the quality report). In the same process, the report alone is
+then timed on the same reader output, wear bouts and calibrated signal (the median of
+three). The overhead is the report's time over the job's. Never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_catalog import machine  # noqa: E402
+
+STEPS = [
+    ("CalibrateAccelerometer", {"min_hours": 24}),
+    ("GetDayWindowIndices", {"bases": (0, 12), "periods": (24, 24)}),
+    ("AccelThresholdWearDetection", {}),
+    ("Sleep", {"day_window": (12, 24)}),
+    ("ActivityLevelClassification", {"cutpoints": "migueles_wrist_adult"}),
+]
+
+
+def main() -> None:
+    import skdh
+
+    from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin
+    from biomarkerflow.plugins.skdh import quality, workflow
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        path = Path(tmp) / "P01_wrist.bin"
+        write_geneactiv_bin(path, RecordingSpec(subject="P01", days=args.days, fs=50.0, seed=7))
+        plan = workflow.JobPlan(None, tuple(workflow.StepPlan(name, params) for name, params in STEPS))
+        workflow.warm_up()
+        start = time.perf_counter()
+        output = workflow.run(path, plan, {"tz_name": "Europe/London"})
+        job_seconds = time.perf_counter() - start
+
+        data = skdh.io.ReadBin().predict(file=str(path), tz_name="Europe/London")
+        pipeline = skdh.Pipeline()
+        for name, params in STEPS:
+            pipeline.add(workflow._step_instance(workflow.StepPlan(name, params)), name=name)
+        results = pipeline.run(**data, file=str(path), tz_name="Europe/London")
+        report_seconds = []
+        for _ in range(3):
+            start = time.perf_counter()
+            quality.report(
+                data,
+                calibrated_accel=results["CalibrateAccelerometer"].get("accel"),
+                wear_bouts=results["AccelThresholdWearDetection"]["wear"],
+                tz_name="Europe/London",
+            )
+            report_seconds.append(time.perf_counter() - start)
+    report = statistics.median(report_seconds)
+    figures = {
+        "machine": machine(),
+        "days": args.days,
+        "samples": int(output.recording["samples"]),
+        "job_seconds": round(job_seconds, 2),
+        "report_seconds": round(report, 3),
+        "overhead_percent": round(100 * report / (job_seconds - report), 2),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
