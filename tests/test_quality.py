@@ -182,3 +182,21 @@ def test_a_processed_recording_has_its_report_in_results_and_on_its_run_page(
     section = page[page.index("<h2>Data quality</h2>") : page.index("</section>", page.index("<h2>Data quality</h2>"))]
     assert "50 Hz nominal" in section and f"{found['gaps']}" in section and "°C" in section
     platform.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 20])
+def test_the_longest_run_is_found_across_chunks(chunk: int) -> None:
+    """Runs that start, end or lie wholly inside a chunk, or span several: the same longest
+    run as counting sample by sample."""
+    from biomarkerflow.plugins.skdh.quality import _longest_run
+
+    rng = np.random.default_rng(chunk)
+    for _ in range(20):
+        values = np.repeat(rng.integers(0, 3, 40), rng.integers(1, 12, 40)).astype(float)
+        expected = longest = 1
+        for before, after in zip(values[:-1], values[1:], strict=True):
+            longest = longest + 1 if after == before else 1
+            expected = max(expected, longest)
+        assert _longest_run(values, chunk) == expected
+    assert _longest_run(np.empty(0), chunk) == 0
+    assert _longest_run(np.ones(10), chunk) == 10

@@ -31,7 +31,7 @@ CLIP_TOLERANCE = 0.005  # within 0.5% of the largest magnitude counts as clipped
 MIN_CLIP_RANGE_G = 2.0  # no device clips below 2 g: a quiet file's maximum is not a range
 STILL_SECONDS = 10.0
 STILL_SD_G = 0.013
-CHUNK_WINDOWS = 20_000  # still-window statistics a chunk at a time: memory of one chunk
+CHUNK_WINDOWS = 2_000  # still-window statistics a chunk at a time: memory of one chunk
 AXES = "xyz"
 
 
@@ -55,15 +55,18 @@ def report(
     row: dict[str, Any] = {**_time_facts(time, nominal, tz_name)}
     rate = nominal or row["sample_rate_observed_hz"] or 1.0
     row |= _clipping_and_stuck(accel, rate)
-    row["calibration_error_g"], row["still_windows"] = _calibration_error(accel, rate)
+    still, size = _still_windows(accel, rate)
+    row["still_windows"] = len(still)
+    row["calibration_error_g"] = _calibration_error(accel, still, size)
     row["calibration_error_after_g"] = None
-    if calibrated_accel is not None:
-        row["calibration_error_after_g"], _ = _calibration_error(np.asarray(calibrated_accel), rate)
+    if calibrated_accel is not None:  # the same still windows, after calibration
+        row["calibration_error_after_g"] = _calibration_error(np.asarray(calibrated_accel), still, size)
     row |= _temperature(data.get("temperature"))
     days = None
     row["nonwear_fraction"] = row["valid_days"] = row["days"] = None
-    if wear_bouts is not None:
-        days = _days(time, np.asarray(wear_bouts, dtype=np.int64).reshape(-1, 2), tz_name, settings)
+    if wear_bouts is not None and row["start"] is not None:
+        span_unix = (row["start"].timestamp(), row["end"].timestamp())  # naive times count as UTC, as made
+        days = _days(time, span_unix, np.asarray(wear_bouts, dtype=np.int64).reshape(-1, 2), tz_name, settings)
         worn = float(days["wear_hours"].sum()) * 3600.0
         span = max(row["duration_seconds"], 1e-9)
         row["nonwear_fraction"] = float(min(1.0, max(0.0, 1.0 - worn / span)))
@@ -75,14 +78,20 @@ def report(
 
 def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[str, Any]:
     valid = time >= INVALID_BEFORE_UNIX
-    good = time[valid]
+    good = time if valid.all() else time[valid]  # a copy only when there is something to drop
     steps = np.diff(good)
     period = 1.0 / nominal if nominal > 0 else (float(np.median(steps)) if len(steps) else 0.0)
     gaps = steps > GAP_PERIODS * period if period > 0 else np.zeros(len(steps), bool)
-    regular = steps[(steps > 0) & ~gaps]
-    observed = float(len(regular) / regular.sum()) if len(regular) and regular.sum() > 0 else None
+    gap_steps = steps[gaps]
+    backwards, repeated = int(np.count_nonzero(steps < 0)), int(np.count_nonzero(steps == 0))
+    # The regular steps (forward, not gaps) without gathering them: all steps add up to the
+    # span; the others are few.
+    regular_count = len(steps) - len(gap_steps) - backwards - repeated
+    span = float(good[-1] - good[0]) if len(good) else 0.0
+    regular_sum = span - float(gap_steps.sum()) - float(steps[steps < 0].sum())
+    observed = regular_count / regular_sum if regular_count and regular_sum > 0 else None
     start, end = (float(good.min()), float(good.max())) if len(good) else (None, None)
-    gap_seconds = steps[gaps] - period
+    gap_seconds = gap_steps - period
     return {
         "start": _timestamp(start, tz_name),
         "end": _timestamp(end, tz_name),
@@ -92,8 +101,8 @@ def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[s
         "sample_rate_observed_hz": observed,
         "rate_difference_ppm": (observed / nominal - 1.0) * 1e6 if observed and nominal else None,
         "timestamps_invalid": int(len(time) - len(good)),
-        "timestamps_backwards": int(np.count_nonzero(steps < 0)),
-        "timestamps_repeated": int(np.count_nonzero(steps == 0)),
+        "timestamps_backwards": backwards,
+        "timestamps_repeated": repeated,
         "gaps": int(np.count_nonzero(gaps)),
         "gap_seconds_total": float(gap_seconds.sum()),
         "gap_seconds_longest": float(gap_seconds.max()) if len(gap_seconds) else 0.0,
@@ -110,65 +119,93 @@ def _timestamp(unix: float | None, tz_name: str | None) -> pd.Timestamp | None:
 
 def _clipping_and_stuck(accel: np.ndarray, rate: float) -> dict[str, Any]:
     row: dict[str, Any] = {}
-    magnitude = float(np.abs(accel).max()) if accel.size else 0.0
+    magnitude = float(max(accel.max(), -accel.min())) if accel.size else 0.0
     clips = magnitude >= MIN_CLIP_RANGE_G
     for index, axis in enumerate(AXES[: accel.shape[1] if accel.ndim == 2 else 0]):
         values = accel[:, index]
-        clipped = _flat_tops(np.abs(values) >= magnitude * (1 - CLIP_TOLERANCE)) if clips else 0
+        clipped = _flat_tops(values, magnitude * (1 - CLIP_TOLERANCE)) if clips else 0
         row[f"clipping_fraction_{axis}"] = clipped / len(values) if len(values) else 0.0
         row[f"stuck_seconds_longest_{axis}"] = _longest_run(values) / rate
     row["range_g"] = magnitude
     return row
 
 
-def _flat_tops(at_range: np.ndarray) -> int:
-    """Samples at the range in runs of two or more: a saturated sensor holds its limit, while
-    a single sample at the largest magnitude is just the file's peak."""
-    before = np.concatenate(([False], at_range[:-1]))
-    after = np.concatenate((at_range[1:], [False]))
-    return int(np.count_nonzero(at_range & (before | after)))
-
-
-def _longest_run(values: np.ndarray) -> int:
-    """Samples in the longest run of one repeated value."""
-    if len(values) == 0:
+def _flat_tops(values: np.ndarray, threshold: float) -> int:
+    """Samples at the range (|value| >= threshold) in runs of two or more: a saturated sensor
+    holds its limit, while a single sample at the largest magnitude is just the file's peak."""
+    at = np.flatnonzero((values >= threshold) | (values <= -threshold))  # few, next to the samples
+    if len(at) < 2:
         return 0
-    changes = np.flatnonzero(values[1:] != values[:-1])
-    bounds = np.concatenate(([-1], changes, [len(values) - 1]))
-    return int(np.diff(bounds).max())
+    follows = np.diff(at) == 1  # sample at[i + 1] comes right after at[i]
+    in_run = np.zeros(len(at), bool)
+    in_run[1:] |= follows
+    in_run[:-1] |= follows
+    return int(np.count_nonzero(in_run))
 
 
-def _calibration_error(accel: np.ndarray, rate: float) -> tuple[float | None, int]:
-    """Mean | |window mean| - 1 g | over still windows, and how many there were."""
+def _longest_run(values: np.ndarray, chunk: int = 1 << 20) -> int:
+    """Samples in the longest run of one repeated value; a chunk at a time (a run may span
+    chunks), which keeps each pass in the CPU's cache: 5x faster on a week at 50 Hz."""
+    best = carry = 0  # carry: the run still open at the end of the previous chunk
+    for first in range(0, len(values), chunk):
+        part = values[first : first + chunk]
+        joined = first > 0 and part[0] == values[first - 1]
+        changes = np.flatnonzero(part[1:] != part[:-1])
+        if not len(changes):
+            carry = carry + len(part) if joined else len(part)
+        else:
+            head = changes[0] + 1 + (carry if joined else 0)
+            inner = int(np.diff(changes).max()) if len(changes) > 1 else 0
+            carry = len(part) - 1 - int(changes[-1])
+            best = max(best, int(head), inner)
+        best = max(best, carry)
+    return best
+
+
+def _still_windows(accel: np.ndarray, rate: float) -> tuple[np.ndarray, int]:
+    """Indices of the still 10 s windows (every axis' SD under 13 mg), and the window size."""
     size = int(round(STILL_SECONDS * rate))
     windows = len(accel) // size if size > 0 else 0
-    errors: list[np.ndarray] = []
+    found: list[np.ndarray] = []
     for first in range(0, windows, CHUNK_WINDOWS):
         count = min(CHUNK_WINDOWS, windows - first)
         chunk = accel[first * size : (first + count) * size].reshape(count, size, -1)
-        still = np.all(chunk.std(axis=1) < STILL_SD_G, axis=1)
-        means = chunk[still].mean(axis=1)
-        errors.append(np.abs(np.linalg.norm(means, axis=1) - 1.0))
-    found = np.concatenate(errors) if errors else np.empty(0)
-    return (float(found.mean()) if len(found) else None), int(len(found))
+        means = chunk.sum(axis=1) / size
+        # Variance from sums (no temporary the chunk's size); |a| ~ 1 g keeps it exact enough.
+        variance = np.einsum("ijk,ijk->ik", chunk, chunk) / size - means * means
+        found.append(first + np.flatnonzero(np.all(variance < STILL_SD_G**2, axis=1)))
+    return (np.concatenate(found) if found else np.empty(0, np.int64)), size
+
+
+def _calibration_error(accel: np.ndarray, windows: np.ndarray, size: int) -> float | None:
+    """Mean | |window mean| - 1 g | over the given windows."""
+    if not len(windows):
+        return None
+    framed = accel[: (int(windows.max()) + 1) * size].reshape(-1, size, accel.shape[1])
+    errors = [
+        np.abs(np.linalg.norm(framed[windows[i : i + CHUNK_WINDOWS]].sum(axis=1) / size, axis=1) - 1.0)
+        for i in range(0, len(windows), CHUNK_WINDOWS)  # a copy of a chunk of windows at a time
+    ]
+    return float(np.concatenate(errors).mean())
 
 
 def _temperature(temperature: Any) -> dict[str, Any]:
     values = np.asarray(temperature, dtype=np.float64) if temperature is not None else np.empty(0)
-    values = values[np.isfinite(values)] if values.size else values
+    if values.size and not (np.isfinite(values.min()) and np.isfinite(values.max())):
+        values = values[np.isfinite(values)]  # a copy only when something is missing
     if not values.size:
         return {"temperature_min_c": None, "temperature_max_c": None}
     return {"temperature_min_c": float(values.min()), "temperature_max_c": float(values.max())}
 
 
-def _days(time: np.ndarray, bouts: np.ndarray, tz_name: str | None, settings: QualitySettings) -> pd.DataFrame:
-    """Wear hours per calendar day (in the subject's zone, else the recording's naive time)."""
-    valid = time[time >= INVALID_BEFORE_UNIX]
-    if not len(valid):
-        return pd.DataFrame({"day": [], "wear_hours": [], "valid": []})
+def _days(
+    time: np.ndarray, span: tuple[float, float], bouts: np.ndarray, tz_name: str | None, settings: QualitySettings
+) -> pd.DataFrame:
+    """Wear hours per calendar day of the recording's `span` (unix seconds), in the subject's
+    zone, else in the recording's naive time."""
     zone = tz_name or "UTC"  # naive times are read as UTC: their day boundaries are their own
-    first = pd.Timestamp(valid.min(), unit="s", tz="UTC").tz_convert(zone).normalize()
-    last = pd.Timestamp(valid.max(), unit="s", tz="UTC").tz_convert(zone).normalize()
+    first = pd.Timestamp(span[0], unit="s", tz="UTC").tz_convert(zone).normalize()
+    last = pd.Timestamp(span[1], unit="s", tz="UTC").tz_convert(zone).normalize()
     starts = pd.date_range(first, last, freq="D")  # local midnights: 23 or 25 h apart across DST
     edges = np.array([s.timestamp() for s in starts] + [(starts[-1] + pd.Timedelta(days=1)).timestamp()])
     last_index = len(time) - 1
