@@ -6,7 +6,7 @@ core fields in `biomarkerflow.config.schema`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -114,6 +114,11 @@ class QualityConfig(_Strict):
         gt=0,
         le=24,
         description="A calendar day is valid with at least this many hours of wear (GGIR's includedaycrit).",
+    )
+    repairs: Literal["auto", "none"] = Field(
+        default="auto",
+        description="auto: repair unambiguous defects (cut blocks, corrupt blocks, a reset clock's samples) and "
+        "say so; none: fail the file instead.",
     )
 
 

@@ -38,6 +38,7 @@ AXES = "xyz"
 @dataclass(frozen=True)
 class QualitySettings:
     valid_day_hours: float = 16.0
+    repairs: bool = True  # False: a defect that could be repaired fails the file instead
 
 
 def report(
@@ -47,6 +48,7 @@ def report(
     wear_bouts: np.ndarray | None = None,
     tz_name: str | None = None,
     settings: QualitySettings = QualitySettings(),
+    repairs: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(`quality`: one row, `quality_days`: one row per day or None without wear bouts)."""
     time = np.asarray(data["time"], dtype=np.float64)
@@ -73,6 +75,7 @@ def report(
         row["valid_days"] = int(days["valid"].sum())
         row["days"] = len(days)
     row["valid_day_hours"] = settings.valid_day_hours
+    row["repairs"] = "; ".join(repairs) or None
     return pd.DataFrame([row]), days
 
 

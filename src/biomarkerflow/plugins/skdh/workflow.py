@@ -20,6 +20,7 @@ from biomarkerflow.errors import JobError, StorageError
 from biomarkerflow.plugins.contract import StepError
 from biomarkerflow.plugins.skdh import explain
 from biomarkerflow.plugins.skdh import formats as skdh_formats
+from biomarkerflow.plugins.skdh import repairs as skdh_repairs
 from biomarkerflow.plugins.skdh import steps as skdh_steps
 from biomarkerflow.plugins.skdh import tables as skdh_tables
 from biomarkerflow.plugins.skdh.config import SkdhStudyConfig
@@ -44,7 +45,7 @@ class JobPlan:
         return {
             "reader": None if self.reader is None else {"name": self.reader.name, "params": self.reader.params},
             "steps": [{"name": s.name, "params": s.params} for s in self.steps],
-            "quality": {"valid_day_hours": self.quality.valid_day_hours},
+            "quality": {"valid_day_hours": self.quality.valid_day_hours, "repairs": self.quality.repairs},
         }
 
 
@@ -80,7 +81,8 @@ def plan(config: SkdhStudyConfig) -> JobPlan:
     if config.data.reader_name != "auto":
         reader = StepPlan(config.data.reader_name, config.data.reader_params)
     steps = tuple(StepPlan(name, dict(params)) for spec in config.pipeline.steps for name, params in spec.items())
-    return JobPlan(reader=reader, steps=steps, quality=QualitySettings(config.quality.valid_day_hours))
+    quality = QualitySettings(config.quality.valid_day_hours, config.quality.repairs == "auto")
+    return JobPlan(reader=reader, steps=steps, quality=quality)
 
 
 def _step_instance(step: StepPlan) -> Any:
@@ -132,6 +134,13 @@ def _refuse_mismatch(path: Path, reader: str) -> None:
         raise StepFailed(reader, reason)  # "ReadBin reads GENEActiv .bin files, but 'x.cwa' is Axivity .cwa: ..."
 
 
+def _file_defects(path: Path, reader: str) -> tuple[list[skdh_repairs.Defect], list[int]]:
+    try:
+        return skdh_repairs.file_defects(path)
+    except skdh_repairs.Unrepairable as exc:
+        raise StepFailed(reader, f"{reader}: {exc}") from None
+
+
 def _unique_names(job_plan: JobPlan) -> list[str]:
     # The same naming SKDH's Pipeline uses for repeated steps: Name, Name_1, Name_2 ...
     seen: dict[str, int] = {}
@@ -177,6 +186,7 @@ class _Attempt:
     building: tuple[StepPlan, str] | None = None  # the step being instantiated
     pipeline: Any = None
     recording_seconds: float | None = None
+    repairs: list[str] = field(default_factory=list)  # what was repaired, in words
 
     def instance(self, step: StepPlan, name: str) -> Any:
         self.building = (step, name)
@@ -240,10 +250,21 @@ def _run_steps(
     import skdh
 
     tz_name = inputs.get("tz_name")
+    defects, bad_blocks = _file_defects(path, reader_plan.name)
     reader = attempt.instance(reader_plan, reader_plan.name)
     data = reader.predict(file=str(path), tz_name=tz_name)
     if not data or "time" not in data or len(data["time"]) == 0:
         raise StepFailed(reader_plan.name, f"{reader_plan.name}: read no samples from '{path.name}'")
+    data = skdh_repairs.drop_zero_filled(data, path, bad_blocks)
+    data, trimmed = skdh_repairs.trim_invalid_time(data)
+    found = defects + trimmed
+    if found and not job_plan.quality.repairs:
+        raise StepFailed(
+            reader_plan.name,
+            f"{reader_plan.name}: {'; '.join(d.what for d in found)}; not repaired, as the study says "
+            "(quality.repairs: none): copy the file again, or set quality.repairs: auto to read around it",
+        )
+    attempt.repairs = [str(d) for d in found]
     attempt.recording_seconds = float(data["time"][-1] - data["time"][0])
     pipeline = skdh.Pipeline()
     attempt.pipeline = pipeline
@@ -254,7 +275,12 @@ def _run_steps(
 
 
 def _quality_tables(
-    data: dict[str, Any], results: dict[str, Any], job_plan: JobPlan, names: list[str], tz_name: str | None
+    data: dict[str, Any],
+    results: dict[str, Any],
+    job_plan: JobPlan,
+    names: list[str],
+    tz_name: str | None,
+    repairs: list[str],
 ) -> dict[str, pd.DataFrame]:
     """The recording's quality report, with what the pipeline found of wear and calibration."""
     from biomarkerflow.plugins.skdh import quality
@@ -267,7 +293,12 @@ def _quality_tables(
         if step.name == "CalibrateAccelerometer" and result.get("accel") is not None:
             calibrated = result["accel"]
     row, days = quality.report(
-        data, calibrated_accel=calibrated, wear_bouts=wear, tz_name=tz_name, settings=job_plan.quality
+        data,
+        calibrated_accel=calibrated,
+        wear_bouts=wear,
+        tz_name=tz_name,
+        settings=job_plan.quality,
+        repairs=tuple(repairs),
     )
     return {"quality": row} if days is None else {"quality": row, "quality_days": days}
 
@@ -309,7 +340,7 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str |
         for table, frame in skdh_tables.step_tables(step.name, result, time, tz_name).items():
             suffix = name[len(step.name) :]  # "_1" for a repeated step
             tables[f"{table}{suffix}"] = frame
-    tables.update(_quality_tables(data, results, job_plan, names, tz_name))
+    tables.update(_quality_tables(data, results, job_plan, names, tz_name, attempt.repairs))
     recording = {
         "samples": int(len(time)),
         "sample_rate_hz": float(data.get("fs") or 0.0),
@@ -321,6 +352,11 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str |
     resolved = [
         {"step": s.name, "params": skdh_steps.resolve_params(s.name, s.params)} for s in (reader_plan, *job_plan.steps)
     ]
+    repaired = tuple(f"repaired: {repair}" for repair in attempt.repairs)
     return PluginOutput(
-        tables=tables, recording=recording, resolved_pipeline=resolved, warnings=caught, notices=notices
+        tables=tables,
+        recording={**recording, "repairs": attempt.repairs},
+        resolved_pipeline=resolved,
+        warnings=caught,
+        notices=repaired + notices,
     )

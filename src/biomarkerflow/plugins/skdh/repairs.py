@@ -1,0 +1,132 @@
+"""Defects of a recording that are unambiguous, found and (unless a study says
+`quality.repairs: none`) repaired, each said in words for the quality report, the run's
+provenance and its notices:
+
+- an Axivity `.cwa` whose header is damaged cannot be read (fatal, with what is wrong);
+- a `.cwa` that ends mid-block (an incomplete copy): the reader leaves the partial block out;
+- a `.cwa` block whose checksum fails: SKDH's reader fills its samples with 0 g, which no
+  worn or resting device measures; those samples are left out (a gap), as GGIR's reader
+  skips such blocks;
+- samples at the end (or start) whose timestamps are before 1971 or before the recording's
+  own start (a clock that reset): trimmed.
+
+Nothing else is changed: the samples that remain are the reader's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biomarkerflow.plugins.skdh.headers import CWA_BLOCK_BYTES, CWA_HEADER_BYTES
+from biomarkerflow.plugins.skdh.quality import INVALID_BEFORE_UNIX
+
+CWA_SAMPLE_COUNT_OFFSET = 28  # uint16 in each data block's header
+
+
+class Unrepairable(ValueError):
+    """The file cannot be read at all, for a reason that is said in words."""
+
+
+@dataclass(frozen=True)
+class Defect:
+    what: str  # what is wrong, with the number that matters
+    repair: str  # what repairing it does
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.repair}"
+
+
+def file_defects(path: Path) -> tuple[list[Defect], list[int]]:
+    """What is wrong with the file itself, in words, and the indices of its corrupt data
+    blocks (an Axivity .cwa; other formats: nothing to say). Raises Unrepairable when
+    the header is damaged."""
+    if path.suffix.lower() != ".cwa":
+        return [], []
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        header = stream.read(CWA_HEADER_BYTES)
+        if len(header) < CWA_HEADER_BYTES or header[:2] != b"MD":
+            raise Unrepairable(
+                f"the file's header (its first {CWA_HEADER_BYTES:,} bytes) is damaged: an Axivity .cwa file "
+                f"starts with 'MD', this one with {header[:2]!r}; copy the file again from the device"
+            )
+        blocks = np.frombuffer(stream.read(), dtype=np.uint8)
+    found: list[Defect] = []
+    whole = len(blocks) // CWA_BLOCK_BYTES
+    partial = len(blocks) - whole * CWA_BLOCK_BYTES
+    if partial:
+        what = f"the file ends mid-block at byte {size:,} (incomplete copy?)"
+        found.append(Defect(what, f"the last {partial} bytes, part of block {whole + 1}, are left out"))
+    words = blocks[: whole * CWA_BLOCK_BYTES].view("<u2").reshape(whole, CWA_BLOCK_BYTES // 2)
+    bad = np.flatnonzero(words.sum(axis=1, dtype=np.uint64) & 0xFFFF)
+    for index in bad.tolist():
+        found.append(Defect(f"block {index + 1} of {whole:,} is corrupt (checksum)", "its samples are left out"))
+    return found, bad.tolist()
+
+
+def cwa_block_samples(path: Path) -> np.ndarray:
+    """The sample count each whole data block of a .cwa file declares."""
+    with open(path, "rb") as stream:
+        stream.seek(CWA_HEADER_BYTES)
+        blocks = np.frombuffer(stream.read(), dtype=np.uint8)
+    whole = len(blocks) // CWA_BLOCK_BYTES
+    table = blocks[: whole * CWA_BLOCK_BYTES].reshape(whole, CWA_BLOCK_BYTES)
+    offset = CWA_SAMPLE_COUNT_OFFSET
+    return table[:, offset].astype(np.int64) | (table[:, offset + 1].astype(np.int64) << 8)
+
+
+def drop_zero_filled(data: dict[str, Any], path: Path, bad_blocks: list[int]) -> dict[str, Any]:
+    """The samples SKDH filled with 0 g for corrupt blocks, left out (each block's samples
+    located from the good blocks' sample counts; a range that is not all zeros is kept)."""
+    if not bad_blocks:
+        return data
+    counts = cwa_block_samples(path)
+    for bad in bad_blocks:  # a corrupt block's own count cannot be trusted: its neighbour's
+        counts[bad] = counts[bad - 1] if bad > 0 else counts[min(bad + 1, len(counts) - 1)]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    accel = np.asarray(data["accel"])
+    keep = np.ones(len(accel), bool)
+    for bad in bad_blocks:
+        low, high = int(starts[bad]), int(starts[bad] + counts[bad])
+        if high <= len(accel) and not np.any(accel[low:high]):
+            keep[low:high] = False
+    return _rows(data, keep) if not keep.all() else data
+
+
+def trim_invalid_time(data: dict[str, Any]) -> tuple[dict[str, Any], list[Defect]]:
+    """Samples at the end (or start) whose timestamps are before 1971, or at the end before
+    the recording's first valid time (a clock that reset), trimmed; what was done, in words."""
+    time = np.asarray(data["time"], dtype=np.float64)
+    invalid = time < INVALID_BEFORE_UNIX
+    lead = int(np.argmax(~invalid)) if not invalid.all() else len(time)
+    if lead == len(time):
+        return data, []
+    start = time[lead]
+    bad_tail = invalid | (time < start)
+    bad_tail[:lead] = True
+    tail = int(np.flatnonzero(~bad_tail)[-1]) + 1  # after the last good sample, only bad ones
+    done: list[Defect] = []
+    if lead:
+        done.append(Defect(f"the first {lead:,} samples have timestamps before 1971 (a clock not yet set)", "trimmed"))
+    if tail < len(time):
+        when = "before 1971" if float(time[tail]) < INVALID_BEFORE_UNIX else "before the recording's start"
+        what = f"the last {len(time) - tail:,} samples have timestamps {when} (a clock that reset)"
+        done.append(Defect(what, "trimmed"))
+    if not done:
+        return data, []
+    keep = np.zeros(len(time), bool)
+    keep[lead:tail] = True
+    return _rows(data, keep), done
+
+
+def _rows(data: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """Every per-sample array of the reader's output at the kept samples; the rest as is."""
+    samples = len(keep)
+    return {
+        key: value[keep] if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == samples else value
+        for key, value in data.items()
+    }
