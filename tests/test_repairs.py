@@ -172,3 +172,27 @@ def test_in_a_study_repaired_files_succeed_with_a_note_and_a_broken_one_fails_al
         assert record.state == "SUCCEEDED", (name, record.last_error)
         repaired = [n for n in run_.notices or [] if n.startswith("repaired: ")]
         assert bool(repaired) == ("clean" not in name), (name, run_.notices)
+
+
+def test_a_geneactiv_file_cut_mid_page_reads_its_complete_pages(samples: Path, tmp_path: Path) -> None:
+    """As SKDH reads the same file cut by hand at the last complete page (it refuses the
+    file as it is: a page shorter than 300 samples)."""
+    import skdh
+
+    whole = (samples / "gnactv_sample.bin").read_bytes()
+    cut = tmp_path / "S1_cut.bin"
+    cut.write_bytes(whole[: len(whole) // 2 + 37])
+    plan = JobPlan(None, (StepPlan("CalibrateAccelerometer", {"min_hours": 0.001}),))
+    output = run(cut, plan, {})
+    [quality] = output.tables["quality"].to_dict("records")
+    ends = len(whole) // 2 + 37
+    assert quality["repairs"] == (
+        f"the file ends mid-page at byte {ends:,} (incomplete copy?): the last, incomplete page is left out"
+    )
+    by_hand = tmp_path / "by_hand.bin"
+    by_hand.write_bytes(whole[: whole.rindex(b"Recorded Data", 0, len(whole) // 2 + 37)])
+    expected = skdh.io.ReadBin().predict(file=str(by_hand))
+    assert quality["samples"] == len(expected["time"]) == 300
+    assert quality["start"].timestamp() == pytest.approx(float(expected["time"][0]))
+    with pytest.raises(StepFailed, match="ends mid-page"):
+        run(cut, JobPlan(None, plan.steps, QualitySettings(repairs=False)), {})

@@ -3,6 +3,7 @@
 provenance and its notices:
 
 - an Axivity `.cwa` whose header is damaged cannot be read (fatal, with what is wrong);
+- a GENEActiv `.bin` that ends mid-page (an incomplete copy): its complete pages are read;
 - a `.cwa` that ends mid-block (an incomplete copy): the reader leaves the partial block out;
 - a `.cwa` block whose checksum fails: SKDH's reader fills its samples with 0 g, which no
   worn or resting device measures; those samples are left out (a gap), as GGIR's reader
@@ -40,12 +41,52 @@ class Defect:
         return f"{self.what}: {self.repair}"
 
 
-def file_defects(path: Path) -> tuple[list[Defect], list[int]]:
-    """What is wrong with the file itself, in words, and the indices of its corrupt data
-    blocks (an Axivity .cwa; other formats: nothing to say). Raises Unrepairable when
-    the header is damaged."""
-    if path.suffix.lower() != ".cwa":
-        return [], []
+GENEACTIV_PAGE_MARK = b"Recorded Data"
+GENEACTIV_PAGE_LINES = 10  # the mark, 8 lines of page facts, the samples in hex
+GENEACTIV_HEX_CHARACTERS = 3600  # 300 samples of 12 hex characters
+GENEACTIV_TAIL_BYTES = 8192  # more than one page's bytes
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    defects: list[Defect]
+    bad_blocks: list[int]  # .cwa data blocks whose checksum fails
+    read_bytes: int | None = None  # read only this many bytes (a complete prefix), or all
+
+
+def file_defects(path: Path) -> FileCheck:
+    """What is wrong with the file itself, in words (Axivity .cwa and GENEActiv .bin; other
+    formats: nothing to say). Raises Unrepairable when the header is damaged."""
+    suffix = path.suffix.lower()
+    if suffix == ".bin":
+        return _geneactiv(path)
+    if suffix != ".cwa":
+        return FileCheck([], [])
+    defects, bad = _axivity(path)
+    return FileCheck(defects, bad)
+
+
+def _geneactiv(path: Path) -> FileCheck:
+    """A last page cut short: the pages before it are read."""
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        stream.seek(max(0, size - GENEACTIV_TAIL_BYTES))
+        tail = stream.read()
+    mark = tail.rfind(GENEACTIV_PAGE_MARK)
+    if mark < 0 or (size <= GENEACTIV_TAIL_BYTES and mark == tail.find(GENEACTIV_PAGE_MARK)):
+        return FileCheck([], [])  # no page, or the only page: nothing to read around
+    lines = tail[mark:].splitlines()
+    complete = len(lines) >= GENEACTIV_PAGE_LINES and len(lines[GENEACTIV_PAGE_LINES - 1].strip()) >= (
+        GENEACTIV_HEX_CHARACTERS
+    )
+    if complete:
+        return FileCheck([], [])
+    start = size - len(tail) + mark
+    what = f"the file ends mid-page at byte {size:,} (incomplete copy?)"
+    return FileCheck([Defect(what, "the last, incomplete page is left out")], [], read_bytes=start)
+
+
+def _axivity(path: Path) -> tuple[list[Defect], list[int]]:
     size = path.stat().st_size
     with open(path, "rb") as stream:
         header = stream.read(CWA_HEADER_BYTES)

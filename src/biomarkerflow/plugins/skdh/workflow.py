@@ -6,13 +6,17 @@ a plain, picklable job plan, and runs a plan on one local file, returning tables
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
+import shutil
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -134,11 +138,46 @@ def _refuse_mismatch(path: Path, reader: str) -> None:
         raise StepFailed(reader, reason)  # "ReadBin reads GENEActiv .bin files, but 'x.cwa' is Axivity .cwa: ..."
 
 
-def _file_defects(path: Path, reader: str) -> tuple[list[skdh_repairs.Defect], list[int]]:
+def _file_defects(path: Path, reader: str) -> skdh_repairs.FileCheck:
     try:
         return skdh_repairs.file_defects(path)
     except skdh_repairs.Unrepairable as exc:
         raise StepFailed(reader, f"{reader}: {exc}") from None
+
+
+def _refuse_unrepaired(reader: str, defects: list[skdh_repairs.Defect], allowed: bool) -> None:
+    if defects and not allowed:
+        raise StepFailed(
+            reader,
+            f"{reader}: {'; '.join(d.what for d in defects)}; not repaired, as the study says "
+            "(quality.repairs: none): copy the file again, or set quality.repairs: auto to read around it",
+        )
+
+
+@contextlib.contextmanager
+def _readable(path: Path, read_bytes: int | None) -> Iterator[Path]:
+    """The file, or a copy of its first `read_bytes` (its complete part) to read instead."""
+    if read_bytes is None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="biomarkerflow-repair-") as folder:
+        copy = Path(folder) / path.name
+        with open(path, "rb") as source, open(copy, "wb") as target:
+            shutil.copyfileobj(_Prefix(source, read_bytes), target)
+        yield copy
+
+
+class _Prefix:
+    """The first `size` bytes of a stream, as a readable stream."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream, self.left = stream, size
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        chunk = self.stream.read(size)
+        self.left -= len(chunk)
+        return chunk
 
 
 def _unique_names(job_plan: JobPlan) -> list[str]:
@@ -250,21 +289,17 @@ def _run_steps(
     import skdh
 
     tz_name = inputs.get("tz_name")
-    defects, bad_blocks = _file_defects(path, reader_plan.name)
+    check = _file_defects(path, reader_plan.name)
+    _refuse_unrepaired(reader_plan.name, check.defects, job_plan.quality.repairs)
     reader = attempt.instance(reader_plan, reader_plan.name)
-    data = reader.predict(file=str(path), tz_name=tz_name)
+    with _readable(path, check.read_bytes) as readable:
+        data = reader.predict(file=str(readable), tz_name=tz_name)
     if not data or "time" not in data or len(data["time"]) == 0:
         raise StepFailed(reader_plan.name, f"{reader_plan.name}: read no samples from '{path.name}'")
-    data = skdh_repairs.drop_zero_filled(data, path, bad_blocks)
+    data = skdh_repairs.drop_zero_filled(data, path, check.bad_blocks)
     data, trimmed = skdh_repairs.trim_invalid_time(data)
-    found = defects + trimmed
-    if found and not job_plan.quality.repairs:
-        raise StepFailed(
-            reader_plan.name,
-            f"{reader_plan.name}: {'; '.join(d.what for d in found)}; not repaired, as the study says "
-            "(quality.repairs: none): copy the file again, or set quality.repairs: auto to read around it",
-        )
-    attempt.repairs = [str(d) for d in found]
+    _refuse_unrepaired(reader_plan.name, trimmed, job_plan.quality.repairs)
+    attempt.repairs = [str(d) for d in check.defects + trimmed]
     attempt.recording_seconds = float(data["time"][-1] - data["time"][0])
     pipeline = skdh.Pipeline()
     attempt.pipeline = pipeline
