@@ -22,14 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_catalog import machine  # noqa: E402
-
-STEPS = [
-    ("CalibrateAccelerometer", {"min_hours": 24}),
-    ("GetDayWindowIndices", {"bases": (0, 12), "periods": (24, 24)}),
-    ("AccelThresholdWearDetection", {}),
-    ("Sleep", {"day_window": (12, 24)}),
-    ("ActivityLevelClassification", {"cutpoints": "migueles_wrist_adult"}),
-]
+from benchmarks.bench_platform import WRIST_STEPS as STEPS  # noqa: E402
 
 
 def main() -> None:
