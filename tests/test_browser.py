@@ -327,7 +327,7 @@ def test_study_page_shows_its_counts_and_why_a_file_failed(served: Served) -> No
         expect(failed).to_have_count(1)
         expect(failed.locator("td.path")).to_have_text(BROKEN)
         expect(failed.locator("td.error-text")).to_contain_text(
-            "ReadCwa: the Axivity .cwa file has corrupt data blocks and cannot be read"
+            "ReadCwa: the file's header (its first 1,024 bytes) is damaged"
         )
         expect(page.get_by_role("button", name="Rescan")).to_be_visible()  # an operate token
         expect(page.locator("[data-chart=chart-progress] svg .mark-symbol path").first).to_be_attached()

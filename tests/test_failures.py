@@ -48,7 +48,8 @@ HEIGHT_NOTICE = (
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An 18-minute wrist recording at 25 Hz, the same at 12.5 Hz, and a copy cut in half."""
+    """An 18-minute wrist recording at 25 Hz, the same at 12.5 Hz, and a copy whose first data
+    page is cut short in the middle of the file (a cut at the end is repaired: test_repairs.py)."""
     folder = tmp_path_factory.mktemp("short")
     short = folder / "P01_short.bin"
     write_geneactiv_bin(short, RecordingSpec(subject="P01", days=18 / 1440, fs=25.0, seed=3))
@@ -56,7 +57,10 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_geneactiv_bin(slow, RecordingSpec(subject="P01", days=18 / 1440, fs=12.5, seed=3))
     truncated = folder / "P01_cut.bin"
     raw = short.read_bytes()
-    truncated.write_bytes(raw[: len(raw) // 2])
+    samples = raw.index(b"Recorded Data")
+    for _ in range(9):  # a page's samples are its tenth line
+        samples = raw.index(b"\n", samples) + 1
+    truncated.write_bytes(raw[: samples + 1800] + raw[samples + 3600 :])  # half the first page's samples
     return {"short": short, "slow": slow, "truncated": truncated}
 
 
