@@ -3,15 +3,17 @@ found: wear, calibration), in the study's runtime: the `quality` table (one row 
 and `quality_days` (one row per calendar day, when the pipeline detects wear).
 
 What is measured, and how (README "Data quality" says it for users):
-- time: start, end, duration; timestamps that go backwards, repeat, or are before 1971
-  (a zero or 1970 clock); gaps (a step longer than two sample periods): count, total, longest;
+- time: start and end (wall-clock time in the subject's zone, named in `time_zone`, or the
+  device's own clock; and as unix seconds), duration; timestamps that go backwards, repeat,
+  or are before 1971 (a zero or 1970 clock); gaps (a step longer than two sample periods):
+  count, total, longest;
 - sample rate: the reader's (nominal) against the observed one over the steps that are not
   gaps, and their difference in parts per million (clock drift);
-- acceleration: the fraction of samples per axis within 0.5% of the largest magnitude in the
-  file, in runs of two or more (a sensor held at its range: clipping; none below 2 g), the longest run of one repeated
-  value per axis (a stuck axis), and the calibration error: the mean distance of the
-  acceleration from 1 g over still 10 s windows (every axis' SD under 13 mg, as GGIR), before
-  and, when the pipeline calibrates, after;
+- acceleration: the fraction of samples per axis within 0.5% of the largest magnitude in
+  the file, in runs of two or more (a sensor held at its range: clipping; none below 2 g),
+  the longest run of one repeated value per axis (a stuck axis), and the calibration error:
+  the mean distance of the acceleration from 1 g over still 10 s windows (every axis' SD
+  under 13 mg, as GGIR), before and, when the pipeline calibrates, after;
 - temperature range; non-wear fraction and valid days (at least `valid_day_hours` of wear
   in a calendar day of the subject's time zone, GGIR's `includedaycrit`).
 """
@@ -66,8 +68,8 @@ def report(
     row |= _temperature(data.get("temperature"))
     days = None
     row["nonwear_fraction"] = row["valid_days"] = row["days"] = None
-    if wear_bouts is not None and row["start"] is not None:
-        span_unix = (row["start"].timestamp(), row["end"].timestamp())  # naive times count as UTC, as made
+    if wear_bouts is not None and row["start_unix"] is not None:
+        span_unix = (row["start_unix"], row["end_unix"])
         days = _days(time, span_unix, np.asarray(wear_bouts, dtype=np.int64).reshape(-1, 2), tz_name, settings)
         worn = float(days["wear_hours"].sum()) * 3600.0
         span = max(row["duration_seconds"], 1e-9)
@@ -98,6 +100,9 @@ def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[s
     return {
         "start": _timestamp(start, tz_name),
         "end": _timestamp(end, tz_name),
+        "time_zone": tz_name,
+        "start_unix": start,
+        "end_unix": end,
         "duration_seconds": (end - start) if start is not None and end is not None else 0.0,
         "samples": len(time),
         "sample_rate_nominal_hz": nominal or None,
@@ -113,11 +118,13 @@ def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[s
 
 
 def _timestamp(unix: float | None, tz_name: str | None) -> pd.Timestamp | None:
+    """Wall-clock time, naive: in the subject's zone (named beside it), or the device's own
+    clock as SKDH's readers give it. Naive either way, so subjects in different zones share
+    one column type in the study's tables."""
     if unix is None:
         return None
-    # Naive local time when the subject's zone is unknown, as SKDH's readers give it.
-    stamp = pd.Timestamp(unix, unit="s", tz="UTC" if tz_name else None)
-    return stamp.tz_convert(tz_name) if tz_name else stamp
+    stamp = pd.Timestamp(unix, unit="s")
+    return stamp.tz_localize("UTC").tz_convert(tz_name).tz_localize(None) if tz_name else stamp
 
 
 def _clipping_and_stuck(accel: np.ndarray, rate: float) -> dict[str, Any]:
