@@ -713,7 +713,7 @@ def test_every_check_problem_is_reported_in_line_order() -> None:
         study: s1
         data:
           location: data/raw
-          include: ["**/*.gt3x"]
+          include: ["**/*.xyz"]
         pipeline:
           package: scikit-digital-health==0.16.15
           steps:

@@ -179,13 +179,25 @@ def test_running_out_of_memory_stays_retryable() -> None:
     assert not attempt.failed(ValueError("bad"), notices=()).retryable
 
 
-def test_gt3x_with_reader_auto_says_skdh_has_no_reader_for_it(samples: Path) -> None:
-    with pytest.raises(Exception) as raised:
-        skdh_workflow.run(samples / "gt3x_sample_from_history.gt3x", JobPlan(reader=None, steps=WRIST), {})
-    assert str(raised.value) == (
-        "cannot read 'gt3x_sample_from_history.gt3x', an ActiGraph .gt3x file: SKDH has no ActiGraph .gt3x reader "
-        "(removed in 2022): convert the files first, e.g. with pygt3x to CSV, and read those with ReadCSV"
-    )
+def test_gt3x_with_reader_auto_is_read_with_pygt3x_and_equals_skdh_on_its_arrays(samples: Path) -> None:
+    """ActiGraph .gt3x (SKDH dropped its reader): ReadGt3x by extension gives pygt3x's samples
+    on SKDH's time axis, and the pipeline's wear bouts equal SKDH's on those arrays."""
+    import skdh
+    from pygt3x.reader import FileReader
+    from skdh.io.base import handle_naive_timestamps
+
+    path = samples / "gt3x_sample_from_history.gt3x"
+    wear = (StepPlan("AccelThresholdWearDetection", {}),)
+    out = skdh_workflow.run(path, JobPlan(reader=None, steps=wear), {"tz_name": "America/Chicago"})
+    assert out.recording["reader"] == "ReadGt3x" and out.recording["sample_rate_hz"] == 30.0
+    with FileReader(str(path)) as reader:
+        frame = reader.to_pandas()
+    time = handle_naive_timestamps(frame.index.to_numpy(), is_local=True, tz_name="America/Chicago")
+    accel = frame[["X", "Y", "Z"]].to_numpy(dtype=np.float64)
+    assert out.recording["samples"] == len(time) and out.recording["start_unix"] == time[0]
+    expected = skdh.preprocessing.AccelThresholdWearDetection().predict(time=time, accel=accel, fs=30.0)["wear"]
+    assert out.tables["wear"]["start_index"].tolist() == np.asarray(expected)[:, 0].tolist()
+    assert out.tables["wear"]["end_index"].tolist() == np.asarray(expected)[:, 1].tolist()
 
 
 # ---- notices: SKDH's warnings that change results ---------------------------------------------------------

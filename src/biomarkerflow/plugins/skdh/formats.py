@@ -27,19 +27,16 @@ _GENEACTIV = FileFormat("GENEActiv .bin", "ReadBin")
 _AXIVITY = FileFormat("Axivity .cwa", "ReadCwa")
 _HDF5 = FileFormat("HDF5 (.h5)", "ReadApdmH5")
 _AVRO = FileFormat("Avro", "ReadEmpaticaAvro")
-_GT3X_HINT = (
-    "SKDH has no ActiGraph .gt3x reader (removed in 2022): convert the files first, e.g. with pygt3x to CSV, "
-    "and read those with ReadCSV"
-)
 _ZIP = FileFormat(
     "ZIP archive (e.g. ActiGraph .gt3x or NumPy .npz)",
     None,
-    f"{_GT3X_HINT}; a NumPy .npz file needs reader ReadNumpyFile",
+    "an ActiGraph .gt3x file needs reader ReadGt3x (by extension with reader: auto); "
+    "a NumPy .npz file needs reader ReadNumpyFile",
 )
-_GT3X = FileFormat("ActiGraph .gt3x", None, _GT3X_HINT)
 
-# File extensions of device formats no SKDH reader opens, so `reader: auto` can say why.
-_WITHOUT_READER: dict[str, FileFormat] = {".gt3x": _GT3X}
+# File extensions of device formats no reader opens, so `reader: auto` can say why (none now:
+# ActiGraph .gt3x, which SKDH dropped in 2022, has ReadGt3x).
+_WITHOUT_READER: dict[str, FileFormat] = {}
 _TEXT = FileFormat("text (e.g. CSV)", "ReadCSV")
 
 # Readers whose files have no signature of their own are not checked (ReadCSV reads any text).

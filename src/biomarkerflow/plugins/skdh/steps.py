@@ -36,6 +36,7 @@ READERS_BY_EXTENSION: dict[str, str] = {
     ".h5": "ReadApdmH5",
     ".npz": "ReadNumpyFile",
     ".avro": "ReadEmpaticaAvro",
+    ".gt3x": "ReadGt3x",  # ours (readers.py): SKDH has none
 }
 
 
@@ -68,7 +69,17 @@ def available_steps() -> dict[str, type]:
             obj = getattr(module, name, None)
             if inspect.isclass(obj) and issubclass(obj, skdh.BaseProcess):
                 steps.setdefault(name, obj)
+    steps.update(_own_readers())
     return steps
+
+
+def _own_readers() -> dict[str, type]:
+    """Our readers for formats SKDH cannot read; none with an SKDH too old for them."""
+    try:
+        from biomarkerflow.plugins.skdh.readers import READERS
+    except ImportError:
+        return {}
+    return dict(READERS)
 
 
 def _defined_in(obj: object, module_name: str) -> bool:
@@ -78,7 +89,8 @@ def _defined_in(obj: object, module_name: str) -> bool:
 
 def reader_names() -> list[str]:
     """Names of the steps that read a file (those exported by `skdh.io`)."""
-    return sorted(n for n, cls in available_steps().items() if cls.__module__.startswith("skdh.io"))
+    own = _own_readers()
+    return sorted(n for n, cls in available_steps().items() if cls.__module__.startswith("skdh.io") or n in own)
 
 
 def find_step(name: str) -> type | None:
