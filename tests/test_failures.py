@@ -419,3 +419,17 @@ def test_migration_0005_adds_the_failure_columns_and_keeps_runs(tmp_path: Path, 
         with engine.connect() as connection:
             assert schema.current_revision(connection) == schema.head_revision()
         engine.dispose()
+
+
+def test_a_study_reading_gt3x_asks_its_runtime_for_pygt3x() -> None:
+    from biomarkerflow.plugins.skdh.plugin import GT3X_REQUIREMENT, WORKFLOW_TYPE
+
+    pipeline = {"package": "scikit-digital-health==0.17.18", "steps": [{"AccelThresholdWearDetection": {}}]}
+    for data, wanted in (
+        ({"include": ["**/*.gt3x"]}, True),
+        ({"reader": {"ReadGt3x": {}}}, True),
+        ({"include": ["**/*.cwa"]}, False),
+    ):
+        request, problems = WORKFLOW_TYPE.runtime_request({"pipeline": pipeline, "data": data})
+        assert problems == [] and request is not None
+        assert (GT3X_REQUIREMENT in request.constraints) == wanted, data

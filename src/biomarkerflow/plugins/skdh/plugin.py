@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from biomarkerflow.storage.store import FileEntry
 
 PACKAGE = "scikit-digital-health"
+GT3X_REQUIREMENT = "pygt3x>=0.7"  # ReadGt3x's reader, in whichever runtime the study's SKDH runs
+
+
+def _reads_gt3x(data: Any) -> bool:
+    """Whether a study's files include ActiGraph .gt3x (by pattern or by naming ReadGt3x)."""
+    if not isinstance(data, Mapping):
+        return False
+    reader = data.get("reader")
+    named = reader == "ReadGt3x" or (isinstance(reader, Mapping) and "ReadGt3x" in reader)
+    return named or any(str(p).lower().endswith(".gt3x") for p in data.get("include") or [])
 
 
 def _section(model: type[pydantic.BaseModel], value: Any) -> Any:
@@ -61,7 +71,8 @@ class SkdhWorkflowType(WorkflowType):
         problems = checks.check_pin(pipeline)
         if problems:
             return None, problems
-        return RuntimeRequest(pipeline.package, tuple(pipeline.constraints), "pipeline.package"), []
+        extra = (GT3X_REQUIREMENT,) if _reads_gt3x(config.get("data")) else ()
+        return RuntimeRequest(pipeline.package, (*pipeline.constraints, *extra), "pipeline.package"), []
 
     def check(self, sections: Mapping[str, Any]) -> list[Problem]:
         from biomarkerflow.plugins.skdh import checks
