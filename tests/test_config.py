@@ -441,7 +441,7 @@ def test_unknown_reader() -> None:
         study: s1
         data:
           location: data/raw
-          reader: ReadGt3x
+          reader: ReadActigraph
         pipeline:
           package: scikit-digital-health==0.17.18
           steps: [GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}, Sleep]
@@ -449,7 +449,8 @@ def test_unknown_reader() -> None:
     )
     problem = only(found)
     assert (problem.line, problem.column, problem.field) == (4, 3, "data.reader")
-    assert "unknown reader 'ReadGt3x'" in problem.message and "ReadCwa" in problem.message
+    assert "unknown reader 'ReadActigraph'" in problem.message and "ReadCwa" in problem.message
+    assert "ReadGt3x" in problem.message  # ours, listed with SKDH's
 
 
 def test_reader_parameters_are_checked() -> None:
