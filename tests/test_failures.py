@@ -198,6 +198,9 @@ def test_gt3x_with_reader_auto_is_read_with_pygt3x_and_equals_skdh_on_its_arrays
     expected = skdh.preprocessing.AccelThresholdWearDetection().predict(time=time, accel=accel, fs=30.0)["wear"]
     assert out.tables["wear"]["start_index"].tolist() == np.asarray(expected)[:, 0].tolist()
     assert out.tables["wear"]["end_index"].tolist() == np.asarray(expected)[:, 1].tolist()
+    # The samples pygt3x filled while the device slept, counted in the quality report.
+    idle = float(frame["IdleSleepMode"].mean())
+    assert 0 < idle < 1 and out.tables["quality"]["idle_sleep_fraction"].iloc[0] == pytest.approx(idle)
 
 
 # ---- notices: SKDH's warnings that change results ---------------------------------------------------------

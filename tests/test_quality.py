@@ -53,6 +53,7 @@ def test_a_clean_recording_reports_no_defect() -> None:
     assert found["still_windows"] == 180  # the still half, in 10 s windows
     assert (found["temperature_min_c"], found["temperature_max_c"]) == (21.0, 33.0)
     assert found["nonwear_fraction"] is None and found["valid_days"] is None  # no wear step ran
+    assert found["idle_sleep_fraction"] is None  # not an ActiGraph
 
 
 def test_gaps_are_counted_with_their_length() -> None:

@@ -66,6 +66,8 @@ def report(
     if calibrated_accel is not None:  # the same still windows, after calibration
         row["calibration_error_after_g"] = _calibration_error(np.asarray(calibrated_accel), still, size)
     row |= _temperature(data.get("temperature"))
+    idle = data.get("idle_sleep")  # ActiGraph: samples filled while the device slept
+    row["idle_sleep_fraction"] = float(np.mean(idle)) if idle is not None and len(idle) else None
     days = None
     row["nonwear_fraction"] = row["valid_days"] = row["days"] = None
     if wear_bouts is not None and row["start_unix"] is not None:

@@ -4,9 +4,9 @@ them exactly as on SKDH's own.
 
 ReadGt3x: ActiGraph `.gt3x` (SKDH removed its reader in 2022) through ActiGraph's own
 `pygt3x`: acceleration in g, calibrated as pygt3x calibrates it, samples of idle-sleep mode
-as pygt3x fills them; the device's clock turned into unix time by SKDH's own
-`handle_naive_timestamps`, as SKDH's readers do (UTC with the subject's `tz_name`, else the
-device's local time).
+as pygt3x fills them (marked in `idle_sleep`, which the quality report counts); the device's
+clock turned into unix time by SKDH's own `handle_naive_timestamps`, as SKDH's readers do
+(UTC with the subject's `tz_name`, else the device's local time).
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ class ReadGt3x(BaseProcess):
             fs = float(reader.info.sample_rate)
         time = handle_naive_timestamps(frame.index.to_numpy(dtype=np.float64), is_local=True, tz_name=tz_name)
         accel = frame[["X", "Y", "Z"]].to_numpy(dtype=np.float64)
-        return {"time": time, "accel": accel, "fs": fs}
+        # Samples the device did not measure (idle-sleep mode: pygt3x repeats the last one),
+        # for the quality report; the steps ignore a keyword they do not know.
+        idle = frame["IdleSleepMode"].to_numpy(dtype=bool) if "IdleSleepMode" in frame else None
+        return {"time": time, "accel": accel, "fs": fs, **({"idle_sleep": idle} if idle is not None else {})}
 
 
 READERS: dict[str, type] = {"ReadGt3x": ReadGt3x}

@@ -30,7 +30,19 @@ TABLE_FOR_STEP: dict[str, str] = {
 BOUT_KEYS = {"wear": "wear"}
 # Values SKDH passes between steps (the signal itself, day indices): inputs to later
 # steps, not results. CalibrateAccelerometer, e.g., returns the whole corrected signal.
-INTERMEDIATE_KEYS = {"day_ends", "accel", "time", "gyro", "magnet", "temperature", "light", "fs", "file", "tz_name"}
+INTERMEDIATE_KEYS = {
+    "day_ends",
+    "accel",
+    "time",
+    "gyro",
+    "magnet",
+    "temperature",
+    "light",
+    "fs",
+    "file",
+    "tz_name",
+    "idle_sleep",  # ReadGt3x's mark of samples the device did not measure
+}
 
 
 def table_name(step_name: str) -> str:
