@@ -140,19 +140,19 @@ class FastItems:
                 if stop == at and self.columns.empty():
                     self.columns.grow()
                     continue
-            self._emit(buffer, parts, first, stop)
+            self._emit(address, parts, first, stop)
             if status.value == native.BAIL:
                 self.slow(parts[stop])
                 stop += 1
             first = at = stop
 
-    def _emit(self, buffer: bytearray, parts: list[Element], first: int, stop: int) -> None:
+    def _emit(self, address: int, parts: list[Element], first: int, stop: int) -> None:
         """Rows of elements [first, stop) from the columns; or, when Arrow refuses a value,
         those elements the slow way."""
         if self.columns.empty():
             return
         try:
-            rows = self._rows(buffer, parts)
+            rows = self._rows(address, parts)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             self.columns.clear()
             for part in parts[first:stop]:
@@ -161,9 +161,9 @@ class FastItems:
         self.columns.clear()
         self.write(rows)
 
-    def _rows(self, buffer: bytearray, parts: list[Element]) -> FastRows:
+    def _rows(self, address: int, parts: list[Element]) -> FastRows:
         columns = self.columns
-        text = self._text_reader(buffer)
+        text = self._text_reader(address)
         indices = np.fromiter((p.index for p in parts), np.int64, len(parts))
         item_index = indices[columns.ints("item_element")]
         code_type, code = text("code_type"), text("code")
@@ -246,8 +246,8 @@ class FastItems:
         ]
         return columns, group_row
 
-    def _text_reader(self, buffer: bytearray) -> Callable[[str], pa.Array]:
-        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer)) if buffer else 0
+    def _text_reader(self, address: int) -> Callable[[str], pa.Array]:
+        """Text columns gathered from their spans in the batch's buffer (at `address`)."""
 
         def text(name: str) -> pa.Array:
             start, length = self.columns.spans(name)

@@ -117,6 +117,11 @@ class Flattener:
         self._columns = sink.columns
         self._fast = fast_items(write=self._fast_rows, slow=self.decode_element) if native else None
         self._keep_codes = pa.array(sorted(filters.billing_codes), pa.string())
+        self._keep_groups = [  # the NPI and TIN filters on provider-group columns, as Arrow sets
+            (column, pa.array(sorted(wanted), pa.string()))
+            for wanted, column in ((filters.tins, _GROUPS_TIN), (filters.npis, _GROUPS_NPI))
+            if wanted
+        ]
         self._sections = filters.sections()
         self._handlers: dict[str, Callable[[Any, Element], None]] = {
             "in_network": self._in_network,
@@ -206,10 +211,9 @@ class Flattener:
             prices = [column.filter(keep) for column in prices]
             keep = pc.is_in(rows.group_codes, value_set=self._keep_codes)  # an item left out, its groups too
             groups = [column.filter(keep) for column in groups]
-        for wanted, column in ((self.filters.tins, _GROUPS_TIN), (self.filters.npis, _GROUPS_NPI)):
-            if wanted:
-                keep = pc.is_in(groups[column], value_set=pa.array(sorted(wanted), pa.string()))
-                groups = [array.filter(keep) for array in groups]
+        for column, wanted in self._keep_groups:
+            keep = pc.is_in(groups[column], value_set=wanted)
+            groups = [array.filter(keep) for array in groups]
         self.sink.append("in_network", items)
         self.sink.append("prices", prices)
         if len(groups[0]):

@@ -90,12 +90,13 @@ def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[s
     period = 1.0 / nominal if nominal > 0 else (float(np.median(steps)) if len(steps) else 0.0)
     gaps = steps > GAP_PERIODS * period if period > 0 else np.zeros(len(steps), bool)
     gap_steps = steps[gaps]
-    backwards, repeated = int(np.count_nonzero(steps < 0)), int(np.count_nonzero(steps == 0))
+    back_steps = steps[steps < 0]
+    backwards, repeated = len(back_steps), int(np.count_nonzero(steps == 0))
     # The regular steps (forward, not gaps) without gathering them: all steps add up to the
     # span; the others are few.
     regular_count = len(steps) - len(gap_steps) - backwards - repeated
     span = float(good[-1] - good[0]) if len(good) else 0.0
-    regular_sum = span - float(gap_steps.sum()) - float(steps[steps < 0].sum())
+    regular_sum = span - float(gap_steps.sum()) - float(back_steps.sum())
     observed = regular_count / regular_sum if regular_count and regular_sum > 0 else None
     start, end = (float(good.min()), float(good.max())) if len(good) else (None, None)
     gap_seconds = gap_steps - period

@@ -16,6 +16,7 @@ Nothing else is changed: the samples that remain are the reader's own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,38 +87,51 @@ def _geneactiv(path: Path) -> FileCheck:
     return FileCheck([Defect(what, "the last, incomplete page is left out")], [], read_bytes=start)
 
 
+CWA_CHUNK_BLOCKS = 16_384  # 8 MiB of blocks at a time: memory stays flat for a week's file
+
+
+def _cwa_blocks(path: Path) -> Iterator[np.ndarray]:
+    """The file's whole data blocks, a chunk at a time, as rows of 512 bytes."""
+    with open(path, "rb") as stream:
+        stream.seek(CWA_HEADER_BYTES)
+        while chunk := stream.read(CWA_CHUNK_BLOCKS * CWA_BLOCK_BYTES):
+            whole = len(chunk) // CWA_BLOCK_BYTES
+            yield np.frombuffer(chunk, dtype=np.uint8, count=whole * CWA_BLOCK_BYTES).reshape(whole, CWA_BLOCK_BYTES)
+
+
 def _axivity(path: Path) -> tuple[list[Defect], list[int]]:
     size = path.stat().st_size
     with open(path, "rb") as stream:
         header = stream.read(CWA_HEADER_BYTES)
-        if len(header) < CWA_HEADER_BYTES or header[:2] != b"MD":
-            raise Unrepairable(
-                f"the file's header (its first {CWA_HEADER_BYTES:,} bytes) is damaged: an Axivity .cwa file "
-                f"starts with 'MD', this one with {header[:2]!r}; copy the file again from the device"
-            )
-        blocks = np.frombuffer(stream.read(), dtype=np.uint8)
+    if len(header) < CWA_HEADER_BYTES or header[:2] != b"MD":
+        raise Unrepairable(
+            f"the file's header (its first {CWA_HEADER_BYTES:,} bytes) is damaged: an Axivity .cwa file "
+            f"starts with 'MD', this one with {header[:2]!r}; copy the file again from the device"
+        )
+    whole, partial = divmod(size - CWA_HEADER_BYTES, CWA_BLOCK_BYTES)
     found: list[Defect] = []
-    whole = len(blocks) // CWA_BLOCK_BYTES
-    partial = len(blocks) - whole * CWA_BLOCK_BYTES
     if partial:
         what = f"the file ends mid-block at byte {size:,} (incomplete copy?)"
         found.append(Defect(what, f"the last {partial} bytes, part of block {whole + 1}, are left out"))
-    words = blocks[: whole * CWA_BLOCK_BYTES].view("<u2").reshape(whole, CWA_BLOCK_BYTES // 2)
-    bad = np.flatnonzero(words.sum(axis=1, dtype=np.uint64) & 0xFFFF)
-    for index in bad.tolist():
+    bad: list[int] = []
+    first = 0
+    for blocks in _cwa_blocks(path):  # a block's 16-bit words add up to 0 when it is whole
+        words = blocks.view("<u2")
+        bad += (first + np.flatnonzero(words.sum(axis=1, dtype=np.uint64) & 0xFFFF)).tolist()
+        first += len(blocks)
+    for index in bad:
         found.append(Defect(f"block {index + 1} of {whole:,} is corrupt (checksum)", "its samples are left out"))
-    return found, bad.tolist()
+    return found, bad
 
 
 def cwa_block_samples(path: Path) -> np.ndarray:
     """The sample count each whole data block of a .cwa file declares."""
-    with open(path, "rb") as stream:
-        stream.seek(CWA_HEADER_BYTES)
-        blocks = np.frombuffer(stream.read(), dtype=np.uint8)
-    whole = len(blocks) // CWA_BLOCK_BYTES
-    table = blocks[: whole * CWA_BLOCK_BYTES].reshape(whole, CWA_BLOCK_BYTES)
     offset = CWA_SAMPLE_COUNT_OFFSET
-    return table[:, offset].astype(np.int64) | (table[:, offset + 1].astype(np.int64) << 8)
+    counts = [
+        blocks[:, offset].astype(np.int64) | (blocks[:, offset + 1].astype(np.int64) << 8)
+        for blocks in _cwa_blocks(path)
+    ]
+    return np.concatenate(counts) if counts else np.empty(0, np.int64)
 
 
 def drop_zero_filled(data: dict[str, Any], path: Path, bad_blocks: list[int]) -> dict[str, Any]:
