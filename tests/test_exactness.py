@@ -125,7 +125,10 @@ def test_wrist_pipeline_numbers_equal_plain_skdh(
         height=1.7,
         tz_name=WRIST_TZ,
     )
-    assert set(tables) == {"calibrate_accelerometer", "wear", "sleep", "activity", "quality", "quality_days"}
+    assert set(tables) == {
+        *("calibrate_accelerometer", "wear", "sleep", "activity"),  # SKDH's, compared below
+        *("quality", "quality_days", "events", "inclusion"),  # ours: the report, the timeline, who is in
+    }
     # The quality report counts the same wear as the wear table, day by day.
     wear_minutes = float(tables["wear"]["duration_minutes"].sum())
     assert float(tables["quality_days"]["wear_hours"].sum()) * 60 == pytest.approx(wear_minutes, rel=1e-9)

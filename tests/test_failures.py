@@ -129,10 +129,11 @@ def test_axivity_file_with_corrupt_blocks_fails_in_the_reader(samples: Path, tmp
     corrupt.write_bytes(bytes(raw))
     error = failed(corrupt, ())
     assert error.step == "ReadCwa"
+    blocks = (len(raw) - 1024) // 512
     assert error.message == (
-        "ReadCwa: the Axivity .cwa file has corrupt data blocks and cannot be read: a data block's timestamps "
-        "do not match its samples (SKDH: Bad block of timestamps not equal to data block sample size.); "
-        "copy it again from the device, or leave it out of the study (data.exclude)"
+        f"ReadCwa: block 1 of {blocks} is corrupt (checksum), and the Axivity .cwa reader cannot read the file "
+        "around it: a data block's timestamps do not match its samples (SKDH: Bad block of timestamps not equal "
+        "to data block sample size.); copy it again from the device, or leave it out of the study (data.exclude)"
     )
     assert error.notices == (explain.notice("Bad data blocks present"),)  # SKDH warned before it raised
 
@@ -165,7 +166,10 @@ def test_other_failures_name_the_step_and_keep_skdh_words() -> None:
     failure = explain.Failure(
         step="Sit2Stand", kind="Sit2Stand", error_types=("KeyError", "LookupError"), message="'x'"
     )
-    assert explain.explain(failure) == "Sit2Stand failed: 'x' (KeyError)"
+    assert explain.explain(failure) == (
+        "Sit2Stand could not process this recording: SKDH raised KeyError: 'x'; the full traceback is in "
+        "`biomarkerflow status --verbose` or the run's lineage"
+    )
 
 
 def test_running_out_of_memory_stays_retryable() -> None:

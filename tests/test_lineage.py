@@ -88,7 +88,9 @@ def test_result_file_names_exact_input_config_pipeline_and_packages(processed: P
     assert data["run"]["id"] == run.id
     assert data["result"]["files"] == [
         "activity.parquet",
+        "activity.png",
         "calibrate_accelerometer.parquet",
+        "events.parquet",
         "quality.parquet",
         "quality_days.parquet",
         "sleep.parquet",

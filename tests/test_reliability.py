@@ -23,11 +23,10 @@ def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samp
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     recording = (samples / "gnactv_sample.bin").read_bytes()  # a short real file: gait runs in ~0.1 s
     bucket = s3_bucket.removeprefix("s3://")
-    fs.pipe({f"{bucket}/data/S{i:02d}_lab.bin": recording for i in range(FILES)})
-    fs.pipe(
-        {
-            f"{bucket}/studies/lab.yaml": textwrap.dedent(
-                """\
+    fs.pipe({f"{bucket}/studies/README.txt": b"study configs (*.yaml) appear here"})
+    study = {
+        f"{bucket}/studies/lab.yaml": textwrap.dedent(
+            """\
                 study: lab
                 data:
                   location: ../data
@@ -40,9 +39,8 @@ def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samp
                 output:
                   location: ../results
                 """
-            ).encode()
-        }
-    )
+        ).encode()
+    }
     with postgres_database() as url:
         home = str(tmp_path / "home")
         env = {**os.environ, "BIOMARKERFLOW_CATALOG": url, "BIOMARKERFLOW_HOME": home, "COLUMNS": "200"}
@@ -56,6 +54,10 @@ def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samp
         ]
         try:
             catalog = Catalog(url)
+            # The study appears once both services are up, so both take part from the start.
+            _until_both_live(catalog, services)
+            fs.pipe({f"{bucket}/data/S{i:02d}_lab.bin": recording for i in range(FILES)})
+            fs.pipe(study)
             deadline = time.monotonic() + 300
             while True:
                 done = [f for f in catalog.files("lab") if f.state == "SUCCEEDED"] if catalog.get_study("lab") else []
@@ -78,10 +80,19 @@ def test_two_watch_services_process_every_file_exactly_once(s3_bucket: str, samp
         assert sorted(r.file_id for r in runs) == sorted(f.id for f in catalog.files("lab"))
         assert all(r.outcome == "succeeded" for r in runs)
         workers = {r.worker for r in runs}
+        assert len(workers) == 2, f"one service ran every file: {workers}"
         published = fs.glob(f"{bucket}/results/runs/*/*/*/_SUCCESS")
         assert len(published) == FILES
         catalog.close()
     print(f"\n{FILES} files, runs per service: {[sum(r.worker == w for r in runs) for w in sorted(workers)]}")
+
+
+def _until_both_live(catalog: Catalog, services: list[subprocess.Popen[str]]) -> None:
+    deadline = time.monotonic() + 120
+    while len(catalog.live_runners(within_seconds=60)) < len(services):
+        assert all(s.poll() is None for s in services), [s.communicate() for s in services]
+        assert time.monotonic() < deadline, "the services did not both start"
+        time.sleep(0.2)
 
 
 def _registered_names(outputs: list[str]) -> set[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.plugins.skdh.quality import QualitySettings
-from biomarkerflow.plugins.skdh.repairs import trim_invalid_time
+from biomarkerflow.plugins.skdh.repairs import Unrepairable, trim_invalid_time
 from biomarkerflow.plugins.skdh.workflow import JobPlan, StepFailed, StepPlan, run
 from biomarkerflow.stages.processing import process
 from tests.conftest import scanned_study
@@ -121,6 +121,23 @@ def test_a_damaged_header_fails_with_what_is_wrong(samples: Path, tmp_path: Path
         run(damaged(samples, tmp_path, "header"), GAIT, {"height": HEIGHT})
     assert failed.value.step == "ReadCwa"
     assert "header (its first 1,024 bytes) is damaged" in str(failed.value) and "'MD'" in str(failed.value)
+
+
+@pytest.mark.parametrize("keep", [1024, 1024 + 300])
+def test_a_cwa_without_a_complete_data_block_fails_with_why(samples: Path, tmp_path: Path, keep: int) -> None:
+    """SKDH's reader would stop the whole worker process on these (a Fortran end-of-file error)."""
+    cut = tmp_path / "P01_ax6.cwa"
+    cut.write_bytes((samples / "ax6_sample.cwa").read_bytes()[:keep])
+    with pytest.raises(StepFailed) as failed:
+        run(cut, GAIT, {"height": HEIGHT})
+    assert failed.value.step == "ReadCwa"
+    assert f"holds its header but no complete data block ({keep:,} bytes" in str(failed.value)
+
+
+def test_a_recording_whose_every_timestamp_is_before_1971_cannot_be_trimmed() -> None:
+    data = {"time": np.arange(300.0), "accel": np.zeros((300, 3)), "fs": 1.0}
+    with pytest.raises(Unrepairable, match="all 300 samples have timestamps before 1971"):
+        trim_invalid_time(data)
 
 
 @pytest.mark.parametrize("kind", ["cut", "corrupt", "reset-clock"])

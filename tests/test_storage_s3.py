@@ -375,6 +375,8 @@ def test_process_a_study_whose_data_metadata_and_results_are_on_s3(
     run_key = run.result_location.removeprefix(f"s3://{bucket}")
     assert [k for k in keys(s3_bucket) if k.startswith(run_key)] == [
         f"{run_key}/_SUCCESS",
+        f"{run_key}/activity.png",
+        f"{run_key}/events.parquet",
         f"{run_key}/gait.parquet",
         f"{run_key}/provenance.json",
         f"{run_key}/quality.parquet",
@@ -393,5 +395,6 @@ def test_process_a_study_whose_data_metadata_and_results_are_on_s3(
     boto3.client("s3").delete_object(Bucket=bucket.rstrip("/"), Key=f"{run_key}/_SUCCESS")
     study = catalog.get_study("gait")
     assert study is not None
-    assert consolidate.consolidate_study(catalog, study) == {}
-    assert query.connect(output)[1] == []
+    # Only the inclusion table (made from the catalog, not from run folders) is left.
+    assert consolidate.consolidate_study(catalog, study) == {"inclusion": 1}
+    assert query.connect(output)[1] == ["inclusion"]

@@ -11,28 +11,19 @@ import time
 from pathlib import Path
 
 from biomarkerflow.catalog.manager import Catalog
-from tests.conftest import write_study
+from tests.test_claims import STUDY, held_study
 from tests.test_cli import cli
 
 
-def test_sigterm_finishes_the_running_job_and_a_restart_resumes(tmp_path: Path, wrist_recording: Path) -> None:
-    from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin
-
-    short = tmp_path / "short.bin"  # the second file: quick, for the restart
-    write_geneactiv_bin(short, RecordingSpec(subject="P02", days=0.3, fs=25.0, seed=12))
-    configs = write_study(
-        tmp_path,
-        study="wrist",
-        # Largest first: the long recording runs when SIGTERM arrives, the short one waits.
-        files={"P01_wrist.bin": wrist_recording, "P02_wrist.bin": short},
-        metadata="subject,height_m\nP01,1.7\nP02,1.7\n",
-    )
-    home = tmp_path / "home"
+def test_sigterm_finishes_the_running_job_and_a_restart_resumes(tmp_path: Path) -> None:
+    # Jobs that hold until `release` exists: the first is certainly running when SIGTERM
+    # arrives, and ends only after it (no race with a job that finishes early).
+    catalog, home, release = held_study(tmp_path, files=2)
+    configs = tmp_path / "studies"
     env = {**os.environ, "BIOMARKERFLOW_HOME": str(home), "COLUMNS": "200"}
     command = [sys.executable, "-m", "biomarkerflow.cli", "watch", "--configs", str(configs), "--workers", "1"]
     service = subprocess.Popen([*command, "--interval", "1"], env=env, stdout=subprocess.PIPE, text=True)
     try:
-        catalog = Catalog.for_home(home)
         deadline = time.monotonic() + 180
         while not any(f.state == "RUNNING" for f in _files(catalog)):
             assert service.poll() is None, service.communicate()
@@ -41,6 +32,9 @@ def test_sigterm_finishes_the_running_job_and_a_restart_resumes(tmp_path: Path, 
         live = json.loads(cli(home, "status", "--json").stdout)["workers"]
         assert [(w["kind"], w["pid"], w["state"]) for w in live] == [("watch", service.pid, "running")]
         service.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # the service has taken the signal: its job is still held
+        assert sorted(f.state for f in _files(catalog)) == ["READY", "RUNNING"]
+        release.touch()
         out, _ = service.communicate(timeout=300)
     finally:
         if service.poll() is None:
@@ -54,9 +48,9 @@ def test_sigterm_finishes_the_running_job_and_a_restart_resumes(tmp_path: Path, 
     resumed = subprocess.run([*command, "--once"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert sorted(f.state for f in _files(catalog)) == ["SUCCEEDED", "SUCCEEDED"]
-    runs = [r for r in catalog.runs("wrist") if r.outcome == "succeeded"]
+    runs = [r for r in catalog.runs(STUDY) if r.outcome == "succeeded"]
     assert sorted(r.file_id for r in runs) == sorted(f.id for f in _files(catalog))  # each exactly once
 
 
 def _files(catalog: Catalog) -> list:  # type: ignore[type-arg]
-    return catalog.files("wrist") if catalog.get_study("wrist") else []
+    return catalog.files(STUDY) if catalog.get_study(STUDY) else []

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from biomarkerflow.config.loader import load_yaml_model
 from biomarkerflow.cost.prices import BUILT_IN_TABLES, DEFAULT_TABLE, Capacity, PriceTable
+from biomarkerflow.engine.leases import LEASE_SECONDS
 
 SETTINGS_FILE = "settings.yaml"
 
@@ -51,8 +52,18 @@ class NotificationSettings(_Strict):
     webhook_url: str | None = Field(default=None, description="POSTed a JSON message on model events.")
 
 
+class ProcessingSettings(_Strict):
+    lease_seconds: float = Field(
+        default=LEASE_SECONDS,
+        ge=5,
+        description="A file claimed by a command on another machine that stops heartbeating for this long "
+        "is taken back and retried (a command killed on this machine gives its files back at once).",
+    )
+
+
 class Settings(_Strict):
     prices: PricesSettings = Field(default_factory=PricesSettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
@@ -78,6 +89,11 @@ prices:
   #     minimum_seconds: 60
   #     spot_discount: 0.7
   #     as_of: "2026-11-22"
+
+processing:
+  # A file claimed by a command on another machine that stops heartbeating this long is
+  # taken back and retried; a command killed on this machine gives its files back at once.
+  lease_seconds: {LEASE_SECONDS:g}
 
 models:
   retrain_every_hours: 24      # `watch` retrains the cost models this often

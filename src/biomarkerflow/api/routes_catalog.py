@@ -7,11 +7,12 @@ import io
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from biomarkerflow.api.auth import MAX_ID, PathId, PlatformDep, QueryId, Reader
 from biomarkerflow.catalog.browse import MAX_PAGE, FileFilter, RunFilter
+from biomarkerflow.errors import NotFoundError
 from biomarkerflow.service.browse import file_json, page_json, run_json
 from biomarkerflow.service.reports import runner_json
 
@@ -28,7 +29,7 @@ After = Annotated[
         "fast at any depth, where a large offset is slow. Replaces offset.",
     ),
 ]
-StateName = Literal["DISCOVERED", "WAITING", "READY", "CLAIMED", "RUNNING", "SUCCEEDED", "FAILED", "STALE"]
+StateName = Literal["DISCOVERED", "WAITING", "READY", "CLAIMED", "RUNNING", "SUCCEEDED", "EXCLUDED", "FAILED", "STALE"]
 FILE_CSV_COLUMNS = ("id", "study", "path", "subject", "size", "state", "reason", "error", "attempts", "current_run")
 
 
@@ -144,6 +145,23 @@ def run(platform: PlatformDep, _: Reader, run_id: str) -> dict[str, Any]:
 def run_lineage(platform: PlatformDep, _: Reader, run_id: str) -> dict[str, Any]:
     """Where a run's results came from: input, config, pipeline, runtime, outputs."""
     return platform.run_lineage(run_id)
+
+
+@router.get(
+    "/runs/{run_id}/files/{name}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The file's bytes"}},
+)
+def run_file(platform: PlatformDep, _: Reader, run_id: str, name: str) -> Response:
+    """A file a run wrote beside its tables, e.g. its activity plot `activity.png` (the files
+    its lineage lists under result.run_files; nothing else in or outside its folder)."""
+    from biomarkerflow.results import writer
+
+    location = platform.run_detail(run_id).get("result_location")
+    if not location:
+        raise NotFoundError(f"run '{run_id}' has no results", hint="Only succeeded runs wrote files.")
+    content, media_type = writer.read_run_file(location, name)
+    return Response(content, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/lineage")

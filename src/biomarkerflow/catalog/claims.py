@@ -8,15 +8,16 @@ and nothing runs twice.
 from __future__ import annotations
 
 import zlib
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from biomarkerflow.catalog.connection import Database, utcnow
 from biomarkerflow.catalog.files import ACTIVE_STATES, file_record, move
-from biomarkerflow.catalog.models import DataFile, FileState, Run, Study
+from biomarkerflow.catalog.models import DataFile, FileState, Run, Study, Worker
 from biomarkerflow.catalog.records import FileRecord
 
 _CLAIM_LOCK_ID = zlib.crc32(b"biomarkerflow.catalog.claim")
@@ -138,6 +139,25 @@ class Claims:
             run_outcome="interrupted",
             count_attempt=False,
         )
+
+    def recover(self, host: str, alive: Callable[[int, datetime], bool]) -> int:
+        """Take back at once the files of every claimer on `host` whose process is gone (killed,
+        crashed, its machine restarted): `alive(pid, registered_at)` says. Their runner rows go
+        too. Claimers on other hosts are left to their leases. Files taken back."""
+        with self._db.session() as session:
+            runners = session.execute(select(Worker.id, Worker.pid, Worker.started_at).where(Worker.host == host)).all()
+        count = 0
+        for runner, pid, registered_at in runners:
+            if alive(pid, registered_at):
+                continue
+            count += self._requeue(
+                [DataFile.lease_owner == runner, DataFile.state.in_(ACTIVE_STATES)],
+                reason=f"its command (pid {pid} on {host}) is gone; retrying at once",
+                run_outcome="lost",
+            )
+            with self._db.session() as session:
+                session.execute(delete(Worker).where(Worker.id == runner))
+        return count
 
     def expire(self) -> int:
         """Files whose worker stopped heartbeating go back to READY (their run is marked lost)."""

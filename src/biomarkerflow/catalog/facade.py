@@ -9,7 +9,7 @@ status.py), all sharing one `connection.Database`. Every public method is one tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from biomarkerflow.catalog.connection import Database, reconnect_on_lost_connect
 from biomarkerflow.catalog.coststore import CostStore
 from biomarkerflow.catalog.files import Files, ListedFile
 from biomarkerflow.catalog.metadata import Metadata
+from biomarkerflow.catalog.models import FileState
 from biomarkerflow.catalog.records import (
     AuditRecord,
     CostModelRecord,
@@ -113,7 +114,7 @@ class Catalog:
         )
 
     def mark_stale(self, study_id: str, reason: str, subjects: Iterable[str] | None = None) -> int:
-        """SUCCEEDED/FAILED files of the study (or of these subjects) -> STALE; how many."""
+        """SUCCEEDED/EXCLUDED/FAILED files of the study (or of these subjects) -> STALE; how many."""
         return self._studies.mark_stale(study_id, reason, subjects)
 
     def known_config_sha(self, config_source: str) -> str | None:
@@ -182,6 +183,10 @@ class Catalog:
         """Give back everything `worker` holds (a clean or interrupted stop)."""
         return self._claims.release(worker)
 
+    def recover_claims(self, host: str, alive: Callable[[int, datetime], bool]) -> int:
+        """Files of claimers on `host` whose process is gone go back to READY at once (see Claims.recover)."""
+        return self._claims.recover(host, alive)
+
     def expire_leases(self) -> int:
         """Files whose worker stopped heartbeating go back to READY (their run is marked lost)."""
         return self._claims.expire()
@@ -212,9 +217,17 @@ class Catalog:
             pipeline=pipeline,
         )
 
-    def finish_run(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
+    def finish_run(
+        self,
+        run_id: str,
+        metrics: RunMetrics,
+        *,
+        max_attempts: int,
+        retry_at: datetime | None,
+        excluded: str | None = None,
+    ) -> str:
         """Record a run's outcome and move its file on; returns the file's new state (see Runs.finish)."""
-        return self._runs.finish(run_id, metrics, max_attempts=max_attempts, retry_at=retry_at)
+        return self._runs.finish(run_id, metrics, max_attempts=max_attempts, retry_at=retry_at, excluded=excluded)
 
     def runs(self, study_id: str | None = None, file_id: int | None = None) -> list[RunRecord]:
         return self._runs.find(study_id, file_id)
@@ -222,13 +235,17 @@ class Catalog:
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
 
-    def current_run_ids(self, study_id: str) -> list[str]:
-        """The ids of the runs whose results are current (one per SUCCEEDED file), sorted."""
-        return self._runs.current_run_ids(study_id)
+    def current_run_ids(self, study_id: str, state: str = FileState.SUCCEEDED.value) -> list[str]:
+        """The ids of the runs whose results are current (one per file in `state`), sorted."""
+        return self._runs.current_run_ids(study_id, state)
 
-    def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
-        """Each SUCCEEDED file with the run whose results are current."""
-        return self._runs.current_results(study_id)
+    def current_results(self, study_id: str, *, excluded: bool = False) -> list[tuple[FileRecord, RunRecord]]:
+        """Each SUCCEEDED file (and EXCLUDED one, with `excluded`) with the run whose results are current."""
+        return self._runs.current_results(study_id, excluded=excluded)
+
+    def set_exclusion(self, file_id: int, excluded: str | None) -> bool:
+        """SUCCEEDED <-> EXCLUDED after the study's quality gates changed (nothing recomputed)."""
+        return self._runs.set_exclusion(file_id, excluded)
 
     def status(self, study_id: str | None = None) -> list[StudyStatus]:
         return self._status.status(study_id)

@@ -65,6 +65,7 @@ def file_record(row: DataFile) -> FileRecord:
         attempts=row.attempts,
         current_run_id=row.current_run_id,
         last_error=row.last_error,
+        lease_expires_at=row.lease_expires_at,
     )
 
 

@@ -19,6 +19,7 @@ class FileState(enum.StrEnum):
     CLAIMED = "CLAIMED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
+    EXCLUDED = "EXCLUDED"  # processed, but outside a quality gate: kept out of the study's tables
     FAILED = "FAILED"
     STALE = "STALE"
 

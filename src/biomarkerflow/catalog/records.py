@@ -63,6 +63,7 @@ class FileRecord:
     attempts: int
     current_run_id: str | None
     last_error: str | None
+    lease_expires_at: datetime | None = None  # naive UTC; while CLAIMED or RUNNING
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class StudyStatus:
     failure_details: dict[str, FailureDetail] = field(default_factory=dict)
     # (relative path, notice) for every SUCCEEDED file whose current run has notices
     notices: list[tuple[str, str]] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (relative path, which quality gates it fails)
 
 
 # ---- what the cost side reads -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from biomarkerflow.catalog import coststore
 from biomarkerflow.catalog.connection import Database, utcnow
-from biomarkerflow.catalog.files import file_record, move
+from biomarkerflow.catalog.files import file_record, log_event, move
 from biomarkerflow.catalog.models import DataFile, FileState, Run
 from biomarkerflow.catalog.records import FileRecord, RunRecord
 from biomarkerflow.errors import CatalogError
@@ -95,22 +95,36 @@ def run_record(row: Run) -> RunRecord:
     )
 
 
+# Files whose current run's results exist: SUCCEEDED ones, and EXCLUDED ones (outside a
+# quality gate, their quality report still current).
+FINISHED_WITH_RESULTS = (FileState.SUCCEEDED.value, FileState.EXCLUDED.value)
+
+
 def _settle(
-    session: Session, run: Run, file: DataFile, metrics: RunMetrics, max_attempts: int, retry_at: datetime | None
+    session: Session,
+    run: Run,
+    file: DataFile,
+    metrics: RunMetrics,
+    max_attempts: int,
+    retry_at: datetime | None,
+    excluded: str | None,
 ) -> str:
     """Move a RUNNING file on after its run ended; returns its new state.
 
     `retry_at` is the retry policy's decision (engine.retry) for a failure: when to run
-    again, or None for FAILED for good.
+    again, or None for FAILED for good. `excluded` is why a succeeded run's file is outside
+    the study's quality gates (stages.quality_gates), None when it is inside.
     """
     values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+    reason: str | None
     if run.input_fingerprint != file.fingerprint:
         # Whatever the outcome, it was about bytes that are no longer there.
         to_state, reason = FileState.DISCOVERED.value, "file changed while it ran"
         values["attempts"] = 0
     elif metrics.succeeded:
         coststore.pair_with_estimate(session, run)
-        to_state, reason = FileState.SUCCEEDED.value, None
+        to_state = FileState.SUCCEEDED.value if excluded is None else FileState.EXCLUDED.value
+        reason = excluded
         values.update(current_run_id=run.id, last_error=None, not_before=None)
     elif retry_at is not None:
         to_state = FileState.READY.value
@@ -170,11 +184,20 @@ class Runs:
             )
             return True
 
-    def finish(self, run_id: str, metrics: RunMetrics, *, max_attempts: int, retry_at: datetime | None) -> str:
+    def finish(
+        self,
+        run_id: str,
+        metrics: RunMetrics,
+        *,
+        max_attempts: int,
+        retry_at: datetime | None,
+        excluded: str | None = None,
+    ) -> str:
         """Record a run's outcome and move its file on; returns the file's new state.
 
         `retry_at` is the retry policy's decision for a failure: when to run again, or
-        None for FAILED for good; `max_attempts` only words the reason.
+        None for FAILED for good; `max_attempts` only words the reason. `excluded`: why a
+        succeeded file fails a quality gate (it becomes EXCLUDED), None when it passes.
         """
         with self._db.session() as session:
             run = session.get(Run, run_id)
@@ -187,7 +210,7 @@ class Runs:
             if file.state != FileState.RUNNING.value:
                 # The lease expired and someone else took over: keep the run, leave the file alone.
                 return file.state
-            return _settle(session, run, file, metrics, max_attempts, retry_at)
+            return _settle(session, run, file, metrics, max_attempts, retry_at, excluded)
 
     def find(self, study_id: str | None = None, file_id: int | None = None) -> list[RunRecord]:
         with self._db.session() as session:
@@ -203,26 +226,46 @@ class Runs:
             row = session.get(Run, run_id)
             return None if row is None else run_record(row)
 
-    def current_run_ids(self, study_id: str) -> list[str]:
-        """The run ids `current_results` would pair, sorted; read as one column (70k in ~0.1 s)."""
+    def current_run_ids(self, study_id: str, state: str = FileState.SUCCEEDED.value) -> list[str]:
+        """The run ids `current_results` would pair for files in `state`, sorted; read as one
+        column (70k in ~0.1 s)."""
         with self._db.session() as session:
             return sorted(
                 session.scalars(
                     select(DataFile.current_run_id).where(
                         DataFile.study_id == study_id,
-                        DataFile.state == FileState.SUCCEEDED.value,
+                        DataFile.state == state,
                         DataFile.current_run_id.is_not(None),
                     )
                 )
             )
 
-    def current_results(self, study_id: str) -> list[tuple[FileRecord, RunRecord]]:
-        """Each SUCCEEDED file with the run whose results are current."""
+    def current_results(self, study_id: str, *, excluded: bool = False) -> list[tuple[FileRecord, RunRecord]]:
+        """Each SUCCEEDED file (and EXCLUDED one, with `excluded`) with the run whose results are current."""
+        states = FINISHED_WITH_RESULTS if excluded else (FileState.SUCCEEDED.value,)
         with self._db.session() as session:
             rows = session.execute(
                 select(DataFile, Run)
                 .join(Run, Run.id == DataFile.current_run_id)
-                .where(DataFile.study_id == study_id, DataFile.state == FileState.SUCCEEDED.value)
+                .where(DataFile.study_id == study_id, DataFile.state.in_(states))
                 .order_by(DataFile.relative_path)
             ).all()
             return [(file_record(f), run_record(r)) for f, r in rows]
+
+    def set_exclusion(self, file_id: int, excluded: str | None) -> bool:
+        """A finished file's quality verdict after its study's gates changed: EXCLUDED with why,
+        or SUCCEEDED; its results are not recomputed. False when nothing changed."""
+        to_state = FileState.SUCCEEDED.value if excluded is None else FileState.EXCLUDED.value
+        with self._db.session() as session:
+            row = session.get(DataFile, file_id)
+            if row is None or row.state not in FINISHED_WITH_RESULTS:
+                return False
+            if row.state == to_state and row.reason == excluded:
+                return False
+            if row.state == to_state:  # still excluded, for another reason
+                row.reason = excluded
+                row.updated_at = utcnow()
+                log_event(session, file_id, row.state, to_state, excluded)
+                return True
+            reason = excluded or "inside the study's quality gates again"
+            return move(session, file_id, [row.state], to_state, reason)

@@ -35,6 +35,7 @@ class StatusReport:
                     counts=counts,
                     waiting=[(f.relative_path, f.reason or "") for f in files if f.state == FileState.WAITING.value],
                     failed=[(f.relative_path, f.last_error or f.reason or "") for f in failed],
+                    excluded=[(f.relative_path, f.reason or "") for f in files if f.state == FileState.EXCLUDED.value],
                     failure_details=self._failure_details(study.id, failed),
                     notices=self._current_notices(study.id),
                 )

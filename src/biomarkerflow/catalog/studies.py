@@ -89,12 +89,12 @@ class Studies:
             return "changed"
 
     def mark_stale(self, study_id: str, reason: str, subjects: Iterable[str] | None = None) -> int:
-        """Finished files whose results no longer match the study's pipeline: SUCCEEDED/FAILED -> STALE.
+        """Finished files whose results no longer match the study's pipeline: SUCCEEDED/EXCLUDED/FAILED -> STALE.
 
         Their earlier results stay on disk, addressable by run id; the next process run
         recomputes them (attempts start again from zero).
         """
-        finished = [FileState.SUCCEEDED.value, FileState.FAILED.value]
+        finished = [FileState.SUCCEEDED.value, FileState.EXCLUDED.value, FileState.FAILED.value]
         count = 0
         with self._db.session() as session:
             query = select(DataFile.id).where(DataFile.study_id == study_id, DataFile.state.in_(finished))

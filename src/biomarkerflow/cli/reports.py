@@ -64,6 +64,8 @@ def _print_status(report: StatusReport, verbose: bool) -> None:
             detail = s.failure_details.get(file)
             if verbose and detail is not None:
                 _print_failure_detail(detail)
+        for file, reason in s.excluded:
+            say(state_label("EXCLUDED"), f"{file}: {reason}", indent=2)
         for file, notice in s.notices:
             say(state_label("NOTE"), f"{file}: {notice}", indent=2)
         if s.failed and not verbose:

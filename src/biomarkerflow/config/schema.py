@@ -61,6 +61,21 @@ class RequirementsConfig(_Strict):
     metadata: list[str] = Field(default_factory=list, description="Fields each subject needs before its files run.")
     min_files_per_subject: int = Field(default=1, ge=1, description="Files a subject must have before any runs.")
     stable_seconds: float = Field(default=0, ge=0, description="A file must be unchanged this long before it runs.")
+    quality: dict[str, float] = Field(
+        default_factory=dict,
+        description="Quality gates, min_<measure> or max_<measure> -> limit (e.g. min_valid_days: 4): a "
+        "processed file outside a limit is EXCLUDED from the study's tables, keeping its quality report.",
+    )
+
+    @field_validator("quality")
+    @classmethod
+    def _gate_names(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if not re.fullmatch(r"(min|max)_[a-z][a-z0-9_]*", name):
+                raise ValueError(
+                    f"quality gate {name!r} must be min_<measure> or max_<measure>, e.g. min_valid_days: 4"
+                )
+        return value
 
 
 class OutputConfig(_Strict):

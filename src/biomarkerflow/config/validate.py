@@ -145,7 +145,30 @@ def check_parsed(parsed: ParsedConfig, checks: SectionChecks = run_workflow_chec
     if workflow is None or not isinstance(parsed.data, dict):  # an unknown workflow type is a schema problem
         return []
     found = checks(workflow.name, checked_sections(workflow, parsed.data))
+    requirements = parsed.data.get("requirements")
+    if isinstance(requirements, dict):
+        found += gate_problems(requirements.get("quality"), workflow)
     return sorted_problems([parsed.problem(field, message) for field, message in found])
+
+
+def gate_problems(written: Any, workflow_type: WorkflowType) -> list[Problem]:
+    """Gates naming a measure the study's workflow type does not report, each with the ones it does."""
+    if not isinstance(written, Mapping):
+        return []
+    known = workflow_type.quality_measures
+    problems: list[Problem] = []
+    for name in written:
+        if not isinstance(name, str) or name[:4] not in ("min_", "max_") or name[4:] in known:
+            continue  # a malformed name is the schema's problem
+        if not known:
+            message = f"the {workflow_type.name} workflow type reports no quality measures, so it has no gates"
+        else:
+            message = (
+                f"no quality measure {name[4:]!r}; the {workflow_type.name} workflow type measures "
+                f"{', '.join(known)} (see the README's Data quality section), e.g. min_{next(iter(known))}: 1"
+            )
+        problems.append((f"requirements.quality.{name}", message))
+    return problems
 
 
 def section(model: type[_Section], value: Any) -> _Section | None:

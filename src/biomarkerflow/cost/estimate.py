@@ -154,7 +154,7 @@ def study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[RunInputs],
     if record is None:
         raise NotFoundError(f"no study '{study_id}' in the catalog", hint="See `biomarkerflow status`.")
     config = StudyConfig.model_validate(record.config)
-    files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "RUNNING")]
+    files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "EXCLUDED", "RUNNING")]
     inputs = files_inputs(files, workflow_types.get(config.workflow))
     return study_pipeline_id(config), inputs, [f.id for f in files], [f.relative_path for f in files]
 

@@ -22,6 +22,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pandas only where tables are made: inside the runtime
     from biomarkerflow.storage.store import FileEntry
 
 __all__ = [
+    "QUALITY",
     "RECORDING_SECONDS",
     "SAMPLE_RATE_HZ",
     "Problem",
@@ -54,6 +56,14 @@ Problem = tuple[str, str]
 RECORDING_SECONDS = "recording_seconds"
 SAMPLE_RATE_HZ = "sample_rate_hz"
 UNCOMPRESSED_BYTES = "uncompressed_bytes"
+# The fact holding a run's quality measures ({measure: number or None}); see `quality_measures`.
+QUALITY = "quality"
+
+
+def quality_measures_of(facts: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A run's quality measures from its facts; None when it recorded none."""
+    measured = facts.get(QUALITY)
+    return measured if isinstance(measured, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ class RunOutput:
     for provenance and lineage. `provenance`: further JSON entries for the run's
     provenance.json (e.g. a recording's start and end). `warnings`: every warning raised,
     as text; `notices`: those that changed the results, in words for the user.
+    `files`: further files for the run folder (name such as `activity.png` -> a file the
+    job wrote under `scratch`), copied in beside the tables and named in the provenance.
     """
 
     tables: dict[str, pd.DataFrame | Path]
@@ -103,6 +115,7 @@ class RunOutput:
     warnings: list[str] = field(default_factory=list)
     notices: tuple[str, ...] = ()
     scratch: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 class StepError(JobError):
@@ -136,6 +149,12 @@ class WorkflowType(abc.ABC):
     #: The top-level config sections `check` reads (the type's own and the core ones it
     #: checks); only these are sent to the runtime, and only their change is checked again.
     checked_sections: tuple[str, ...] = ("data",)
+    #: Quality measures a run reports in `RunOutput.facts[QUALITY]` (name -> what it is, with
+    #: its unit), which `requirements.quality` gates may name (`min_valid_days: 4`).
+    quality_measures: Mapping[str, str] = MappingProxyType({})
+    #: The tables a file excluded by a quality gate keeps in the study's consolidated tables
+    #: (its quality report); its other tables leave them.
+    quality_tables: tuple[str, ...] = ()
 
     # -- configuration ----------------------------------------------------------------------
 

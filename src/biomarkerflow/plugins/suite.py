@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -73,6 +74,14 @@ def _check_job_values(workflow_type: WorkflowType, config: StudyConfig) -> None:
     _json(workflow_type.header_facts(b"", 0, "recording.bin"), "header_facts")
 
 
+def _check_quality_measures(workflow_type: WorkflowType) -> None:
+    for measure, what in workflow_type.quality_measures.items():
+        # A gate is min_<measure>/max_<measure> (config/schema.py): the name must fit there.
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", measure), f"quality measure {measure!r}: lowercase, digits, _"
+        assert isinstance(what, str) and what, f"quality measure {measure!r} says what it is"
+    assert all(isinstance(t, str) and t for t in workflow_type.quality_tables), "quality_tables are table names"
+
+
 def _check_cheap_import(workflow_type: WorkflowType) -> None:
     reference = registry.reference(workflow_type.name)
     script = (
@@ -92,4 +101,5 @@ def check_workflow_type(workflow_type: WorkflowType, example: Mapping[str, Any])
     config = _check_model(workflow_type, example)
     _check_identities(workflow_type, config)
     _check_job_values(workflow_type, config)
+    _check_quality_measures(workflow_type)
     _check_cheap_import(workflow_type)

@@ -1,24 +1,32 @@
 """Per-study consolidated tables: the current run of every SUCCEEDED file, one table each.
 
 Rebuilt from the catalog's list of current runs (never by scanning folders), written
-to a temporary file and renamed, so a query sees the old table or the new one.
+to a temporary file and renamed, so a query sees the old table or the new one. A file
+EXCLUDED by a quality gate contributes only its quality report (the workflow type's
+`quality_tables`); for a type that measures quality, `inclusion` lists every subject with
+its valid days and why any of its files is out (as GGIR's part 5 does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from biomarkerflow.catalog.manager import Catalog, StudyRecord
+from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord
+from biomarkerflow.catalog.models import FileState
 from biomarkerflow.errors import StorageError
+from biomarkerflow.plugins import registry
+from biomarkerflow.plugins.contract import WorkflowType, quality_measures_of
 from biomarkerflow.storage import store
 
 TABLES_FOLDER = "tables"
@@ -29,19 +37,106 @@ def tables_location(output_location: str) -> str:
 
 
 MANIFEST = "_runs.json"
+INCLUSION_TABLE = "inclusion"
 
 
-def _manifest(output_location: str) -> list[str] | None:
+def _manifest(output_location: str) -> Any:
     url = f"{tables_location(output_location)}/{MANIFEST}"
     try:
-        return list(json.loads(store.read_bytes(url)))
+        return json.loads(store.read_bytes(url))
     except (StorageError, ValueError):
         return None
 
 
+def manifest_runs(manifest: Any) -> list[str] | None:
+    """The runs whose rows a manifest says the tables hold (included and excluded ones)."""
+    if isinstance(manifest, dict):
+        return [str(run_id) for key in ("runs", "excluded") for run_id in manifest.get(key) or []]
+    if isinstance(manifest, list):
+        return [str(run_id) for run_id in manifest]
+    return None
+
+
+def _contents(catalog: Catalog, study: StudyRecord, inclusion: pd.DataFrame | None) -> Any:
+    """What the consolidated tables hold, as their manifest says it: the current runs (a plain
+    list, as before exclusions existed), with the excluded ones and the inclusion table's digest."""
+    runs = catalog.current_run_ids(study.id)
+    excluded = catalog.current_run_ids(study.id, FileState.EXCLUDED.value)
+    if not excluded and inclusion is None:
+        return runs
+    digest = None if inclusion is None else hashlib.sha256(inclusion.to_json().encode()).hexdigest()
+    return {"runs": runs, "excluded": excluded, "inclusion": digest}
+
+
 def is_current(catalog: Catalog, study: StudyRecord) -> bool:
     """True when the consolidated tables hold exactly the study's current runs."""
-    return _manifest(study.output_location) == catalog.current_run_ids(study.id)
+    return _manifest(study.output_location) == _contents(catalog, study, inclusion_table(catalog, study))
+
+
+def _workflow_type(study: StudyRecord) -> WorkflowType | None:
+    return registry.find(study.config.get("workflow"))
+
+
+def inclusion_table(catalog: Catalog, study: StudyRecord) -> pd.DataFrame | None:
+    """Every subject with its files per outcome, valid days and why any file is out; None for a
+    workflow type that measures no quality."""
+    workflow_type = _workflow_type(study)
+    if workflow_type is None or not workflow_type.quality_measures:
+        return None
+    measured = {
+        file.id: quality_measures_of(run.facts) or {} for file, run in catalog.current_results(study.id, excluded=True)
+    }
+    by_subject: dict[str | None, list[FileRecord]] = defaultdict(list)
+    for file in catalog.files(study.id):
+        by_subject[file.subject].append(file)
+    rows = [_inclusion_row(study.id, subject, files, measured) for subject, files in by_subject.items()]
+    columns = [
+        "study", "subject", "files", "included", "excluded", "failed", "pending",
+        "valid_days", "valid_days_included", "in_analysis", "why_out",
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("subject", na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _valid_days(files: list[FileRecord], measured: dict[int, Mapping[str, Any]]) -> float | None:
+    values = [measured[f.id].get("valid_days") for f in files if f.id in measured]
+    numbers = [float(v) for v in values if isinstance(v, int | float)]
+    return sum(numbers) if numbers else None
+
+
+def _why_out(file: FileRecord) -> str | None:
+    if file.state == FileState.SUCCEEDED.value:
+        return None
+    if file.state == FileState.EXCLUDED.value:
+        return f"{file.relative_path}: {file.reason}"
+    if file.state == FileState.FAILED.value:
+        return f"{file.relative_path}: failed: {file.last_error or file.reason}"
+    # The state only, not its reason: a waiting reason changes every minute ("changed 3 s ago").
+    return f"{file.relative_path}: not processed yet ({file.state})"
+
+
+def _inclusion_row(
+    study_id: str, subject: str | None, files: list[FileRecord], measured: dict[int, Mapping[str, Any]]
+) -> dict[str, Any]:
+    states = [f.state for f in files]
+    included = [f for f in files if f.state == FileState.SUCCEEDED.value]
+    out = [text for text in map(_why_out, sorted(files, key=lambda f: f.relative_path)) if text]
+    return {
+        "study": study_id,
+        "subject": subject,
+        "files": len(files),
+        "included": len(included),
+        "excluded": states.count(FileState.EXCLUDED.value),
+        "failed": states.count(FileState.FAILED.value),
+        "pending": len(files)
+        - len(included)
+        - states.count(FileState.EXCLUDED.value)
+        - states.count(FileState.FAILED.value),
+        "valid_days": _valid_days(files, measured),
+        "valid_days_included": _valid_days(included, measured),
+        "in_analysis": bool(included),
+        "why_out": " | ".join(out) or None,
+    }
 
 
 def _unified_type(types: list[pa.DataType]) -> pa.DataType:
@@ -103,20 +198,28 @@ def published_tables(run_folder: str) -> list[store.FileEntry]:
 
 def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
     """Write tables/<name>.parquet for every result table; returns rows per table."""
+    workflow_type = _workflow_type(study)
+    kept_when_excluded = set(workflow_type.quality_tables if workflow_type else ())
     sources: dict[str, list[str]] = defaultdict(list)
-    current = catalog.current_results(study.id)
-    for _file, run in current:
+    for file, run in catalog.current_results(study.id, excluded=True):
         if not run.result_location:
             continue
+        excluded = file.state == FileState.EXCLUDED.value
         for table_path in published_tables(run.result_location):
-            sources[Path(table_path.relative_path).stem].append(table_path.url)
+            name = Path(table_path.relative_path).stem
+            if not excluded or name in kept_when_excluded:
+                sources[name].append(table_path.url)
+    inclusion = inclusion_table(catalog, study)
     with tempfile.TemporaryDirectory(prefix="biomarkerflow-tables-") as tmp:
         folder = Path(tmp) / TABLES_FOLDER
         folder.mkdir()
         rows = {name: _stack(urls, folder / f"{name}.parquet") for name, urls in sorted(sources.items())}
-        # The manifest lists the runs the tables hold; written with them, it tells a
-        # later run whether an interrupted consolidation must be redone.
-        (folder / MANIFEST).write_text(json.dumps(sorted(run.id for _, run in current)))
+        if inclusion is not None:
+            pq.write_table(pa.Table.from_pandas(inclusion, preserve_index=False), folder / f"{INCLUSION_TABLE}.parquet")
+            rows[INCLUSION_TABLE] = len(inclusion)
+        # The manifest says what the tables hold; written with them, it tells a later run
+        # whether an interrupted consolidation must be redone.
+        (folder / MANIFEST).write_text(json.dumps(_contents(catalog, study, inclusion)))
         store.replace_folder(folder, tables_location(study.output_location))
     return rows
 

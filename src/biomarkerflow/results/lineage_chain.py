@@ -162,6 +162,17 @@ def _result_files(folder: str) -> list[str]:
         return []
 
 
+def _run_files(provenance: dict[str, Any], folder: str) -> list[dict[str, Any]]:
+    """The files the run wrote beside its tables, as its provenance names them, with their URL."""
+    listed = provenance.get("files")
+    if not isinstance(listed, dict):
+        return []  # provenance from before runs wrote files
+    return [
+        {"name": name, "url": _join(folder, name), **(facts if isinstance(facts, dict) else {})}
+        for name, facts in sorted(listed.items())
+    ]
+
+
 def chain(provenance: dict[str, Any], folder: str) -> dict[str, Any]:
     """The input -> config -> pipeline -> runtime -> platform -> run chain of one run's provenance."""
     return {
@@ -188,6 +199,7 @@ def _result_lineage(folder: str, target: str, catalog: Catalog | None) -> dict[s
             "files": _result_files(folder),
             # Readers trust only marked folders: an unmarked one was never fully published.
             "complete": _exists(_join(folder, SUCCESS_MARKER)),
+            "run_files": _run_files(provenance, folder),
         },
         **chain(provenance, folder),
         "catalog": None,
@@ -213,13 +225,17 @@ def _current_run_id(file: FileRecord | None) -> str | None:
 def run_status(run: RunRecord, file: FileRecord | None, file_runs: list[RunRecord]) -> dict[str, Any]:
     """Whether a run's results are the ones in force for its file, and if not, why not.
 
-    status: "current"; "superseded" (by a later succeeded run); "outdated" (still the file's
+    status: "current"; "excluded" (current, but outside the study's quality gates: only its
+    quality report is in the study's tables); "superseded" (by a later succeeded run); "outdated" (still the file's
     last result, but the file is STALE/changed and not yet recomputed); or the run's own
     outcome when it produced no result ("failed", "interrupted", "lost", "running").
     """
     current = _current_run_id(file)
     if run.outcome != "succeeded":
         return {"status": run.outcome, "superseded_by": None, "why": run.error}
+    if file is not None and file.state == FileState.EXCLUDED.value and run.id == file.current_run_id:
+        # Its quality report is current; its other results are out of the study's tables.
+        return {"status": "excluded", "superseded_by": None, "why": file.reason}
     if run.id == current:
         return {"status": "current", "superseded_by": None, "why": None}
     if current is not None:

@@ -15,7 +15,7 @@ from biomarkerflow.storage import store
 
 PROVENANCE = "provenance.json"
 SUCCESS_MARKER = "_SUCCESS"
-RESULT_SUFFIXES = (".parquet", ".csv")
+RESULT_SUFFIXES = (".parquet", ".csv", ".png")  # tables, and the pictures a run draws
 HINT = (
     "Pass a file under <output>/runs/... or <output>/tables/..., or an input file the catalog knows; "
     "see `biomarkerflow status`."

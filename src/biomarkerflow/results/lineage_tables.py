@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from biomarkerflow.catalog.manager import Catalog, RunRecord, StudyRecord
 from biomarkerflow.errors import StorageError
-from biomarkerflow.results.consolidate import MANIFEST, is_current
+from biomarkerflow.results.consolidate import MANIFEST, is_current, manifest_runs
 from biomarkerflow.results.lineage_chain import _load_provenance, _runtime_section
 from biomarkerflow.results.lineage_locate import PROVENANCE, LineageError, _join, _name, _normalize, _parent
 from biomarkerflow.storage import store
@@ -20,7 +20,7 @@ from biomarkerflow.storage import store
 
 def _read_manifest(tables_folder: str) -> list[str] | None:
     try:
-        return [str(run_id) for run_id in json.loads(store.read_bytes(_join(tables_folder, MANIFEST)))]
+        return manifest_runs(json.loads(store.read_bytes(_join(tables_folder, MANIFEST))))
     except (StorageError, ValueError, TypeError):
         return None
 
@@ -99,7 +99,7 @@ def _table_lineage(location: str, tables_folder: str, catalog: Catalog | None) -
     manifest = _read_manifest(tables_folder)
     run_ids = sorted(set(rows) | set(manifest or []))
     study = _study_for_output(catalog, output) if catalog is not None else None
-    current = {r.id for _, r in catalog.current_results(study.id)} if catalog and study else None
+    current = {r.id for _, r in catalog.current_results(study.id, excluded=True)} if catalog and study else None
     records = {r.id: r for r in catalog.runs(study.id)} if catalog and study else {}
     folders = _run_folders(records, output, run_ids)
     return {

@@ -4,14 +4,18 @@ Layout under a study's output location:
 
     runs/<subject>/<file stem>/<run id>/<table>.parquet   one folder per run, never overwritten
     runs/<subject>/<file stem>/<run id>/provenance.json  the same provenance as a sidecar
+    runs/<subject>/<file stem>/<run id>/<name>           files the job wrote beside its tables
+                                                         (e.g. activity.png), named in the provenance
     runs/<subject>/<file stem>/<run id>/_SUCCESS         written last; readers trust only marked folders
     tables/<table>.parquet                               consolidated current results (see consolidate.py)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,9 +24,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from biomarkerflow.errors import NotFoundError, StorageError
 from biomarkerflow.storage import store
 
 PROVENANCE_KEY = b"biomarkerflow.provenance"
+PROVENANCE_FILE = "provenance.json"
+# A run file's name: one plain name (no folder, no leading dot), never a table's or the marker's.
+RUN_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+")
+RESERVED_SUFFIXES = (".parquet", ".csv")
+MEDIA_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".pdf": "application/pdf", ".html": "text/html"}
 
 
 def _safe(part: str) -> str:
@@ -68,16 +78,20 @@ def write_run(
     *,
     key_columns: dict[str, Any],
     formats: list[str],
+    files: dict[str, Path] | None = None,
 ) -> int:
     """Write every table of one run and publish the folder atomically; returns bytes written.
 
     `key_columns` (study, subject, file, run_id) lead every table so consolidated
     tables need no joins to say where a row came from. A table given as a Path is a
     Parquet file the job wrote (too large for memory): it is copied row group by row group.
+    `files` (name -> a local file) are copied in beside the tables, published with them.
     """
     with tempfile.TemporaryDirectory(prefix="biomarkerflow-run-") as tmp:
         folder = Path(tmp) / "run"
         folder.mkdir()
+        for name, source in sorted((files or {}).items()):
+            shutil.copyfile(source, folder / check_file_name(name))
         for name, rows in sorted(tables.items()):
             if isinstance(rows, Path):
                 write_streamed_table(rows, folder / f"{name}.parquet", provenance, key_columns)
@@ -90,10 +104,44 @@ def write_run(
             write_table(keyed, folder / f"{name}.parquet", provenance)
             if "csv" in formats:
                 keyed.to_csv(folder / f"{name}.csv", index=False)
-        (folder / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
+        (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
         written = sum(p.stat().st_size for p in folder.iterdir())
         store.publish_folder(folder, destination)
     return written
+
+
+def check_file_name(name: str) -> str:
+    """`name` when it may name a file in a run folder (a plain name, not a table's); else ValueError."""
+    if not RUN_FILE_NAME.fullmatch(name) or name.endswith(RESERVED_SUFFIXES) or name == PROVENANCE_FILE:
+        raise ValueError(f"'{name}' cannot name a file of a run folder: use a plain name such as activity.png")
+    return name
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What the provenance says of a run file: its size and content hash."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def read_run_file(run_folder: str, name: str) -> tuple[bytes, str]:
+    """(content, media type) of a file the run wrote beside its tables.
+
+    Only a file its provenance names is read, by its plain name: nothing else in the
+    folder (nor outside it) can be reached through `name`. NotFoundError otherwise.
+    """
+    listed: dict[str, Any] = {}
+    try:
+        provenance = json.loads(store.read_bytes(f"{run_folder.rstrip('/')}/{PROVENANCE_FILE}"))
+        listed = (provenance.get("files") or {}) if isinstance(provenance, dict) else {}
+    except (StorageError, ValueError):
+        pass
+    if not isinstance(listed, dict) or name not in listed or not RUN_FILE_NAME.fullmatch(name):
+        raise NotFoundError(f"the run wrote no file '{name}'", hint="Its files are listed in its provenance.json.")
+    media = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
+    return store.read_bytes(f"{run_folder.rstrip('/')}/{name}"), media
 
 
 def _streamed_csv(parquet_path: Path, csv_path: Path) -> None:

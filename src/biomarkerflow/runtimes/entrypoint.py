@@ -183,6 +183,8 @@ def _provenance(
         "pipeline": output.steps,
         "warnings": output.warnings,
         "notices": list(output.notices),
+        # Files beside the tables (e.g. activity.png): name -> size and sha256.
+        "files": {name: writer.file_record(path) for name, path in sorted(output.files.items())},
         "platform": {
             "biomarkerflow": biomarkerflow.__version__,
             "python": platform.python_version(),
@@ -213,6 +215,7 @@ def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
                 "run_id": job.run_id,
             },
             formats=job.formats,
+            files=output.files,
         )
     finally:
         if output.scratch is not None:

@@ -20,6 +20,8 @@ import pickle
 import platform
 import struct
 import sys
+import threading
+import time
 import traceback
 from importlib import metadata
 from typing import IO, Any
@@ -129,8 +131,29 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         send(replies, reply)
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process within a second of the command that started it dying (kill -9).
+
+    The next command gives that command's files to new jobs at once (catalog: Claims.recover);
+    a job left running here would be a second run of the same file. A busy job never reads
+    stdin, so the closed pipe alone would not stop it.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_SECONDS)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    _exit_with_parent(os.getppid())
     threads = int(args[0]) if args else None
     # The reply channel is a private copy of stdout; anything a library prints goes to
     # stderr instead of corrupting the message stream.

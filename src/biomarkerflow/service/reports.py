@@ -45,6 +45,7 @@ def _study_json(status: StudyStatus) -> dict[str, Any]:
         "counts": status.counts,
         "waiting": [{"file": f, "reason": r} for f, r in status.waiting],
         "failed": [_failure_json(f, e, status.failure_details.get(f)) for f, e in status.failed],
+        "excluded": [{"file": f, "reason": r} for f, r in status.excluded],
         "notices": [{"file": f, "notice": n} for f, n in status.notices],
     }
 

@@ -184,7 +184,7 @@ class Watcher:
             info = self.platform.process(
                 executor, studies, worker=self.worker_id, stop=self._stop, progress=self.reporter.progress
             )
-            return {"succeeded": info.succeeded, "failed": info.failed}
+            return {"succeeded": info.succeeded, "excluded": info.excluded, "failed": info.failed}
         results = self.platform.train_models()
         self.reporter.retrained(results)
         return {"models": [{"pipeline": r.pipeline, "decision": r.decision, "message": r.message} for r in results]}

@@ -174,6 +174,7 @@ class WorkCases(PlatformBase):
                 worker=worker,
                 stop=stop,
                 prices=self.settings.prices,
+                lease_seconds=self.settings.processing.lease_seconds,
             )
         finally:
             self.recent.forget()  # readers of this Platform see the new states and costs at once

@@ -22,6 +22,8 @@ from biomarkerflow.config.schema import StudyConfig, data_model_for
 from biomarkerflow.config.validate import validate_source
 from biomarkerflow.errors import BiomarkerflowError, ConfigProblem
 from biomarkerflow.plugins import registry
+from biomarkerflow.stages import quality_gates
+from biomarkerflow.stages.quality_gates import Regated
 from biomarkerflow.stages.types import workflow_type
 from biomarkerflow.storage import store
 
@@ -39,6 +41,7 @@ class StudyScanInfo:
     files: RegisterInfo = RegisterInfo()
     matched_files: int = 0
     stale: int = 0  # finished files whose results the config change made out of date
+    regated: Regated = Regated()  # files moved in or out by changed quality gates (nothing recomputed)
     problems: list[ConfigProblem] = field(default_factory=list)
     error: str | None = None
     hint: str | None = None
@@ -77,6 +80,10 @@ def results_identity(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
+def _gates(config: dict[str, Any]) -> dict[str, float]:
+    return dict((config.get("requirements") or {}).get("quality") or {})
+
+
 def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]) -> tuple[RegisterInfo, int]:
     """List the study's data location and register what matches; (changes, files matched)."""
     data = config["data"]
@@ -102,6 +109,7 @@ Validator = Callable[[str, bytes], tuple[LoadedConfig | None, list[ConfigProblem
 def _scan_one(catalog: Catalog, url: str, text: bytes, validate: Validator, declared: dict[str, str]) -> StudyScanInfo:
     sha = hashlib.sha256(text).hexdigest()
     stale = 0
+    regated = Regated()
     if catalog.known_config_sha(url) == sha:
         study = next(s for s in catalog.studies() if s.config_source == url)
         change = "unchanged"
@@ -133,6 +141,8 @@ def _scan_one(catalog: Catalog, url: str, text: bytes, validate: Validator, decl
         )
         if previous is not None and results_identity(previous.config) != results_identity(config):
             stale = catalog.mark_stale(study_id, _STALE_REASON)
+        elif previous is not None and _gates(previous.config) != _gates(config):
+            regated = quality_gates.regate(catalog, study_id, _gates(config))
     files, matched = register_study_files(catalog, study_id, config)
     hint = None
     if matched == 0:
@@ -145,6 +155,7 @@ def _scan_one(catalog: Catalog, url: str, text: bytes, validate: Validator, decl
         files=files,
         matched_files=matched,
         stale=stale,
+        regated=regated,
         hint=hint,
     )
 

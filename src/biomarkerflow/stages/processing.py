@@ -26,16 +26,15 @@ from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost.estimate import MemoryRequests
 from biomarkerflow.cost.identity import pipeline_id
 from biomarkerflow.cost.prices import Charge, Usage, charge
-from biomarkerflow.engine import retry
+from biomarkerflow.engine import leases, retry
 from biomarkerflow.engine.executor import Executor
-from biomarkerflow.engine.leases import HEARTBEAT_SECONDS, LEASE_SECONDS
 from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.plugins import registry
 from biomarkerflow.results import consolidate, writer
 from biomarkerflow.runtimes.entrypoint import JobOutcome, JobSpec
 from biomarkerflow.runtimes.environment import RuntimeRef, Runtimes, default_cache_root
 from biomarkerflow.settings import PricesSettings
-from biomarkerflow.stages import types
+from biomarkerflow.stages import quality_gates, types
 from biomarkerflow.stages.gating import (  # noqa: F401  (plan, read_metadata, PlannedFile: re-exported)
     GateInfo,
     PlannedFile,
@@ -61,6 +60,10 @@ class ProcessInfo:
     @property
     def succeeded(self) -> int:
         return sum(1 for _, _, state in self.outcomes if state == FileState.SUCCEEDED.value)
+
+    @property
+    def excluded(self) -> int:
+        return sum(1 for _, _, state in self.outcomes if state == FileState.EXCLUDED.value)
 
 
 class Progress(Protocol):
@@ -184,12 +187,12 @@ def _time_limit(config: StudyConfig) -> float | None:
     return config.run_group.max_job_seconds if config.run_group else None
 
 
-def _wait_seconds(deadlines: dict[str, tuple[float, float]]) -> float:
+def _wait_seconds(deadlines: dict[str, tuple[float, float]], beat_seconds: float) -> float:
     """Until the next heartbeat, or sooner when a job reaches its time limit."""
     if not deadlines:
-        return HEARTBEAT_SECONDS
+        return beat_seconds
     soonest = min(deadline for deadline, _ in deadlines.values())
-    return max(0.05, min(HEARTBEAT_SECONDS, soonest - time.monotonic()))
+    return max(0.05, min(beat_seconds, soonest - time.monotonic()))
 
 
 def _stop_overdue(
@@ -245,6 +248,7 @@ def process(
     worker: str | None = None,
     stop: threading.Event | None = None,
     prices: PricesSettings | None = None,
+    lease_seconds: float = leases.LEASE_SECONDS,
 ) -> ProcessInfo:
     """Run every READY file of the selected studies, each in its study's runtime; returns what happened.
 
@@ -252,6 +256,7 @@ def process(
     otherwise this call registers (and finally unregisters) a runner of its own. When `stop`
     is set, no new file is claimed and the call returns once the running jobs finished.
     Every run is charged under `prices` (default: the built-in AWS Fargate table, on-demand).
+    Claims last `lease_seconds` without a heartbeat; the call renews them four times as often.
     """
     round_ = _Round(
         catalog,
@@ -260,6 +265,7 @@ def process(
         runtimes=runtimes or Runtimes(default_cache_root(DEFAULT_HOME)),
         stop=stop or threading.Event(),
         prices=prices or PricesSettings(),
+        lease_seconds=lease_seconds,
     )
     round_.prepare(study_ids, on_gates)
     round_.run(worker)
@@ -279,8 +285,11 @@ class _Round:
         runtimes: Runtimes,
         stop: threading.Event,
         prices: PricesSettings,
+        lease_seconds: float,
     ) -> None:
         self.catalog = catalog
+        self.lease_seconds = lease_seconds
+        self.beat_seconds = leases.heartbeat_seconds(lease_seconds)
         self.executor = executor
         self.progress = progress
         self.runtimes = runtimes
@@ -299,6 +308,8 @@ class _Round:
 
     def prepare(self, study_ids: list[str] | None, on_gates: Callable[[list[GateInfo]], None] | None) -> None:
         """Gate every selected study and learn what its jobs need (runtime, config, metadata)."""
+        # A claimer killed on this machine gives its files back now; elsewhere its lease decides.
+        self.catalog.recover_claims(self.host, leases.process_alive)
         self.catalog.expire_leases()
         self.studies = [s for s in self.catalog.studies() if study_ids is None or s.id in study_ids]
         for study in self.studies:
@@ -349,9 +360,10 @@ class _Round:
                     if not self._wait_for_retries():
                         break
                     continue
-                done, _ = wait(list(self.pending), timeout=_wait_seconds(self.deadlines), return_when=FIRST_COMPLETED)
+                timeout = _wait_seconds(self.deadlines, self.beat_seconds)
+                done, _ = wait(list(self.pending), timeout=timeout, return_when=FIRST_COMPLETED)
                 _stop_overdue(self.executor, self.pending, self.deadlines, self.timed_out)
-                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS / 2:
+                if time.monotonic() - last_beat >= self.beat_seconds:
                     self._beat()
                     last_beat = time.monotonic()
                 for future in done:
@@ -371,7 +383,7 @@ class _Round:
         if free <= 0 or not self.selected or self.stop.is_set():
             return
         self.selected = _runtimes_ready(self.runtimes, self.study_runtimes, self.selected, self.info)
-        for file in self.catalog.claim(self.worker, free, LEASE_SECONDS, self.selected, self.group_limits):
+        for file in self.catalog.claim(self.worker, free, self.lease_seconds, self.selected, self.group_limits):
             self._submit(file)
 
     def _submit(self, file: FileRecord) -> None:
@@ -406,11 +418,11 @@ class _Round:
         if delay is None:
             return False
         self.progress.waiting_for_retry(delay)
-        self.stop.wait(min(delay + 0.1, HEARTBEAT_SECONDS))
+        self.stop.wait(min(delay + 0.1, self.beat_seconds))
         return True
 
     def _beat(self) -> None:
-        self.catalog.renew_leases(self.worker, LEASE_SECONDS)
+        self.catalog.renew_leases(self.worker, self.lease_seconds)
         self.catalog.beat(self.worker, len(self.pending), "stopping" if self.stop.is_set() else "running")
 
     def _record(self, future: Future[JobOutcome]) -> None:
@@ -431,15 +443,23 @@ class _Round:
             max_attempts=config.max_attempts,
             base_delay=config.retry_delay_seconds,
         )
+        excluded = None
+        if outcome.succeeded:
+            excluded = quality_gates.exclusion_reason(
+                config.requirements.quality, quality_gates.measures_of(outcome.facts)
+            )
         state = self.catalog.finish_run(
             job.run_id,
             # The outcome is the run's metrics (a JobOutcome is a RunMetrics) plus its cost.
             replace(outcome, charge=_charge(outcome, self.prices, self.executor.cores_per_job)),
             max_attempts=config.max_attempts,
             retry_at=when,
+            excluded=excluded,
         )
         self.info.outcomes.append((file, outcome, state))
-        self.progress.finished(file, outcome, state)
+        # Shown with the file's line: which gates it fails (the catalog keeps it as the file's reason).
+        shown = outcome if excluded is None else replace(outcome, notices=(excluded, *outcome.notices))
+        self.progress.finished(file, shown, state)
 
     # ---- after the loop ----------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ __all__ = [
 
 def state_label(file_state: str) -> Text:
     """A file state, coloured and padded to line up: "SUCCEEDED ", "FAILED    "."""
-    colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(file_state, "yellow")
+    colour = {"SUCCEEDED": "green", "EXCLUDED": "magenta", "FAILED": "red"}.get(file_state, "yellow")
     return styled(f"{file_state:9} ", colour)
 
 
@@ -64,6 +64,13 @@ def print_scan(out: Console, report: ScanReport, configs: str) -> None:
             message = (
                 f"{study.stale} finished file(s) marked STALE (pipeline changed): the next process recomputes "
                 "them; earlier results stay under their run ids"
+            )
+            line(out, message, indent=2)
+        if study.regated.changed:
+            message = (
+                f"quality gates changed: {study.regated.excluded} file(s) EXCLUDED, {study.regated.included} "
+                "included again, decided from their quality reports (nothing recomputed); the next process "
+                "updates the study's tables"
             )
             line(out, message, indent=2)
         if study.hint:
@@ -164,5 +171,6 @@ def process_with_bar(
     for gate in info.gates:
         if gate.waiting:
             line(out, f"{gate.study_id}: {gate.waiting} file(s) WAITING (see `biomarkerflow status`)")
-    line(out, f"done: {info.succeeded} succeeded, {info.failed} failed")
+    excluded = f", {info.excluded} excluded by quality gates" if info.excluded else ""
+    line(out, f"done: {info.succeeded} succeeded{excluded}, {info.failed} failed")
     return info

@@ -15,6 +15,7 @@ DAY_TICKS = {"tickCount": {"interval": "day", "step": 1}, "format": "%b %d", "fo
 # One colour per file state, as in app.css.
 STATE_COLOURS = {
     "SUCCEEDED": "#2e7d32",
+    "EXCLUDED": "#7b1fa2",
     "FAILED": "#c62828",
     "RUNNING": "#1565c0",
     "CLAIMED": "#42a5f5",

@@ -14,11 +14,33 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Failure", "explain", "notices"]
+from biomarkerflow.plugins.skdh.explain_recording import (
+    bad_time_value,
+    missing_column,
+    missing_data,
+    no_valid_time,
+    not_a_time,
+    repeated_times,
+    time_backwards,
+    time_gaps,
+)
+from biomarkerflow.plugins.skdh.failure import (
+    EXCLUDE,
+    TRACEBACK_PLACES,
+    Failure,
+    Recording,
+    duration,
+    number,
+    plural,
+    rate,
+    subject_words,
+)
+from biomarkerflow.plugins.skdh.notices import notice, notices
+
+__all__ = ["EXCLUDE", "TRACEBACK_PLACES", "Failure", "Recording", "duration", "explain", "notice", "notices"]
 
 # Steps whose moving window is one of their parameters: (parameter, seconds per unit).
 WINDOW_PARAMS: dict[str, tuple[str, float]] = {
@@ -37,52 +59,6 @@ _CWA_PROBLEMS: dict[str, str] = {
     "Invalid number of samples in data block": "a data block claims an impossible number of samples",
     "Invalid packing code": "a data block has an unknown sample packing",
 }
-GAIT_BOUT_EXAMPLES = 3  # a gait study can skip hundreds of bouts: name a few, count the rest
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a job knows when a step raised; everything but the texts is optional."""
-
-    step: str | None  # as named in the pipeline (ReadBin, Sleep, Sleep_1); None when not found
-    kind: str | None  # the step's class name (Sleep for Sleep_1)
-    error_types: tuple[str, ...]  # the exception's class and its bases, most specific first
-    message: str
-    params: Mapping[str, Any] = field(default_factory=dict)  # the study's values for the step
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # SKDH's defaults for the step
-    inputs: Mapping[str, Any] = field(default_factory=dict)  # subject metadata under SKDH names
-    subject: str | None = None
-    recording_seconds: float | None = None
-    # A moving window SKDH refused, and the signal it was to move over (in samples).
-    window_samples: int | None = None
-    signal_samples: int | None = None
-
-    @property
-    def name(self) -> str:
-        return self.step or "the pipeline"
-
-    @property
-    def error_type(self) -> str:
-        return self.error_types[0] if self.error_types else "Exception"
-
-
-def duration(seconds: float) -> str:
-    """45 s, 18 min, 5.5 h, 3.2 days: a recording's length as people say it."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def _subject(subject: str | None) -> str:
-    return f"subject {subject}" if subject else "this file's subject"
 
 
 # ---- failures ----------------------------------------------------------------------------------
@@ -98,11 +74,18 @@ def _window_too_long(failure: Failure) -> str | None:
         value = failure.params.get(name, failure.defaults.get(name))
         if isinstance(value, int | float) and value * unit_seconds > recording:
             window_seconds = value * unit_seconds
-            fits = max(1, math.floor(recording / unit_seconds - 1e-9))
+            fits = math.floor(recording / unit_seconds - 1e-9)
             unit = "minutes" if unit_seconds == 60.0 else "seconds"
+            if fits < 1:
+                # No shorter window helps: suggesting "set it to 1" would only fail again.
+                return (
+                    f"{failure.name}: the recording is {duration(recording)} long; this step needs at least "
+                    f"{duration(window_seconds)} ({name} {number(value)} {unit}), and even its shortest window "
+                    f"(1 {unit.rstrip('s')}) is longer than the recording: {EXCLUDE}, or use a longer recording"
+                )
             return (
                 f"{failure.name}: the recording ({duration(recording)}) is shorter than the step's "
-                f"{_number(value)}-{unit.rstrip('s')} window ({name}): recording too short; use a recording of at "
+                f"{number(value)}-{unit.rstrip('s')} window ({name}): recording too short; use a recording of at "
                 f"least {duration(window_seconds)}, or set {name} to {fits} or less ({unit}; results then differ "
                 f"from the default)"
             )
@@ -145,6 +128,19 @@ def _damaged_binary(failure: Failure) -> str | None:
         return None
     what = next((words for text, words in _CWA_PROBLEMS.items() if text in failure.message), None)
     detail = f"{what} (SKDH: {failure.message})" if what else f"SKDH: {failure.message}"
+    corrupt, blocks = failure.recording.corrupt_blocks, failure.recording.blocks
+    if corrupt and blocks:
+        # The count says whether a copy is worth fetching (one bad block) or the file is lost.
+        which = (
+            f"block {corrupt[0]:,} of {blocks:,} is"
+            if len(corrupt) == 1
+            else (f"{len(corrupt):,} of its {blocks:,} data blocks are")
+        )
+        first, them = (f", the first is block {corrupt[0]:,}", "them") if len(corrupt) > 1 else ("", "it")
+        return (
+            f"{failure.name}: {which} corrupt (checksum{first}), and the {device} reader cannot read the file "
+            f"around {them}: {detail}; copy it again from the device, or leave it out of the study (data.exclude)"
+        )
     return (
         f"{failure.name}: the {device} file has corrupt data blocks and cannot be read: {detail}; copy it again "
         f"from the device, or leave it out of the study (data.exclude)"
@@ -154,8 +150,11 @@ def _damaged_binary(failure: Failure) -> str | None:
 def _empty_file(failure: Failure) -> str | None:
     if not failure.message.startswith("File is less than 1kb"):
         return None
+    size = failure.recording.file_bytes
+    bytes_ = f" ({plural(size, 'byte')})" if size is not None else ""
     return (
-        f"{failure.name}: the file is smaller than 1 kB, so it holds no recording; check that it was copied completely"
+        f"{failure.name}: the file is smaller than 1 kB{bytes_}, so it holds no recording; check that it was copied "
+        f"completely, or {EXCLUDE}"
     )
 
 
@@ -206,7 +205,7 @@ def _mistyped_input(failure: Failure) -> str | None:
         if value is not None and _kind_of(value) != "a number":
             given = _kind_of(value)
             return (
-                f"{_subject(failure.subject)}'s {name} is {value!r} ({given}), but it must be {wanted}; "
+                f"{subject_words(failure.subject)}'s {name} is {value!r} ({given}), but it must be {wanted}; "
                 f"fix it in the metadata"
             )
     return None
@@ -225,12 +224,17 @@ def _unknown_param(failure: Failure) -> str | None:
     )
 
 
-def _wrong_type(failure: Failure) -> str | None:
+def _wrong_type_named(failure: Failure) -> str | None:
     if "TypeError" not in failure.error_types:
         return None
     culprit = _mistyped_param(failure) or _mistyped_input(failure)
-    if culprit is not None:
-        return f"{failure.name}: wrong type: {culprit}"
+    return f"{failure.name}: wrong type: {culprit}" if culprit is not None else None
+
+
+def _wrong_type(failure: Failure) -> str | None:
+    """A TypeError whose culprit is not known (a named one is `_wrong_type_named`'s)."""
+    if "TypeError" not in failure.error_types:
+        return None
     return (
         f"{failure.name}: wrong type: a value it was given has the wrong type (SKDH: {failure.message}); "
         f"check the step's parameters in the study config and the subject's metadata"
@@ -247,157 +251,53 @@ def _out_of_memory(failure: Failure) -> str | None:
     )
 
 
+def _unexplained(failure: Failure) -> str:
+    """Nothing matched: the step, the recording's numbers, SKDH's own words, where the traceback is."""
+    rec = failure.recording
+    facts = [f"{duration(failure.seconds)} long"] if failure.seconds is not None else []
+    if rec.samples:
+        facts.append(plural(rec.samples, "sample") + (f" at {rate(rec.sample_rate)}" if rec.sample_rate else ""))
+    about = f" ({', '.join(facts)})" if facts else ""
+    message = failure.message or "(no message)"
+    return (
+        f"{failure.name} could not process this recording{about}: SKDH raised {failure.error_type}: {message}; "
+        f"the full traceback is in {TRACEBACK_PLACES}"
+    )
+
+
+# In order: the machine's limits, mistakes in the study config that are certain, then what the
+# job found in the recording itself (a time that runs backwards misleads every later check, such
+# as the sample rate SKDH estimates from it), then SKDH's own texts.
 _EXPLAINERS: tuple[Callable[[Failure], str | None], ...] = (
     _out_of_memory,
+    _unknown_param,
+    _wrong_type_named,
+    repeated_times,  # before the time checks: its times may be nanoseconds read as seconds
+    bad_time_value,  # an empty time reads as 1677, which the time checks would call disorder
+    no_valid_time,
+    time_backwards,
+    missing_data,
     _window_too_long,
     _day_windows_missing,
     _truncated_bin,
     _empty_file,
     _low_sample_rate,
     _damaged_binary,
-    _unknown_param,
+    time_gaps,
+    missing_column,
+    not_a_time,
     _wrong_type,
 )
 
 
 def explain(failure: Failure) -> str:
-    """One sentence: the step, what is wrong with the recording or a parameter, what to do."""
+    """One sentence: the step, what is wrong with the recording or a parameter, what to do.
+
+    When nothing explains the failure, the sentence still says the step could not process this
+    recording, the recording's length and sample rate, SKDH's message and where the traceback is.
+    """
     for explainer in _EXPLAINERS:
         text = explainer(failure)
         if text is not None:
             return text
-    message = failure.message or "(no message)"
-    return f"{failure.name} failed: {message} ({failure.error_type})"
-
-
-# ---- warnings that change results ----------------------------------------------------------------
-
-
-def _height(found: re.Match[str], subject: str | None) -> str:
-    return (
-        f"no height for {_subject(subject)}: gait speed, step and stride length are not computed (NaN); "
-        f"add height (metres) to the metadata"
-    )
-
-
-def _utc_day_windows(found: re.Match[str], subject: str | None) -> str:
-    return (
-        f"no time zone for {_subject(subject)}: the file's timestamps are UTC, so day windows are cut at UTC "
-        f"midnight and noon, not local ones; add tz_name (an IANA name such as Europe/London) to the metadata"
-    )
-
-
-def _calibration_skipped(found: re.Match[str], subject: str | None) -> str:
-    hours = float(found["hours"])
-    return (
-        f"calibration skipped: the recording ({duration(hours * 3600)}) is shorter than CalibrateAccelerometer's "
-        f"min_hours ({found['min']} h), so the accelerations are not calibrated; lower min_hours or use longer "
-        f"recordings"
-    )
-
-
-def _calibration_not_applied(found: re.Match[str], subject: str | None) -> str:
-    return (
-        f"calibration not applied: the first {found['upto']} h of the recording have too few still periods to "
-        f"calibrate the accelerometer, so the accelerations are used uncalibrated"
-    )
-
-
-def _wear_assumed(found: re.Match[str], subject: str | None) -> str:
-    step = found["step"]
-    return (
-        f"{step} assumed the device was worn the whole time: no wear-detection step runs before it; "
-        f"add one (e.g. AccelThresholdWearDetection) before {step}"
-    )
-
-
-def _no_wear(found: re.Match[str], subject: str | None) -> str:
-    return (
-        "no wear detected: the wear-detection step found no period in which the device was worn, so results "
-        "that need wear time (sleep, activity) are empty or NaN"
-    )
-
-
-def _bad_blocks(found: re.Match[str], subject: str | None) -> str:
-    return (
-        "the file has corrupt data blocks: the reader kept their samples, so some values and times may be "
-        "wrong; copy the file again from the device if you can"
-    )
-
-
-def _cutpoints(found: re.Match[str], subject: str | None) -> str:
-    return (
-        f"ActivityLevelClassification did not find the cutpoints asked for and used {found['used']} instead; "
-        f"set cutpoints to a name SKDH knows"
-    )
-
-
-def _csv_stream(found: re.Match[str], subject: str | None) -> str:
-    return (
-        f"ReadCSV left out {found['stream']}: its columns {found['columns']} are not in the file; "
-        f"fix column_names in the reader's parameters"
-    )
-
-
-# SKDH's own texts (warn(...) calls in skdh/) -> a notice. Other warnings (numpy's, pandas',
-# SKDH's informational ones such as "local but naive" timestamps) are not notices.
-_NOTICES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str | None], str]], ...] = (
-    (re.compile(r"^height not provided, not computing spatial (metrics|endpoints)"), _height),
-    (re.compile(r"^Timestamps are not localized, but no time-zone information is available"), _utc_day_windows),
-    (
-        re.compile(r"^Less than (?P<min>[\d.]+) hours of data \((?P<hours>[-+\d.eE]+) hours\)\. No Calibration"),
-        _calibration_skipped,
-    ),
-    (
-        re.compile(r"^Recalibration not done with [\d.]+ - (?P<upto>[\d.]+) hours due to insufficient non-movement"),
-        _calibration_not_applied,
-    ),
-    (re.compile(r"^\[(?P<step>\w+)\] External wear detection not provided\. Assuming 100% wear"), _wear_assumed),
-    (re.compile(r"^No wear periods detected"), _no_wear),
-    (re.compile(r"^Bad data blocks present"), _bad_blocks),
-    (re.compile(r"^Specified cutpoints not found, or cutpoints undefined\. Using `(?P<used>\w+)`"), _cutpoints),
-    (
-        re.compile(r"^Data stream (?P<stream>\S+) specified in column names but all columns (?P<columns>.+?) not f"),
-        _csv_stream,
-    ),
-)
-_GAIT_BOUT = re.compile(r"^Caught error processing bout no\. (?P<bout>\d+): (?P<error>.*)", re.DOTALL)
-
-
-def notice(message: str, subject: str | None = None) -> str | None:
-    """The notice for one of SKDH's warning texts, None when it does not change results."""
-    for pattern, words in _NOTICES:
-        found = pattern.search(message)
-        if found is not None:
-            return words(found, subject)
-    return None
-
-
-def _skipped_bouts(bouts: list[tuple[str, str]]) -> str:
-    shown = "; ".join(f"bout {bout}: {error}" for bout, error in bouts[:GAIT_BOUT_EXAMPLES])
-    more = f"; and {len(bouts) - GAIT_BOUT_EXAMPLES} more" if len(bouts) > GAIT_BOUT_EXAMPLES else ""
-    noun = "bout" if len(bouts) == 1 else "bouts"
-    return (
-        f"GaitLumbar skipped {len(bouts)} gait {noun} after an error in it ({shown}{more}); "
-        f"their strides are missing from the results"
-    )
-
-
-def notices(messages: Iterable[str], subject: str | None = None) -> tuple[str, ...]:
-    """The notices for SKDH's warnings of one run, each once, in the order first seen.
-
-    `messages` must be SKDH's own warnings (the caller filters by where they were raised).
-    """
-    found: dict[str, None] = {}
-    bouts: list[tuple[str, str]] = []
-    for message in messages:
-        bout = _GAIT_BOUT.search(message)
-        if bout is not None:
-            bouts.append((bout["bout"], bout["error"].strip().splitlines()[0] if bout["error"].strip() else "?"))
-            continue
-        text = notice(message, subject)
-        if text is not None:
-            found.setdefault(text, None)
-    if bouts:
-        found.setdefault(_skipped_bouts(bouts), None)
-    return tuple(found)
+    return _unexplained(failure)

@@ -17,6 +17,7 @@ import pydantic
 
 from biomarkerflow.config.schema import DataConfig, StudyConfig
 from biomarkerflow.plugins.contract import (
+    QUALITY,
     RECORDING_SECONDS,
     SAMPLE_RATE_HZ,
     Problem,
@@ -32,6 +33,25 @@ if TYPE_CHECKING:
 
 PACKAGE = "scikit-digital-health"
 GT3X_REQUIREMENT = "pygt3x>=0.7"  # ReadGt3x's reader, in whichever runtime the study's SKDH runs
+# What `requirements.quality` may gate (min_/max_ + name), from each run's quality report;
+# kept here (no pandas) so configs are checked without the runtime. quality.measures computes them.
+QUALITY_MEASURES: dict[str, str] = {
+    "valid_days": "days with at least quality.valid_day_hours of wear (needs a wear-detection step)",
+    "days": "calendar days the recording covers (needs a wear-detection step)",
+    "nonwear_fraction": "share of the recording not worn, 0 to 1 (needs a wear-detection step)",
+    "duration_hours": "hours from the first to the last valid timestamp",
+    "clipping_fraction": "share of samples clipped, on the worst axis, 0 to 1",
+    "stuck_seconds_longest": "the longest run of one repeated value on any axis, in seconds",
+    "calibration_error_g": "mean distance from 1 g of still 10 s windows, in g (after calibration when the "
+    "pipeline calibrates)",
+    "gaps": "number of gaps in the timestamps",
+    "gap_seconds_total": "seconds missing in gaps",
+    "gap_seconds_longest": "the longest gap, in seconds",
+    "rate_difference_ppm": "observed minus nominal sample rate, in parts per million (clock drift; signed)",
+    "timestamps_invalid": "samples with a timestamp before 1971",
+    "idle_sleep_fraction": "ActiGraph: share of samples not measured (idle sleep), 0 to 1",
+    "repairs": "number of repairs made before reading (0: none)",
+}
 
 
 def _reads_gt3x(data: Any) -> bool:
@@ -57,6 +77,8 @@ class SkdhWorkflowType(WorkflowType):
     name = "skdh"
     package = PACKAGE
     checked_sections = ("pipeline", "data")
+    quality_measures = QUALITY_MEASURES
+    quality_tables = ("quality", "quality_days")
 
     @property
     def config_model(self) -> type[StudyConfig]:
@@ -135,17 +157,24 @@ class SkdhWorkflowType(WorkflowType):
         return workflow.plan(cast(SkdhStudyConfig, config))
 
     def run_job(self, path: Path, plan: Any, inputs: dict[str, Any], *, subject: str | None) -> RunOutput:
-        from biomarkerflow.plugins.skdh import workflow
+        from biomarkerflow.plugins.skdh import quality, workflow
 
         output = workflow.run(path, plan, inputs, subject=subject)
         recording = output.recording
+        measured = quality.measures(output.tables["quality"], len(recording.get("repairs") or ()))
         return RunOutput(
             tables=output.tables,
-            facts={RECORDING_SECONDS: recording["seconds"], SAMPLE_RATE_HZ: recording["sample_rate_hz"]},
+            facts={
+                RECORDING_SECONDS: recording["seconds"],
+                SAMPLE_RATE_HZ: recording["sample_rate_hz"],
+                QUALITY: {name: measured.get(name) for name in QUALITY_MEASURES},
+            },
             steps=output.resolved_pipeline,
             provenance={"recording": recording},
             warnings=output.warnings,
             notices=output.notices,
+            files=output.files,  # the activity plot, in `scratch`
+            scratch=output.scratch,
         )
 
 

@@ -83,6 +83,35 @@ def report(
     return pd.DataFrame([row]), days
 
 
+def _finite(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def measures(quality: pd.DataFrame, repairs: int) -> dict[str, float | None]:
+    """The measures quality gates read (plugin.QUALITY_MEASURES), from a run's `quality` row."""
+    row = quality.iloc[0]
+    worst = [_finite(row.get(f"clipping_fraction_{axis}")) for axis in AXES]
+    stuck = [_finite(row.get(f"stuck_seconds_longest_{axis}")) for axis in AXES]
+    after = _finite(row.get("calibration_error_after_g"))
+    duration = _finite(row.get("duration_seconds"))
+    return {
+        "valid_days": _finite(row.get("valid_days")),
+        "days": _finite(row.get("days")),
+        "nonwear_fraction": _finite(row.get("nonwear_fraction")),
+        "duration_hours": None if duration is None else duration / 3600.0,
+        "clipping_fraction": max((v for v in worst if v is not None), default=None),
+        "stuck_seconds_longest": max((v for v in stuck if v is not None), default=None),
+        "calibration_error_g": after if after is not None else _finite(row.get("calibration_error_g")),
+        "gaps": _finite(row.get("gaps")),
+        "gap_seconds_total": _finite(row.get("gap_seconds_total")),
+        "gap_seconds_longest": _finite(row.get("gap_seconds_longest")),
+        "rate_difference_ppm": _finite(row.get("rate_difference_ppm")),
+        "timestamps_invalid": _finite(row.get("timestamps_invalid")),
+        "idle_sleep_fraction": _finite(row.get("idle_sleep_fraction")),
+        "repairs": float(repairs),
+    }
+
+
 def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[str, Any]:
     valid = time >= INVALID_BEFORE_UNIX
     good = time if valid.all() else time[valid]  # a copy only when there is something to drop

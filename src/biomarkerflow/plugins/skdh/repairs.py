@@ -9,7 +9,9 @@ provenance and its notices:
   worn or resting device measures; those samples are left out (a gap), as GGIR's reader
   skips such blocks;
 - samples at the end (or start) whose timestamps are before 1971 or before the recording's
-  own start (a clock that reset): trimmed.
+  own start (a clock that reset): trimmed;
+- a `.cwa` with no complete data block, or a recording whose every timestamp is before 1971,
+  cannot be read (fatal, with what is wrong).
 
 Nothing else is changed: the samples that remain are the reader's own.
 """
@@ -74,6 +76,12 @@ def _geneactiv(path: Path) -> FileCheck:
         stream.seek(max(0, size - GENEACTIV_TAIL_BYTES))
         tail = stream.read()
     mark = tail.rfind(GENEACTIV_PAGE_MARK)
+    if mark < 0 and size <= GENEACTIV_TAIL_BYTES:  # the whole file read, and no page in it
+        raise Unrepairable(
+            f"the file holds its header but no data page ({size:,} bytes, no '{GENEACTIV_PAGE_MARK.decode()}'): "
+            "an incomplete copy, or a device that recorded nothing; copy the file again from the device, or "
+            "leave it out (data.exclude)"
+        )
     if mark < 0 or (size <= GENEACTIV_TAIL_BYTES and mark == tail.find(GENEACTIV_PAGE_MARK)):
         return FileCheck([], [])  # no page, or the only page: nothing to read around
     lines = tail[mark:].splitlines()
@@ -109,6 +117,12 @@ def _axivity(path: Path) -> tuple[list[Defect], list[int]]:
             f"starts with 'MD', this one with {header[:2]!r}; copy the file again from the device"
         )
     whole, partial = divmod(size - CWA_HEADER_BYTES, CWA_BLOCK_BYTES)
+    if whole == 0:  # SKDH's reader would stop the whole worker process (a Fortran end-of-file error)
+        raise Unrepairable(
+            f"the file holds its header but no complete data block ({size:,} bytes; a block is "
+            f"{CWA_BLOCK_BYTES} bytes after the {CWA_HEADER_BYTES:,}-byte header): an incomplete copy, or a "
+            "device that recorded nothing; copy the file again from the device, or leave it out (data.exclude)"
+        )
     found: list[Defect] = []
     if partial:
         what = f"the file ends mid-block at byte {size:,} (incomplete copy?)"
@@ -157,9 +171,12 @@ def trim_invalid_time(data: dict[str, Any]) -> tuple[dict[str, Any], list[Defect
     the recording's first valid time (a clock that reset), trimmed; what was done, in words."""
     time = np.asarray(data["time"], dtype=np.float64)
     invalid = time < INVALID_BEFORE_UNIX
-    lead = int(np.argmax(~invalid)) if not invalid.all() else len(time)
-    if lead == len(time):
-        return data, []
+    if invalid.all():  # nothing to trim to: no sample can be placed in time
+        raise Unrepairable(
+            f"all {len(time):,} samples have timestamps before 1971: the device's clock was never set, or the "
+            "file holds no recording; leave it out of the study (data.exclude)"
+        )
+    lead = int(np.argmax(~invalid))
     start = time[lead]
     bad_tail = invalid | (time < start)
     bad_tail[:lead] = True

@@ -15,14 +15,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, BinaryIO
 
 import pandas as pd
 
 from biomarkerflow.errors import JobError, StorageError
 from biomarkerflow.plugins.contract import StepError
-from biomarkerflow.plugins.skdh import explain
+from biomarkerflow.plugins.skdh import explain, failure_facts
 from biomarkerflow.plugins.skdh import formats as skdh_formats
 from biomarkerflow.plugins.skdh import repairs as skdh_repairs
 from biomarkerflow.plugins.skdh import steps as skdh_steps
@@ -61,6 +60,10 @@ class PluginOutput:
     warnings: list[str] = field(default_factory=list)
     # SKDH's warnings that changed the results, in words (see explain.notices).
     notices: tuple[str, ...] = ()
+    # Files for the run folder beside the tables (name -> path under `scratch`), e.g. the plot.
+    files: dict[str, Path] = field(default_factory=dict)
+    # The folder those files are in; the caller deletes it once the run is written.
+    scratch: Path | None = None
 
 
 class StepFailed(StepError):
@@ -142,7 +145,7 @@ def _file_defects(path: Path, reader: str) -> skdh_repairs.FileCheck:
     try:
         return skdh_repairs.file_defects(path)
     except skdh_repairs.Unrepairable as exc:
-        raise StepFailed(reader, f"{reader}: {exc}") from None
+        raise StepFailed(reader, f"{reader}: {exc}") from exc
 
 
 def _refuse_unrepaired(reader: str, defects: list[skdh_repairs.Defect], allowed: bool) -> None:
@@ -191,17 +194,9 @@ def _unique_names(job_plan: JobPlan) -> list[str]:
     return names
 
 
-def _frames(tb: TracebackType | None) -> list[FrameType]:
-    frames = []
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    return frames
-
-
 def _window_facts(exc: BaseException) -> tuple[int | None, int | None]:
     """(window, signal length) in samples when SKDH's moving-window functions refused a window."""
-    for frame in reversed(_frames(exc.__traceback__)):
+    for frame in reversed(failure_facts.frames(exc.__traceback__)):
         window, shape = frame.f_locals.get("w_len"), getattr(frame.f_locals.get("x"), "shape", None)
         if isinstance(window, numbers.Integral) and isinstance(shape, tuple) and shape:
             return int(window), int(shape[-1])
@@ -242,7 +237,7 @@ class _Attempt:
         """
         if self.building is not None:
             return self.building
-        for frame in _frames(exc.__traceback__):
+        for frame in failure_facts.frames(exc.__traceback__):
             owner = frame.f_locals.get("self")
             for instance, step, name in self.steps:
                 if owner is instance:
@@ -258,6 +253,12 @@ class _Attempt:
         found = self.step_of(exc)
         step, name = found if found is not None else (None, None)
         window, signal = _window_facts(exc)
+        recording = explain.Recording()
+        if not isinstance(exc, MemoryError):  # out of memory: allocate nothing more
+            try:
+                recording = failure_facts.recording_facts(failure_facts.given(self.steps, exc, name))
+            except Exception:  # noqa: BLE001 - the facts only add words: never hide the failure itself
+                recording = explain.Recording()
         failure = explain.Failure(
             step=name,
             kind=step.name if step else None,
@@ -270,6 +271,7 @@ class _Attempt:
             recording_seconds=self.recording_seconds,
             window_samples=window,
             signal_samples=signal,
+            recording=recording,
         )
         retryable = isinstance(exc, TRANSIENT_ERRORS)
         return StepFailed(name, explain.explain(failure), notices=notices, retryable=retryable)
@@ -297,7 +299,10 @@ def _run_steps(
     if not data or "time" not in data or len(data["time"]) == 0:
         raise StepFailed(reader_plan.name, f"{reader_plan.name}: read no samples from '{path.name}'")
     data = skdh_repairs.drop_zero_filled(data, path, check.bad_blocks)
-    data, trimmed = skdh_repairs.trim_invalid_time(data)
+    try:
+        data, trimmed = skdh_repairs.trim_invalid_time(data)
+    except skdh_repairs.Unrepairable as exc:
+        raise StepFailed(reader_plan.name, f"{reader_plan.name}: {exc}") from exc
     _refuse_unrepaired(reader_plan.name, trimmed, job_plan.quality.repairs)
     attempt.repairs = [str(d) for d in check.defects + trimmed]
     attempt.recording_seconds = float(data["time"][-1] - data["time"][0])
@@ -338,7 +343,54 @@ def _quality_tables(
     return {"quality": row} if days is None else {"quality": row, "quality_days": days}
 
 
-def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str | None = None) -> PluginOutput:
+def _timeline(
+    tables: dict[str, pd.DataFrame],
+    data: dict[str, Any],
+    results: dict[str, Any],
+    job_plan: JobPlan,
+    names: list[str],
+    inputs: dict[str, Any],
+    repairs: list[str],
+    scratch: Path | None,
+    title: str,
+) -> tuple[dict[str, Path], Path | None, list[str]]:
+    """Add the `events` table to `tables` and draw the activity plot into `scratch` (a new
+    temporary folder when None): (the run's files, their folder, what went wrong drawing).
+
+    A plot that cannot be drawn is a warning, not a failed run: the numbers stand without it.
+    """
+    from biomarkerflow.plugins.skdh import plots, timeline
+
+    calibrated = next(
+        (
+            results[name]["accel"]
+            for step, name in zip(job_plan.steps, names, strict=True)
+            if step.name == "CalibrateAccelerometer" and (results.get(name) or {}).get("accel") is not None
+        ),
+        None,
+    )
+    # The acceleration the steps saw: calibrated when the pipeline calibrates.
+    grid = timeline.minute_grid(data if calibrated is None else {**data, "accel": calibrated})
+    tz_name = inputs.get("tz_name")
+    tables["events"] = timeline.events(
+        data, results, job_plan, names, tz_name, repairs, tables.get("quality"), grid=grid
+    )
+    folder = scratch or Path(tempfile.mkdtemp(prefix="biomarkerflow-skdh-"))
+    try:
+        picture = plots.activity_plot(grid, tables["events"], tz_name, folder / "activity.png", title=title)
+    except Exception as exc:  # noqa: BLE001 - any drawing failure: the run keeps its tables
+        return {}, folder, [f"activity plot not drawn: {type(exc).__name__}: {exc}"]
+    return {picture.name: picture}, folder, []
+
+
+def run(
+    path: Path,
+    job_plan: JobPlan,
+    inputs: dict[str, Any],
+    *,
+    subject: str | None = None,
+    scratch: Path | None = None,
+) -> PluginOutput:
     """Read `path` and run the pipeline on it, exactly as SKDH's own Pipeline would.
 
     `inputs` are subject metadata under SKDH keyword names (height, tz_name, ...).
@@ -349,6 +401,9 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str |
     Raises StepFailed naming the step that failed (the reader counts as one), with what
     is wrong in words and SKDH's exception chained; a file the reader cannot read is
     refused from its first bytes, before the reader runs.
+
+    Files beside the tables (the activity plot) are written into `scratch`, or into a
+    temporary folder made here and returned as `PluginOutput.scratch` for the caller to delete.
     """
     tz_name = inputs.get("tz_name")
     reader_plan = _reader_for(path, job_plan)
@@ -376,6 +431,17 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str |
             suffix = name[len(step.name) :]  # "_1" for a repeated step
             tables[f"{table}{suffix}"] = frame
     tables.update(_quality_tables(data, results, job_plan, names, tz_name, attempt.repairs))
+    files, scratch, unplotted = _timeline(
+        tables,
+        data,
+        results,
+        job_plan,
+        names,
+        inputs,
+        attempt.repairs,
+        scratch,
+        f"{subject or 'subject unknown'} · {path.name}",
+    )
     recording = {
         "samples": int(len(time)),
         "sample_rate_hz": float(data.get("fs") or 0.0),
@@ -392,6 +458,8 @@ def run(path: Path, job_plan: JobPlan, inputs: dict[str, Any], *, subject: str |
         tables=tables,
         recording={**recording, "repairs": attempt.repairs},
         resolved_pipeline=resolved,
-        warnings=caught,
+        warnings=caught + unplotted,
         notices=repaired + notices,
+        files=files,
+        scratch=scratch,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
@@ -42,6 +43,9 @@ class StatsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: list[str] = Field(min_length=1, description="The numeric columns to average.")
+    # For tests of jobs in flight (killed or stopped commands): a job waits until this file
+    # exists, so the test, not the clock, decides when it ends. Not part of the results.
+    hold_until: str | None = Field(default=None, description="A path; jobs wait until it exists.")
 
 
 class CsvStatsConfig(StudyConfig):
@@ -84,7 +88,9 @@ class CsvStats(WorkflowType):
         return {} if scale is None else {"scale": float(scale)}
 
     def results_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {"stats": config.get("stats")}
+        stats = config.get("stats")
+        # hold_until only decides when a job ends (tests), not its numbers.
+        return {"stats": {k: v for k, v in stats.items() if k != "hold_until"} if isinstance(stats, dict) else stats}
 
     def cost_identity(self, config: StudyConfig) -> Any:
         return cast(CsvStatsConfig, config).stats.columns
@@ -97,11 +103,14 @@ class CsvStats(WorkflowType):
         return {"columns": len(columns)} if columns else {}
 
     def plan_job(self, config: StudyConfig) -> Any:
-        return {"columns": list(cast(CsvStatsConfig, config).stats.columns)}
+        stats = cast(CsvStatsConfig, config).stats
+        return {"columns": list(stats.columns), "hold_until": stats.hold_until}
 
     def run_job(self, path: Path, plan: Any, inputs: dict[str, Any], *, subject: str | None) -> RunOutput:
         import pandas as pd
 
+        while plan.get("hold_until") and not Path(plan["hold_until"]).exists():
+            time.sleep(0.05)
         frame = pd.read_csv(io.BytesIO(path.read_bytes()))
         missing = [c for c in plan["columns"] if c not in frame.columns]
         if missing:
