@@ -81,19 +81,21 @@ def assert_wear_table(
     assert ours["end_index"].tolist() == bouts[:, 1].tolist(), f"{label}.end_index"
     assert ours["start_unix"].tolist() == time[bouts[:, 0]].tolist(), f"{label}.start_unix"
     assert ours["end_unix"].tolist() == time[bouts[:, 1]].tolist(), f"{label}.end_unix"
+    assert set(ours["time_zone"]) <= {tz_name}, f"{label}.time_zone"
     for column, index in (("start", 0), ("end", 1)):
-        for row, (value, sample) in enumerate(zip(ours[column], bouts[:, index], strict=True)):
+        for row, (value, local, sample) in enumerate(
+            zip(ours[column], ours[f"{column}_local"], bouts[:, index], strict=True)
+        ):
             actual, expected = pd.Timestamp(value), wall_clock(time[sample], tz_name)
             where = f"{label}.{column}[{row}] (sample {sample})"
-            if tz_name is None:
-                assert actual.tzinfo is None, f"{where}: {actual} should be the device's naive clock"
-            else:
-                assert str(actual.tzinfo) == tz_name, f"{where}: {actual} should be in {tz_name}"
-                assert actual.utcoffset() == expected.utcoffset(), f"{where}: {actual} != {expected}"
-            # Same wall-clock time (and so, with the offset, the same instant) to the microsecond.
-            wall = actual.tz_localize(None) if tz_name else actual
-            off = abs(wall - expected.replace(tzinfo=None))
-            assert off <= pd.Timedelta(1, "us"), f"{where}: {actual} != {expected} (off by {off})"
+            assert str(actual.tzinfo) == "UTC", f"{where}: {actual} should be UTC"
+            assert pd.Timestamp(local).tzinfo is None, f"{where}: {local} should be naive wall-clock time"
+            # The same instant, and the same wall-clock time in the subject's zone, to the microsecond.
+            instant = expected if tz_name else expected.replace(tzinfo=UTC)
+            off = abs(actual - pd.Timestamp(instant))
+            assert off <= pd.Timedelta(1, "us"), f"{where}: {actual} != {instant} (off by {off})"
+            off = abs(pd.Timestamp(local) - pd.Timestamp(expected.replace(tzinfo=None)))
+            assert off <= pd.Timedelta(1, "us"), f"{where}: local {local} != {expected} (off by {off})"
     minutes = (bouts[:, 1] - bouts[:, 0]) / fs / 60.0
     for row, (actual_minutes, expected_minutes) in enumerate(zip(ours["duration_minutes"], minutes, strict=True)):
         # From the time axis the platform's minutes carry its float rounding (< 1e-8 min); one sample is 1/(60 fs).

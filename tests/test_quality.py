@@ -146,7 +146,8 @@ def test_valid_days_count_wear_hours_per_local_day_across_dst() -> None:
     assert (found["valid_days"], found["days"]) == (2, 3)
     assert found["nonwear_fraction"] == pytest.approx(1 - 55 / 73, abs=1e-4)
     assert found["time_zone"] == zone and found["start_unix"] == start
-    assert found["start"] == pd.Timestamp("2023-11-04 00:00:00")  # local wall-clock time, naive
+    assert found["start_local"] == pd.Timestamp("2023-11-04 00:00:00")  # local wall-clock time, naive
+    assert found["start"] == pd.Timestamp("2023-11-04 04:00:00", tz="UTC")
 
 
 def test_a_processed_recording_has_its_report_in_results_and_on_its_run_page(

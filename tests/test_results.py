@@ -35,13 +35,16 @@ def test_wear_bouts_get_times_and_durations() -> None:
     tables = step_tables("AccelThresholdWearDetection", {"wear": np.array([[0, 600], [700, 999]])}, TIME, None)
     wear = tables["wear"]
     assert wear["duration_minutes"].tolist() == [1.0, pytest.approx(299 / 600)]
-    assert wear["start"].iloc[1] == pd.Timestamp(TIME[700], unit="s")
+    assert wear["start"].iloc[1] == pd.Timestamp(TIME[700], unit="s", tz="UTC")
+    assert wear["start_local"].iloc[1] == pd.Timestamp(TIME[700], unit="s")  # no zone: the device's clock
     assert wear["end_index"].tolist() == [600, 999]
 
 
-def test_wear_bouts_in_the_subjects_time_zone() -> None:
+def test_wear_bouts_are_utc_with_the_subjects_wall_clock_beside() -> None:
     wear = step_tables("AccelThresholdWearDetection", {"wear": np.array([[0, 10]])}, TIME, "America/New_York")["wear"]
-    assert str(wear["start"].dt.tz) == "America/New_York"
+    assert str(wear["start"].dt.tz) == "UTC" and wear["time_zone"].tolist() == ["America/New_York"]
+    expected = pd.Timestamp(TIME[0], unit="s", tz="UTC").tz_convert("America/New_York").tz_localize(None)
+    assert wear["start_local"].iloc[0] == expected
 
 
 def test_mixed_text_and_nan_columns_survive() -> None:

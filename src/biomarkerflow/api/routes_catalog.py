@@ -29,7 +29,9 @@ After = Annotated[
         "fast at any depth, where a large offset is slow. Replaces offset.",
     ),
 ]
-StateName = Literal["DISCOVERED", "WAITING", "READY", "CLAIMED", "RUNNING", "SUCCEEDED", "EXCLUDED", "FAILED", "STALE"]
+StateName = Literal[
+    "DISCOVERED", "WAITING", "READY", "CLAIMED", "RUNNING", "SUCCEEDED", "EXCLUDED", "FAILED", "STALE", "REMOVED"
+]
 FILE_CSV_COLUMNS = ("id", "study", "path", "subject", "size", "state", "reason", "error", "attempts", "current_run")
 
 
@@ -161,7 +163,19 @@ def run_file(platform: PlatformDep, _: Reader, run_id: str, name: str) -> Respon
     if not location:
         raise NotFoundError(f"run '{run_id}' has no results", hint="Only succeeded runs wrote files.")
     content, media_type = writer.read_run_file(location, name)
-    return Response(content, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
+    return Response(content, media_type=media_type, headers=RUN_FILE_HEADERS)
+
+
+# A page a run wrote (its profile.html) runs in a sandbox: an origin of its own, so its
+# scripts can read neither the session cookie nor the dashboard; it loads nothing from
+# elsewhere and cannot be framed. Images are unaffected.
+RUN_FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src data:; font-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @router.get("/lineage")

@@ -113,6 +113,10 @@ class Catalog:
             priority=priority,
         )
 
+    def move_study_config(self, study_id: str, config_source: str) -> None:
+        """A study's config file was renamed or moved (same `study:` id): it keeps its study."""
+        self._studies.move_config(study_id, config_source)
+
     def mark_stale(self, study_id: str, reason: str, subjects: Iterable[str] | None = None) -> int:
         """SUCCEEDED/EXCLUDED/FAILED files of the study (or of these subjects) -> STALE; how many."""
         return self._studies.mark_stale(study_id, reason, subjects)
@@ -122,12 +126,13 @@ class Catalog:
 
     # ---- files -----------------------------------------------------------------------------------
 
-    def register_files(self, study_id: str, entries: Iterable[ListedFile]) -> RegisterInfo:
-        """Add new files as DISCOVERED; a file whose fingerprint changed starts over.
+    def register_files(self, study_id: str, entries: Iterable[ListedFile], *, complete: bool = True) -> RegisterInfo:
+        """Add new files as DISCOVERED; a file whose fingerprint changed starts over; with a
+        `complete` listing, files missing from it are REMOVED and ones back or moved restored.
 
         Each entry is (url, relative_path, subject, size, mtime, fingerprint).
         """
-        return self._files.register(study_id, entries)
+        return self._files.register(study_id, entries, complete=complete)
 
     def files(self, study_id: str | None = None, states: Iterable[str] | None = None) -> list[FileRecord]:
         return self._files.find(study_id, states)

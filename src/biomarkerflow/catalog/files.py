@@ -69,6 +69,45 @@ def file_record(row: DataFile) -> FileRecord:
     )
 
 
+# What a file that comes back goes back to: its results if it had them, else the start.
+_RESTORABLE = (FileState.SUCCEEDED.value, FileState.EXCLUDED.value, FileState.FAILED.value)
+
+
+def _remove(session: Session, row: DataFile) -> int:
+    """A file gone from the data location: REMOVED (already so: nothing to do)."""
+    if row.state == FileState.REMOVED.value:
+        return 0
+    return int(move(session, row.id, [row.state], FileState.REMOVED.value, "gone from the data location"))
+
+
+def _state_before_removal(session: Session, file_id: int) -> str:
+    before = session.scalar(
+        select(FileEvent.from_state)
+        .where(FileEvent.file_id == file_id, FileEvent.to_state == FileState.REMOVED.value)
+        .order_by(FileEvent.id.desc())
+        .limit(1)
+    )
+    return before if before in _RESTORABLE else FileState.DISCOVERED.value
+
+
+def _restore(session: Session, row: DataFile, reason: str) -> int:
+    """A REMOVED file whose content is back: the state it had (its results stand), or DISCOVERED."""
+    return int(move(session, row.id, [row.state], _state_before_removal(session, row.id), reason))
+
+
+def _move_to(session: Session, row: DataFile, entry: ListedFile) -> int:
+    """A catalogued file found under a new name with the same content: it keeps its state and runs."""
+    url, relative_path, _, size, mtime, _ = entry
+    old = row.relative_path
+    row.url, row.relative_path, row.size, row.mtime = url, relative_path, size, mtime
+    reason = f"moved from {old} (same content)"
+    if row.state == FileState.REMOVED.value:
+        return _restore(session, row, reason)
+    row.updated_at = utcnow()
+    log_event(session, row.id, row.state, row.state, reason)
+    return 1
+
+
 def _new_file(study_id: str, entry: ListedFile, now: datetime) -> DataFile:
     url, relative_path, subject, size, mtime, fingerprint = entry
     return DataFile(
@@ -94,19 +133,37 @@ class Files:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def register(self, study_id: str, entries: Iterable[ListedFile]) -> RegisterInfo:
-        """Add new files as DISCOVERED; a file whose fingerprint changed starts over."""
+    def register(self, study_id: str, entries: Iterable[ListedFile], *, complete: bool = True) -> RegisterInfo:
+        """Add new files as DISCOVERED; a file whose fingerprint changed starts over.
+
+        `entries` is the whole listing when `complete`: a catalogued file missing from it
+        becomes REMOVED (unless a job holds it), and one that comes back with the same
+        fingerprint gets its earlier state back; a new name with the fingerprint and subject
+        of a file gone in this listing (or earlier) is that file, moved: nothing is recomputed.
+        """
         now = utcnow()
-        new = changed = unchanged = 0
+        new = changed = unchanged = restored = moved = 0
         added: list[DataFile] = []
+        entries = list(entries)
         with self._db.session() as session:
             known = {row.url: row for row in session.scalars(select(DataFile).where(DataFile.study_id == study_id))}
+            listed = {entry[0] for entry in entries}
+            gone = [
+                row for url, row in known.items() if complete and url not in listed and row.state not in ACTIVE_STATES
+            ]
+            by_content = {(row.fingerprint, row.subject): row for row in gone}
             for entry in entries:
                 url, _, subject, size, mtime, fingerprint = entry
                 row = known.get(url)
                 if row is None:
+                    same = by_content.pop((fingerprint, subject), None)
+                    if same is not None:
+                        moved += _move_to(session, same, entry)
+                        continue
                     added.append(_new_file(study_id, entry, now))
                     new += 1
+                elif row.state == FileState.REMOVED.value and row.fingerprint == fingerprint:
+                    restored += _restore(session, row, "back in the data location, unchanged")
                 elif row.fingerprint != fingerprint:
                     row.size, row.mtime, row.fingerprint, row.fingerprint_seen_at = size, mtime, fingerprint, now
                     row.subject = subject
@@ -120,12 +177,15 @@ class Files:
                     if row.subject != subject:
                         row.subject = subject
                     unchanged += 1
+            removed = sum(_remove(session, row) for row in by_content.values())
             # One batched INSERT for all new files (a first scan of 100k objects), then their events.
             session.add_all(added)
             session.flush()
             for file in added:
                 log_event(session, file.id, None, FileState.DISCOVERED.value, "new file")
-        return RegisterInfo(new=new, changed=changed, unchanged=unchanged)
+        return RegisterInfo(
+            new=new, changed=changed, unchanged=unchanged, removed=removed, restored=restored, moved=moved
+        )
 
     def find(self, study_id: str | None = None, states: Iterable[str] | None = None) -> list[FileRecord]:
         with self._db.session() as session:

@@ -22,6 +22,7 @@ class FileState(enum.StrEnum):
     EXCLUDED = "EXCLUDED"  # processed, but outside a quality gate: kept out of the study's tables
     FAILED = "FAILED"
     STALE = "STALE"
+    REMOVED = "REMOVED"  # gone from the data location: out of the study's tables, its runs kept
 
 
 class Base(DeclarativeBase):

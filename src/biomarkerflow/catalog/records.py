@@ -68,11 +68,16 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class RegisterInfo:
-    """How many listed files were new, changed or unchanged."""
+    """How many listed files were new, changed or unchanged; how many catalogued ones are gone
+    (REMOVED), came back with the same content (restored), or were found under a new name
+    with the same content and subject (moved)."""
 
     new: int = 0
     changed: int = 0
     unchanged: int = 0
+    removed: int = 0
+    restored: int = 0
+    moved: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

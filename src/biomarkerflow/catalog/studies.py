@@ -88,6 +88,15 @@ class Studies:
             row.updated_at = now
             return "changed"
 
+    def move_config(self, study_id: str, config_source: str) -> None:
+        """The study's config file is now `config_source` (renamed or moved; same study id)."""
+        with self._db.session() as session:
+            row = session.get(Study, study_id)
+            if row is None:
+                raise CatalogError(f"no study '{study_id}' in the catalog")
+            row.config_source = config_source
+            row.updated_at = utcnow()
+
     def mark_stale(self, study_id: str, reason: str, subjects: Iterable[str] | None = None) -> int:
         """Finished files whose results no longer match the study's pipeline: SUCCEEDED/EXCLUDED/FAILED -> STALE.
 

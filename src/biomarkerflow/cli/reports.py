@@ -42,6 +42,9 @@ def status(
         print(json.dumps(report.as_json(), indent=2))
         return
     _print_status(report, verbose)
+    # The newest profiled runs (`process --profile`, a study's profile.every): where to open them.
+    for p in report.profiles:
+        say(state_label("PROFILE"), f"{p.study_id}/{p.file}: {p.profile}")
 
 
 def _print_status(report: StatusReport, verbose: bool) -> None:

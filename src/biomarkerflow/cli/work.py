@@ -64,6 +64,15 @@ def scan_and_print(configs: str, executor: Executor | None = None) -> ScanReport
     return report
 
 
+ProfileOption = Annotated[
+    bool,
+    typer.Option(
+        "--profile",
+        help="Profile every job: where its time goes, as profile.html in its run folder (see `status`).",
+    ),
+]
+
+
 def _processed(info: ProcessInfo | None) -> Category | None:
     return Category.FAILED if info is not None and info.failed else None
 
@@ -90,8 +99,11 @@ def process(
     workers: WorkersOption = DEFAULT_WORKERS,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run and why.")] = False,
     executor_spec: ExecutorOption = "local",
+    profile: ProfileOption = False,
 ) -> None:
     """Check requirements and run every READY file until none is left (stage 2).
+
+    With --profile, each job records where its time goes (profile.html beside its tables).
 
     \b
     Example: biomarkerflow process --study demo-wrist --workers 2
@@ -106,7 +118,7 @@ def process(
     platform().require_studies(study)
     executor = start_executor(executor_spec, workers)
     try:
-        info = process_with_bar(console, platform(), executor, study)
+        info = process_with_bar(console, platform(), executor, study, profile=profile)
     finally:
         executor.close()
     exit_with(_processed(info))
@@ -119,6 +131,7 @@ def run(
     study: StudyOption = None,
     workers: WorkersOption = DEFAULT_WORKERS,
     executor_spec: ExecutorOption = "local",
+    profile: ProfileOption = False,
 ) -> None:
     """Scan, then process: the one everyday command.
 
@@ -133,7 +146,7 @@ def run(
         platform().load_processing()
         scanned = scan_and_print(configs, executor)
         platform().require_studies(study)
-        info = process_with_bar(console, platform(), executor, study)
+        info = process_with_bar(console, platform(), executor, study, profile=profile)
     finally:
         executor.close()
     exit_with(_processed(info) or scanned.category)

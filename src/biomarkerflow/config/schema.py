@@ -102,6 +102,17 @@ class RunGroupConfig(_Strict):
     )
 
 
+class ProfileConfig(_Strict):
+    """Per-run profiles (where a job's time goes), written beside the run's tables; never changes results."""
+
+    every: int = Field(
+        default=0,
+        ge=0,
+        description="Profile every Nth file's run (by catalog id: the same files each rerun); 0: only with "
+        "`process --profile`.",
+    )
+
+
 class StudyConfig(_Strict):
     study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study id: letters, digits, - _ .")
     description: str = ""
@@ -117,6 +128,7 @@ class StudyConfig(_Strict):
     )
     cost_tags: dict[str, str] = Field(default_factory=dict, description="Free labels for cost reports.")
     run_group: RunGroupConfig | None = Field(default=None, description="Shared limits with other studies.")
+    profile: ProfileConfig = Field(default_factory=ProfileConfig, description="Per-run profiles, e.g. {every: 100}.")
 
     @field_validator("workflow")
     @classmethod

@@ -88,7 +88,8 @@ def inclusion_table(catalog: Catalog, study: StudyRecord) -> pd.DataFrame | None
     }
     by_subject: dict[str | None, list[FileRecord]] = defaultdict(list)
     for file in catalog.files(study.id):
-        by_subject[file.subject].append(file)
+        if file.state != FileState.REMOVED.value:  # no longer part of the study
+            by_subject[file.subject].append(file)
     rows = [_inclusion_row(study.id, subject, files, measured) for subject, files in by_subject.items()]
     columns = [
         "study", "subject", "files", "included", "excluded", "failed", "pending",
@@ -145,6 +146,12 @@ def _unified_type(types: list[pa.DataType]) -> pa.DataType:
         return distinct.pop() if distinct else pa.null()
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in distinct):
         return pa.float64()
+    if all(pa.types.is_timestamp(t) for t in distinct):
+        zoned = {t.tz is not None for t in distinct}
+        if zoned == {True}:  # instants in several zones (runs written before times were UTC): UTC
+            return pa.timestamp("us", tz="UTC")
+        if zoned == {False}:  # wall-clock times in several units
+            return pa.timestamp("us")
     return pa.large_string()
 
 

@@ -173,6 +173,15 @@ def _run_files(provenance: dict[str, Any], folder: str) -> list[dict[str, Any]]:
     ]
 
 
+def _profile(provenance: dict[str, Any], folder: str) -> dict[str, Any] | None:
+    """The run's profile (where its time went), with its page's URL; None when none was asked for."""
+    profile = provenance.get("profile")
+    if not isinstance(profile, dict):
+        return None
+    name = profile.get("file")
+    return {**profile, "url": _join(folder, name) if isinstance(name, str) else None}
+
+
 def chain(provenance: dict[str, Any], folder: str) -> dict[str, Any]:
     """The input -> config -> pipeline -> runtime -> platform -> run chain of one run's provenance."""
     return {
@@ -200,6 +209,7 @@ def _result_lineage(folder: str, target: str, catalog: Catalog | None) -> dict[s
             # Readers trust only marked folders: an unmarked one was never fully published.
             "complete": _exists(_join(folder, SUCCESS_MARKER)),
             "run_files": _run_files(provenance, folder),
+            "profile": _profile(provenance, folder),
         },
         **chain(provenance, folder),
         "catalog": None,
@@ -233,6 +243,8 @@ def run_status(run: RunRecord, file: FileRecord | None, file_runs: list[RunRecor
     current = _current_run_id(file)
     if run.outcome != "succeeded":
         return {"status": run.outcome, "superseded_by": None, "why": run.error}
+    if file is not None and file.state == FileState.REMOVED.value:
+        return {"status": "removed", "superseded_by": None, "why": "its input file was removed from the data location"}
     if file is not None and file.state == FileState.EXCLUDED.value and run.id == file.current_run_id:
         # Its quality report is current; its other results are out of the study's tables.
         return {"status": "excluded", "superseded_by": None, "why": file.reason}

@@ -129,10 +129,17 @@ def _render_result(data: dict[str, Any]) -> list[str]:
         )
     )
     lines.append(_line("run", f"{run['id']}  {_time_span(run)}, {_status_text(view)}"))
-    # Files the run wrote beside its tables (the activity plot): where to open them.
+    # Files the run wrote beside its tables (the activity plot, its profile): where to open them.
     lines += [
-        _line("file", f"{written['url']}  ({_size(written.get('bytes'))})") for written in result.get("run_files") or []
+        _line(
+            "profile" if written["name"].startswith("profile.") else "file",
+            f"{written['url']}  ({_size(written.get('bytes'))})",
+        )
+        for written in result.get("run_files") or []
     ]
+    profile = result.get("profile") or {}
+    if profile.get("error"):
+        lines.append(_line("profile", f"none: {profile['error']}"))
     if view and view.get("known"):
         lines.append(_line("cost", _cost_text(view)))
     if data["warnings"]:

@@ -16,7 +16,7 @@ import shutil
 import socket
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from biomarkerflow.metrics import RunMetrics
 from biomarkerflow.plugins import registry
 from biomarkerflow.plugins.contract import RunOutput, StepError, WorkflowType
 from biomarkerflow.results import writer
+from biomarkerflow.runtimes import profiling
 from biomarkerflow.runtimes.meter import Meter
 from biomarkerflow.storage import store
 
@@ -49,6 +50,8 @@ class JobSpec:
     provenance: dict[str, Any] = field(default_factory=dict)
     # Memory the scheduler reserves for the job: a cost model's prediction when one exists.
     memory_bytes: int | None = None
+    # Record where the job's time goes (runtimes/profiling.py): profile.html beside its tables.
+    profile: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,9 +163,16 @@ def _describe(exc: BaseException) -> tuple[str, bool]:
 
 
 def _provenance(
-    job: JobSpec, workflow_type: WorkflowType, output: RunOutput, content_sha256: str, started: datetime
+    job: JobSpec,
+    workflow_type: WorkflowType,
+    output: RunOutput,
+    content_sha256: str,
+    started: datetime,
+    profile: profiling.Recorder,
 ) -> dict[str, Any]:
     """What the run writes down with its tables: what it read, with what, where and when."""
+    files = {**output.files, **profile.files()}
+    profiled = profile.provenance()
     return {
         **job.provenance,
         **output.provenance,
@@ -181,10 +191,11 @@ def _provenance(
         # The steps that ran with every parameter; "pipeline" is the key every provenance
         # file has had, so lineage reads old runs and new alike.
         "pipeline": output.steps,
-        "warnings": output.warnings,
+        "warnings": output.warnings + ([f"no profile: {profile.error}"] if profile.error else []),
         "notices": list(output.notices),
-        # Files beside the tables (e.g. activity.png): name -> size and sha256.
-        "files": {name: writer.file_record(path) for name, path in sorted(output.files.items())},
+        # Files beside the tables (e.g. activity.png, profile.html): name -> size and sha256.
+        "files": {name: writer.file_record(path) for name, path in sorted(files.items())},
+        **({"profile": profiled} if profiled is not None else {}),
         "platform": {
             "biomarkerflow": biomarkerflow.__version__,
             "python": platform.python_version(),
@@ -198,16 +209,37 @@ def _provenance(
 def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
     """Run the job on a local copy of its input and publish its tables; (output, bytes written)."""
     started = datetime.now(UTC)
-    with store.local_copy(job.input_url) as path, ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:
-        # hashlib and file reads release the GIL: the input is hashed beside the algorithm,
-        # on a core it leaves idle, instead of before it.
-        content_hash = hasher.submit(file_sha256, path)
-        output = workflow_type.run_job(path, job.plan, job.inputs, subject=job.subject)
+    with profiling.Recorder(job.profile) as profile:
+        with (
+            profile.recording(),
+            store.local_copy(job.input_url) as path,
+            ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher,
+        ):
+            # hashlib and file reads release the GIL: the input is hashed beside the algorithm,
+            # on a core it leaves idle, instead of before it.
+            content_hash = hasher.submit(file_sha256, path)
+            output = workflow_type.run_job(path, job.plan, job.inputs, subject=job.subject)
+        return _publish(job, workflow_type, output, content_hash.result(), started, profile)
+
+
+def _publish(
+    job: JobSpec,
+    workflow_type: WorkflowType,
+    output: RunOutput,
+    content_sha256: str,
+    started: datetime,
+    profile: profiling.Recorder,
+) -> tuple[RunOutput, int]:
+    """Write the run's tables and files (its profile too) into its folder, published at once."""
+    files = {**output.files, **profile.files()}
+    if profiling.PROFILE_FILE in files:
+        # The catalog's copy, for `status`: which runs have a profile (its name in the run folder).
+        output = replace(output, facts={**output.facts, "profile": profiling.PROFILE_FILE})
     try:
         written = writer.write_run(
             job.result_location,
             output.tables,
-            _provenance(job, workflow_type, output, content_hash.result(), started),
+            _provenance(job, workflow_type, output, content_sha256, started, profile),
             key_columns={
                 "study": job.study_id,
                 "subject": job.subject,
@@ -215,7 +247,7 @@ def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
                 "run_id": job.run_id,
             },
             formats=job.formats,
-            files=output.files,
+            files=files,
         )
     finally:
         if output.scratch is not None:

@@ -29,6 +29,7 @@ JOB_REQUIREMENTS: tuple[str, ...] = (
     "pandas>=2",
     "psutil>=5.9",
     "threadpoolctl>=3",
+    "pyinstrument>=5",  # per-run profiles (JobSpec.profile): no dependencies of its own
 )
 """What biomarkerflow's job entrypoint imports inside a runtime, besides the pinned package."""
 

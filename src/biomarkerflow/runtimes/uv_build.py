@@ -37,7 +37,17 @@ from biomarkerflow.runtimes.spec import RuntimeSpec, normalise_requirement
 
 # Import names of JOB_REQUIREMENTS: a library that installs but does not import with the
 # resolved versions (e.g. pyarrow 26 with NumPy 1.x) must fail the build, not every job.
-_JOB_IMPORTS = ("pydantic", "yaml", "packaging", "pyarrow", "fsspec", "pandas", "psutil", "threadpoolctl")
+_JOB_IMPORTS = (
+    "pydantic",
+    "yaml",
+    "packaging",
+    "pyarrow",
+    "fsspec",
+    "pandas",
+    "psutil",
+    "threadpoolctl",
+    "pyinstrument",
+)
 
 # Run inside the new environment: proves its interpreter starts, the job's libraries import,
 # and lists what is really installed.

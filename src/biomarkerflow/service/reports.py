@@ -20,6 +20,22 @@ __all__ = ["CostReport", "QueryAnswer", "ReportCases", "StatusReport", "runner_j
 API_MAX_ROWS = 10_000
 QUERY_TIMEOUT_SECONDS = 30.0
 COSTS_SLOWER = 15  # with the API's 2 s: cost reports at most 30 s old
+# `status` names each study's newest profiled runs: at most this many, among its last runs.
+STATUS_PROFILES = 5
+PROFILE_LOOKBACK_RUNS = 200
+
+
+@dataclass(frozen=True)
+class ProfiledRun:
+    """A run that recorded where its time went: its profile page (`process --profile`, `profile.every`)."""
+
+    study_id: str
+    file: str  # the input's path in the study
+    run_id: str
+    profile: str  # the profile page's URL, in the run folder
+
+    def as_json(self) -> dict[str, str]:
+        return {"study": self.study_id, "file": self.file, "run_id": self.run_id, "profile": self.profile}
 
 
 @dataclass(frozen=True)
@@ -30,12 +46,14 @@ class StatusReport:
     catalog: str
     studies: list[StudyStatus]
     runners: list[RunnerRecord]  # the live `process`/`watch` commands ("workers" in JSON, as before)
+    profiles: list[ProfiledRun] = field(default_factory=list)  # the newest profiled runs, per study
 
     def as_json(self) -> dict[str, Any]:
         return {
             "catalog": self.catalog,
             "studies": [_study_json(s) for s in self.studies],
             "workers": [runner_json(w) for w in self.runners],
+            "profiles": [p.as_json() for p in self.profiles],
         }
 
 
@@ -100,11 +118,27 @@ class QueryAnswer:
 class ReportCases(PlatformBase):
     def status(self, study: str | None = None) -> StatusReport:
         self.require_studies([study] if study else None)
+        studies = self.catalog.status(study)
         return StatusReport(
             catalog=self.catalog_name(),
-            studies=self.catalog.status(study),
+            studies=studies,
             runners=self.live_runners(),
+            profiles=[p for s in studies for p in self.profiled_runs(s.study_id)],
         )
+
+    def profiled_runs(self, study: str, limit: int = STATUS_PROFILES) -> list[ProfiledRun]:
+        """The study's newest runs with a profile (among its last PROFILE_LOOKBACK_RUNS), newest first."""
+        from biomarkerflow.catalog.browse import RunFilter
+
+        recent = self.catalog.runs_page(RunFilter(study_id=study, outcome="succeeded"), 0, PROFILE_LOOKBACK_RUNS)
+        found: list[ProfiledRun] = []
+        for run in recent.items:
+            name = run.facts.get("profile")
+            if isinstance(name, str) and run.result_location and len(found) < limit:
+                file = self.catalog.get_file(run.file_id)
+                path = file.relative_path if file else str(run.file_id)
+                found.append(ProfiledRun(study, path, run.id, f"{run.result_location.rstrip('/')}/{name}"))
+        return found
 
     def live_runners(self) -> list[RunnerRecord]:
         """The `process`/`watch` commands whose heartbeat is recent."""

@@ -154,11 +154,14 @@ class WorkCases(PlatformBase):
         on_gates: Callable[[list[GateInfo]], None] | None = None,
         worker: str | None = None,
         stop: threading.Event | None = None,
+        profile: bool = False,
     ) -> ProcessInfo:
         """Check requirements and run every READY file on `executor` until none is left.
 
         Runs are charged under the price table of the home's settings. `stop` ends it
         after the running jobs (for `watch`); `worker` is the caller's worker row, if any.
+        `profile` profiles every job (profile.html in each run folder); else each study's
+        `profile.every` picks the runs to profile.
         """
         from biomarkerflow.stages.processing import process
 
@@ -175,6 +178,7 @@ class WorkCases(PlatformBase):
                 stop=stop,
                 prices=self.settings.prices,
                 lease_seconds=self.settings.processing.lease_seconds,
+                profile=profile,
             )
         finally:
             self.recent.forget()  # readers of this Platform see the new states and costs at once

@@ -100,7 +100,8 @@ def register_study_files(catalog: Catalog, study_id: str, config: dict[str, Any]
         )
         for e in entries
     ]
-    return catalog.register_files(study_id, rows), len(rows)
+    # An empty listing removes nothing: more likely a location not mounted than a study emptied.
+    return catalog.register_files(study_id, rows, complete=bool(rows)), len(rows)
 
 
 Validator = Callable[[str, bytes], tuple[LoadedConfig | None, list[ConfigProblem]]]
@@ -120,6 +121,9 @@ def _scan_one(catalog: Catalog, url: str, text: bytes, validate: Validator, decl
         if loaded is None or problems:
             return StudyScanInfo(source=url, study_id=None, config_change="invalid", problems=problems)
         study_id = loaded.config.study
+        moved_from = _moved_from(catalog, loaded, declared)
+        if moved_from is not None:  # renamed or moved: the study (catalog, results) goes with the file
+            catalog.move_study_config(study_id, url)
         duplicate = _duplicate_id(catalog, loaded, declared)
         if duplicate is not None:
             return StudyScanInfo(source=url, study_id=None, config_change="invalid", problems=[duplicate])
@@ -198,6 +202,24 @@ def _duplicate_id(catalog: Catalog, loaded: LoadedConfig, declared: dict[str, st
     if others:
         return preflight.duplicate_id_problem(loaded, study_id, others)
     return None
+
+
+def _moved_from(catalog: Catalog, loaded: LoadedConfig, declared: dict[str, str]) -> str | None:
+    """The config file this one replaces (its study's registered config, now gone, and no
+    other config of this scan declaring the id), else None."""
+    owner = catalog.get_study(loaded.config.study)
+    if owner is None or owner.config_source == loaded.source or owner.config_source in declared:
+        return None
+    if any(other != loaded.source and other_id == owner.id for other, other_id in declared.items()):
+        return None
+    return owner.config_source if _gone(owner.config_source) else None
+
+
+def _gone(config_source: str) -> bool:
+    try:
+        return not store.exists(config_source)
+    except BiomarkerflowError:
+        return False  # cannot tell (a store that is down): the study stays where it is
 
 
 def scan(catalog: Catalog, configs_location: str, validate: Validator = validate_source) -> ScanInfo:

@@ -103,6 +103,7 @@ def _job_for(
     metadata: dict[str, Any] | None,
     runtime: RuntimeRef,
     memory_bytes: int | None = None,
+    profile: bool = False,
 ) -> JobSpec:
     run_id = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     workflow_type = types.workflow_type(config)
@@ -128,7 +129,16 @@ def _job_for(
             "runtime": runtime.provenance(),
         },
         memory_bytes=memory_bytes,
+        profile=profile,
     )
+
+
+def profile_picks(config: StudyConfig, file: FileRecord) -> bool:
+    """Whether the study's `profile: {every: N}` profiles this file's run: every Nth file by its
+    catalog id (ids count up as files are registered), so the same files are profiled on every
+    rerun, by any command or `watch` round, and their profiles compare across versions."""
+    every = config.profile.every
+    return every > 0 and file.id % every == 0
 
 
 def _charge(outcome: JobOutcome, prices: PricesSettings, cores: int) -> Charge:
@@ -249,6 +259,7 @@ def process(
     stop: threading.Event | None = None,
     prices: PricesSettings | None = None,
     lease_seconds: float = leases.LEASE_SECONDS,
+    profile: bool = False,
 ) -> ProcessInfo:
     """Run every READY file of the selected studies, each in its study's runtime; returns what happened.
 
@@ -257,6 +268,7 @@ def process(
     is set, no new file is claimed and the call returns once the running jobs finished.
     Every run is charged under `prices` (default: the built-in AWS Fargate table, on-demand).
     Claims last `lease_seconds` without a heartbeat; the call renews them four times as often.
+    `profile` profiles every job of this call (else each study's `profile.every` decides).
     """
     round_ = _Round(
         catalog,
@@ -266,6 +278,7 @@ def process(
         stop=stop or threading.Event(),
         prices=prices or PricesSettings(),
         lease_seconds=lease_seconds,
+        profile=profile,
     )
     round_.prepare(study_ids, on_gates)
     round_.run(worker)
@@ -286,8 +299,10 @@ class _Round:
         stop: threading.Event,
         prices: PricesSettings,
         lease_seconds: float,
+        profile: bool = False,
     ) -> None:
         self.catalog = catalog
+        self.profile = profile
         self.lease_seconds = lease_seconds
         self.beat_seconds = leases.heartbeat_seconds(lease_seconds)
         self.executor = executor
@@ -393,7 +408,8 @@ class _Round:
             self.memory_requests.request(pipeline, file, types.workflow_type(config)) if self.memory_requests else None
         )
         subject_fields = self.metadata[study.id].get(file.subject or "")
-        job = _job_for(study, config, file, subject_fields, runtime, memory)
+        profiled = self.profile or profile_picks(config, file)
+        job = _job_for(study, config, file, subject_fields, runtime, memory, profiled)
         started = self.catalog.start_run(
             file.id,
             run_id=job.run_id,

@@ -60,6 +60,12 @@ def print_scan(out: Console, report: ScanReport, configs: str) -> None:
             f"{study.config_change:9} {name}: {study.matched_files} files "
             f"({files.new} new, {files.changed} changed, {files.unchanged} unchanged)",
         )
+        if files.removed or files.restored or files.moved:
+            message = (
+                f"{files.removed} file(s) gone from the data location (REMOVED: out of the study's tables, their "
+                f"runs kept), {files.restored} back unchanged, {files.moved} moved (same content: not recomputed)"
+            )
+            line(out, message, indent=2)
         if study.stale:
             message = (
                 f"{study.stale} finished file(s) marked STALE (pipeline changed): the next process recomputes "
@@ -151,7 +157,7 @@ class LineProgress:
 
 
 def process_with_bar(
-    out: Console, platform: Platform, executor: Executor, studies: list[str] | None = None
+    out: Console, platform: Platform, executor: Executor, studies: list[str] | None = None, *, profile: bool = False
 ) -> ProcessInfo | None:
     """`platform.process` with a progress bar and a closing summary; None when there is no study."""
     if not platform.has_studies():
@@ -166,7 +172,11 @@ def process_with_bar(
     # The bar refreshes 4 times a second: it shares the cores with the workers.
     with Progress(*columns, console=out, transient=False, refresh_per_second=4) as bar:
         info = platform.process(
-            executor, studies, progress=BarProgress(bar), on_gates=lambda gates: print_gates(out, gates)
+            executor,
+            studies,
+            progress=BarProgress(bar),
+            on_gates=lambda gates: print_gates(out, gates),
+            profile=profile,
         )
     for gate in info.gates:
         if gate.waiting:

@@ -23,6 +23,7 @@ STATE_COLOURS = {
     "WAITING": "#f9a825",
     "DISCOVERED": "#bdbdbd",
     "STALE": "#8d6e63",
+    "REMOVED": "#616161",
 }
 
 

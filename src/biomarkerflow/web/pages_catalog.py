@@ -24,7 +24,18 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 FAILED_PER_PAGE = 50
 SUBJECTS_PER_PAGE = 100
 # The order of the progress bar's parts.
-BAR_STATES = ("SUCCEEDED", "EXCLUDED", "FAILED", "STALE", "RUNNING", "CLAIMED", "READY", "WAITING", "DISCOVERED")
+BAR_STATES = (
+    "SUCCEEDED",
+    "EXCLUDED",
+    "FAILED",
+    "STALE",
+    "REMOVED",
+    "RUNNING",
+    "CLAIMED",
+    "READY",
+    "WAITING",
+    "DISCOVERED",
+)
 Page = Annotated[int, Query(ge=1, le=10**7)]
 
 

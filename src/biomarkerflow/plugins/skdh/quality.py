@@ -3,8 +3,8 @@ found: wear, calibration), in the study's runtime: the `quality` table (one row 
 and `quality_days` (one row per calendar day, when the pipeline detects wear).
 
 What is measured, and how (README "Data quality" says it for users):
-- time: start and end (wall-clock time in the subject's zone, named in `time_zone`, or the
-  device's own clock; and as unix seconds), duration; timestamps that go backwards, repeat,
+- time: start and end (UTC; as `start_local`/`end_local`, the wall-clock time in the
+  subject's zone, named in `time_zone`, or the device's own clock; and as unix seconds), duration; timestamps that go backwards, repeat,
   or are before 1971 (a zero or 1970 clock); gaps (a step longer than two sample periods):
   count, total, longest;
 - sample rate: the reader's (nominal) against the observed one over the steps that are not
@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from biomarkerflow.plugins.skdh.tables import local_times, utc_times
 
 INVALID_BEFORE_UNIX = 31_536_000.0  # 1971-01-01: a clock at zero, or a 1970 tail
 GAP_PERIODS = 2.0  # a step longer than this many sample periods is a gap
@@ -130,9 +132,11 @@ def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[s
     start, end = (float(good.min()), float(good.max())) if len(good) else (None, None)
     gap_seconds = gap_steps - period
     return {
-        "start": _timestamp(start, tz_name),
-        "end": _timestamp(end, tz_name),
+        "start": _moment(start),
+        "end": _moment(end),
         "time_zone": tz_name,
+        "start_local": _wall_clock(start, tz_name),
+        "end_local": _wall_clock(end, tz_name),
         "start_unix": start,
         "end_unix": end,
         "duration_seconds": (end - start) if start is not None and end is not None else 0.0,
@@ -149,14 +153,14 @@ def _time_facts(time: np.ndarray, nominal: float, tz_name: str | None) -> dict[s
     }
 
 
-def _timestamp(unix: float | None, tz_name: str | None) -> pd.Timestamp | None:
-    """Wall-clock time, naive: in the subject's zone (named beside it), or the device's own
-    clock as SKDH's readers give it. Naive either way, so subjects in different zones share
-    one column type in the study's tables."""
-    if unix is None:
-        return None
-    stamp = pd.Timestamp(unix, unit="s")
-    return stamp.tz_localize("UTC").tz_convert(tz_name).tz_localize(None) if tz_name else stamp
+def _moment(unix: float | None) -> pd.Timestamp | None:
+    """A time in UTC; None for no time."""
+    return None if unix is None else utc_times([unix])[0]
+
+
+def _wall_clock(unix: float | None, tz_name: str | None) -> pd.Timestamp | None:
+    """A time as naive wall-clock time in `tz_name` (None: the device's own clock)."""
+    return None if unix is None else local_times(utc_times([unix]), tz_name)[0]
 
 
 def _clipping_and_stuck(accel: np.ndarray, rate: float) -> dict[str, Any]:

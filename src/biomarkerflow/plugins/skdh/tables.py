@@ -66,21 +66,34 @@ def _column(values: Any) -> Any:
     return [None if _is_missing(v) else str(v) for v in items]
 
 
+def utc_times(unix: Any) -> pd.DatetimeIndex:
+    """Unix seconds as UTC timestamps in microseconds, whatever pandas would infer: every run's
+    table then has one column type (TIMESTAMPTZ in queries), whichever zone its subject is in,
+    and the study's consolidated table keeps it."""
+    microseconds = np.round(np.asarray(unix, dtype=np.float64) * 1e6).astype("int64")
+    return pd.DatetimeIndex(microseconds.astype("datetime64[us]")).tz_localize("UTC")
+
+
+def local_times(utc: pd.DatetimeIndex, tz_name: str | None) -> pd.DatetimeIndex:
+    """The subject's wall-clock times (naive); without a zone, the device's clock as read."""
+    return (utc.tz_convert(tz_name) if tz_name else utc).tz_localize(None)
+
+
 def bouts_table(index_pairs: np.ndarray, time: np.ndarray, tz_name: str | None) -> pd.DataFrame:
-    """Sample-index bouts -> start/end wall-clock times and durations."""
+    """Sample-index bouts -> start/end times (UTC, and the subject's wall clock) and durations."""
     pairs = np.asarray(index_pairs, dtype=np.int64).reshape(-1, 2)
     last = len(time) - 1
     start_unix = time[np.clip(pairs[:, 0], 0, last)]
     end_unix = time[np.clip(pairs[:, 1], 0, last)]
-    start = pd.to_datetime(start_unix, unit="s", utc=tz_name is not None)
-    end = pd.to_datetime(end_unix, unit="s", utc=tz_name is not None)
-    if tz_name is not None:
-        start, end = start.tz_convert(tz_name), end.tz_convert(tz_name)
+    start, end = utc_times(start_unix), utc_times(end_unix)
     return pd.DataFrame(
         {
             "bout": np.arange(1, len(pairs) + 1),
             "start": start,
             "end": end,
+            "time_zone": pd.Series([tz_name] * len(pairs), dtype=object),
+            "start_local": local_times(start, tz_name),
+            "end_local": local_times(end, tz_name),
             "start_unix": start_unix,
             "end_unix": end_unix,
             "duration_minutes": (end_unix - start_unix) / 60.0,

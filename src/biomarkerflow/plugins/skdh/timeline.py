@@ -89,7 +89,7 @@ def minute_grid(data: Mapping[str, Any]) -> pd.DataFrame:
         "samples": counts.astype(np.int64),
         "enmo_g": _means(sums, counts),
     }
-    grid["minute"] = _utc(grid["minute_unix"])
+    grid["minute"] = skdh_tables.utc_times(grid["minute_unix"])
     for key, column in STREAMS.items():
         values = data.get(key)
         if values is None or np.ndim(values) != 1 or len(values) == 0:
@@ -102,19 +102,11 @@ def minute_grid(data: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({name: grid[name] for name in order})
 
 
-def _utc(unix: np.ndarray) -> pd.DatetimeIndex:
-    """Unix seconds as UTC timestamps in microseconds, whatever pandas would infer: every
-    run's table then has one column type (DuckDB's own TIMESTAMPTZ), and the study's
-    consolidated table keeps it."""
-    microseconds = np.round(np.asarray(unix, dtype=np.float64) * 1e6).astype("int64")
-    return pd.DatetimeIndex(microseconds.astype("datetime64[us]")).tz_localize("UTC")
-
-
 def _empty_grid() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "minute_unix": np.empty(0, np.int64),
-            "minute": _utc(np.empty(0, np.int64)),
+            "minute": skdh_tables.utc_times(np.empty(0, np.int64)),
             "samples": np.empty(0, np.int64),
             "enmo_g": np.empty(0),
         }
@@ -256,18 +248,16 @@ def _frame(rows: list[tuple[str, str | None, float, float, str]], tz_name: str |
     rows = sorted(rows, key=lambda row: (row[2], row[3], row[0]))
     start_unix = np.array([row[2] for row in rows], dtype=np.float64)
     end_unix = np.array([row[3] for row in rows], dtype=np.float64)
-    start = _utc(start_unix)
-    # Wall-clock time of the subject; without a zone, the device's clock as read (UTC).
-    local = start.tz_convert(tz_name) if tz_name else start
+    start = skdh_tables.utc_times(start_unix)
     return pd.DataFrame(
         {
             "event": [row[0] for row in rows],
             "detail": pd.Series([row[1] for row in rows], dtype=object),
             "start": start,
-            "end": _utc(end_unix),
+            "end": skdh_tables.utc_times(end_unix),
             "duration_seconds": end_unix - start_unix,
             "time_zone": pd.Series([tz_name] * len(rows), dtype=object),
-            "start_local": local.tz_localize(None),
+            "start_local": skdh_tables.local_times(start, tz_name),
             "source": [row[4] for row in rows],
         },
         columns=list(EVENT_COLUMNS),
