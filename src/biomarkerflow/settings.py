@@ -59,6 +59,9 @@ class ProcessingSettings(_Strict):
         description="A file claimed by a command on another machine that stops heartbeating for this long "
         "is taken back and retried (a command killed on this machine gives its files back at once).",
     )
+    gc_every_hours: float | None = Field(
+        default=6.0, gt=0, description="How often `watch` runs `biomarkerflow gc` (empty: never)."
+    )
 
 
 class Settings(_Strict):
@@ -94,6 +97,7 @@ processing:
   # A file claimed by a command on another machine that stops heartbeating this long is
   # taken back and retried; a command killed on this machine gives its files back at once.
   lease_seconds: {LEASE_SECONDS:g}
+  gc_every_hours: 6            # `watch` removes what killed work left behind this often (biomarkerflow gc)
 
 models:
   retrain_every_hours: 24      # `watch` retrains the cost models this often

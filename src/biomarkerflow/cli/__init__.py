@@ -12,6 +12,7 @@ from biomarkerflow.cli import work  # noqa: F401
 from biomarkerflow.cli import reports  # noqa: F401
 from biomarkerflow.cli import costs  # noqa: F401
 from biomarkerflow.cli import runtimes  # noqa: F401
+from biomarkerflow.cli import cleanup  # noqa: F401
 from biomarkerflow.cli import serve  # noqa: F401
 from biomarkerflow.cli import demo  # noqa: F401
 from biomarkerflow.cli.app import app

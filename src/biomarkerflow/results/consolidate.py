@@ -1,7 +1,8 @@
 """Per-study consolidated tables: the current run of every SUCCEEDED file, one table each.
 
-Rebuilt from the catalog's list of current runs (never by scanning folders), written
-to a temporary file and renamed, so a query sees the old table or the new one. A file
+Rebuilt from the catalog's list of current runs (never by scanning folders), all of a
+study's tables at once as a new snapshot switched in one step (`snapshots`), so a query
+sees every table as of one moment. A file
 EXCLUDED by a quality gate contributes only its quality report (the workflow type's
 `quality_tables`); for a type that measures quality, `inclusion` lists every subject with
 its valid days and why any of its files is out (as GGIR's part 5 does).
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -24,28 +24,19 @@ import pyarrow.parquet as pq
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord
 from biomarkerflow.catalog.models import FileState
-from biomarkerflow.errors import StorageError
 from biomarkerflow.plugins import registry
 from biomarkerflow.plugins.contract import WorkflowType, quality_measures_of
+from biomarkerflow.results import snapshots
+from biomarkerflow.results.snapshots import TABLES_FOLDER, tables_location  # noqa: F401 (re-exported)
 from biomarkerflow.storage import store
 
-TABLES_FOLDER = "tables"
-
-
-def tables_location(output_location: str) -> str:
-    return f"{output_location.rstrip('/')}/{TABLES_FOLDER}"
-
-
-MANIFEST = "_runs.json"
 INCLUSION_TABLE = "inclusion"
 
 
 def _manifest(output_location: str) -> Any:
-    url = f"{tables_location(output_location)}/{MANIFEST}"
-    try:
-        return json.loads(store.read_bytes(url))
-    except (StorageError, ValueError):
-        return None
+    """What the tables in force hold, as their manifest says; None without tables."""
+    in_force = snapshots.current(output_location)
+    return None if in_force is None else in_force.contents
 
 
 def manifest_runs(manifest: Any) -> list[str] | None:
@@ -218,16 +209,15 @@ def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
                 sources[name].append(table_path.url)
     inclusion = inclusion_table(catalog, study)
     with tempfile.TemporaryDirectory(prefix="biomarkerflow-tables-") as tmp:
-        folder = Path(tmp) / TABLES_FOLDER
+        folder = Path(tmp) / "snapshot"
         folder.mkdir()
         rows = {name: _stack(urls, folder / f"{name}.parquet") for name, urls in sorted(sources.items())}
         if inclusion is not None:
             pq.write_table(pa.Table.from_pandas(inclusion, preserve_index=False), folder / f"{INCLUSION_TABLE}.parquet")
             rows[INCLUSION_TABLE] = len(inclusion)
-        # The manifest says what the tables hold; written with them, it tells a later run
+        # The manifest says what the tables hold; switched in with them, it tells a later run
         # whether an interrupted consolidation must be redone.
-        (folder / MANIFEST).write_text(json.dumps(_contents(catalog, study, inclusion)))
-        store.replace_folder(folder, tables_location(study.output_location))
+        snapshots.publish(folder, study.output_location, list(rows), _contents(catalog, study, inclusion))
     return rows
 
 

@@ -10,7 +10,7 @@ import os
 
 from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.errors import BiomarkerflowError, Category, StorageError
-from biomarkerflow.results.consolidate import MANIFEST, TABLES_FOLDER
+from biomarkerflow.results.snapshots import LEGACY_MANIFEST, POINTER, SNAPSHOTS_FOLDER, TABLES_FOLDER
 from biomarkerflow.storage import store
 
 PROVENANCE = "provenance.json"
@@ -81,12 +81,24 @@ def _run_folder_of(location: str) -> str | None:
     return location if _is_run_folder(location) else None
 
 
+def _is_tables_folder(location: str) -> bool:
+    return _name(location) == TABLES_FOLDER and (
+        _exists(_join(location, POINTER)) or _exists(_join(location, LEGACY_MANIFEST))
+    )
+
+
 def _tables_folder_of(location: str) -> str | None:
-    """The consolidated tables folder `location` is (or is a table of), or None."""
-    if _name(location) == TABLES_FOLDER and _exists(_join(location, MANIFEST)):
+    """The consolidated tables folder `location` is (or is a table of), or None. A table is
+    named as `tables/<name>.parquet` (the one in force) or by its snapshot's file."""
+    if _is_tables_folder(location):
         return location
-    if _name(_parent(location)) == TABLES_FOLDER and location.endswith(".parquet") and _exists(location):
+    if not location.endswith(".parquet"):
+        return None
+    if _is_tables_folder(_parent(location)):
         return _parent(location)
+    snapshot_folder = _parent(_parent(location))
+    if _name(snapshot_folder) == SNAPSHOTS_FOLDER and _is_tables_folder(_parent(snapshot_folder)) and _exists(location):
+        return _parent(snapshot_folder)
     return None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -10,7 +9,8 @@ import pyarrow.parquet as pq
 
 from biomarkerflow.catalog.manager import Catalog, RunRecord, StudyRecord
 from biomarkerflow.errors import StorageError
-from biomarkerflow.results.consolidate import MANIFEST, is_current, manifest_runs
+from biomarkerflow.results import snapshots
+from biomarkerflow.results.consolidate import is_current, manifest_runs
 from biomarkerflow.results.lineage_chain import _load_provenance, _runtime_section
 from biomarkerflow.results.lineage_locate import PROVENANCE, LineageError, _join, _name, _normalize, _parent
 from biomarkerflow.storage import store
@@ -19,10 +19,19 @@ from biomarkerflow.storage import store
 
 
 def _read_manifest(tables_folder: str) -> list[str] | None:
-    try:
-        return manifest_runs(json.loads(store.read_bytes(_join(tables_folder, MANIFEST))))
-    except (StorageError, ValueError, TypeError):
-        return None
+    in_force = snapshots.current(_parent(tables_folder))
+    return None if in_force is None else manifest_runs(in_force.contents)
+
+
+def _table_file(location: str, tables_folder: str) -> str:
+    """The file of a table named as `tables/<name>.parquet`: the snapshot in force's."""
+    if _parent(location) != tables_folder:
+        return location  # a snapshot's own file
+    in_force = snapshots.current(_parent(tables_folder))
+    name = _name(location).removesuffix(".parquet")
+    if in_force is None or name not in in_force.tables:
+        raise LineageError(f"{location}: the study's tables in force have no table {name!r}")
+    return in_force.tables[name]
 
 
 def _rows_per_run(table: str) -> dict[str, dict[str, Any]]:
@@ -95,7 +104,7 @@ def _table_run(
 def _table_lineage(location: str, tables_folder: str, catalog: Catalog | None) -> dict[str, Any]:
     output = _parent(tables_folder)
     is_table = location != tables_folder
-    rows = _rows_per_run(location) if is_table else {}
+    rows = _rows_per_run(_table_file(location, tables_folder)) if is_table else {}
     manifest = _read_manifest(tables_folder)
     run_ids = sorted(set(rows) | set(manifest or []))
     study = _study_for_output(catalog, output) if catalog is not None else None

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from biomarkerflow.errors import QueryError, StorageError
-from biomarkerflow.results.consolidate import tables_location
+from biomarkerflow.results import snapshots
 from biomarkerflow.storage import store
 
 MAX_ROWS = 100_000  # the CLI's row limit; the API passes a smaller one
@@ -99,7 +99,8 @@ def connect(
     """A sandboxed in-memory DuckDB with a view per consolidated table, and the workflow
     type's own `views` (name -> SELECT over the tables) where their tables exist;
     (connection, view names)."""
-    location = tables_location(output_location)
+    # The snapshot in force, read once: every table of the query is of that one moment.
+    in_force = snapshots.current(output_location)
     # Set at connect, before any table exists: there is no moment the sandbox is open.
     connection = duckdb.connect(
         config={
@@ -114,11 +115,9 @@ def connect(
     )
     names: list[str] = []
     try:
-        if store.exists(location):
-            for entry in store.list_files(location, ["*.parquet"]):
-                name = entry.name.removesuffix(".parquet")
-                connection.register(name, _table(entry.url))
-                names.append(name)
+        for name, url in (in_force.tables if in_force else {}).items():
+            connection.register(name, _table(url))
+            names.append(name)
         names += _create_views(connection, views or {})
         connection.execute("SET lock_configuration = true")
     except BaseException:

@@ -9,6 +9,7 @@ each request taken by one watcher only.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from biomarkerflow.engine.leases import HEARTBEAT_SECONDS
 from biomarkerflow.errors import BiomarkerflowError
 from biomarkerflow.service.work import DEFAULT_WORKERS
+
+LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from biomarkerflow.catalog.records import WorkRequestRecord
@@ -84,6 +87,7 @@ class Watcher:
         self.reporter: WatchReporter = reporter or SilentReporter()
         self.worker_id = worker_name()
         self.rounds = 0
+        self._last_gc: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._executor: Any = None
@@ -136,7 +140,22 @@ class Watcher:
         )
         self.platform.catalog.beat(self.worker_id, 0)
         self.reporter.retrained(self.platform.retrain_if_due())
+        self._gc_if_due()
         self.rounds += 1
+
+    def _gc_if_due(self) -> None:
+        """`gc` every processing.gc_every_hours (from the service's start: its first round too)."""
+        every = self.platform.settings.processing.gc_every_hours
+        if every is None or (self._last_gc is not None and time.monotonic() - self._last_gc < every * 3600):
+            return
+        self._last_gc = time.monotonic()
+        try:
+            report = self.platform.gc()
+        except (BiomarkerflowError, OSError) as exc:  # cleanup never stops the service: next time
+            LOG.warning("gc failed: %s", exc)
+            return
+        if report.leftovers or report.problems:
+            LOG.info("gc removed %d leftover(s); not cleaned: %s", len(report.leftovers), report.problems or "-")
 
     def _idle(self) -> None:
         """Wait for the next round; do the work asked for over HTTP meanwhile; heartbeat."""

@@ -349,3 +349,35 @@ def replace_folder(local_folder: Path, destination: str) -> None:
             name = PurePosixPath(path).name
             if name not in names and not name.startswith("."):
                 fs.rm(path)
+
+
+def write_atomic(url: str, data: bytes) -> None:
+    """Replace the file at `url` in one step: a reader sees the old bytes or the new ones."""
+    fs, path = filesystem(url)
+    with failures("write", url):
+        if is_local(url):
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            temporary.write_bytes(data)
+            os.replace(temporary, target)
+        else:
+            fs.pipe_file(path, data)  # one PUT: S3 replaces an object whole
+
+
+def remove(url: str) -> None:
+    """Delete one file (gone already: nothing to do)."""
+    fs, path = filesystem(url)
+    with failures("delete", url), contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def remove_folder(url: str) -> None:
+    """Delete a folder and everything in it (gone already: nothing to do)."""
+    fs, path = filesystem(url)
+    with failures("delete", url), contextlib.suppress(FileNotFoundError):
+        if is_local(url):
+            shutil.rmtree(path)
+        else:
+            fs.rm(path, recursive=True)
+        fs.invalidate_cache(path)

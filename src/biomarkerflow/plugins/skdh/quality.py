@@ -4,9 +4,9 @@ and `quality_days` (one row per calendar day, when the pipeline detects wear).
 
 What is measured, and how (README "Data quality" says it for users):
 - time: start and end (UTC; as `start_local`/`end_local`, the wall-clock time in the
-  subject's zone, named in `time_zone`, or the device's own clock; and as unix seconds), duration; timestamps that go backwards, repeat,
-  or are before 1971 (a zero or 1970 clock); gaps (a step longer than two sample periods):
-  count, total, longest;
+  subject's zone, named in `time_zone`, or the device's own clock; and as unix seconds),
+  duration; timestamps that go backwards, repeat, or are before 1971 (a zero or 1970
+  clock); gaps (a step longer than two sample periods): count, total, longest;
 - sample rate: the reader's (nominal) against the observed one over the steps that are not
   gaps, and their difference in parts per million (clock drift);
 - acceleration: the fraction of samples per axis within 0.5% of the largest magnitude in

@@ -1,0 +1,57 @@
+"""The `gc` use case: remove what killed work left behind, never what a live job or the
+tables in force use (see results/cleanup.py and the runtimes' prune)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from biomarkerflow.errors import BiomarkerflowError
+from biomarkerflow.results import cleanup
+from biomarkerflow.service.base import PlatformBase
+
+__all__ = ["CleanupCases", "GcReport"]
+
+
+@dataclass(frozen=True)
+class GcReport:
+    dry_run: bool
+    leftovers: list[cleanup.Leftover] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a study whose output could not be cleaned
+
+    @property
+    def bytes(self) -> int:
+        return sum(item.bytes for item in self.leftovers)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "removed" if not self.dry_run else "would_remove": [
+                {"kind": item.kind, "location": item.url, "bytes": item.bytes} for item in self.leftovers
+            ],
+            "bytes": self.bytes,
+            "problems": self.problems,
+        }
+
+
+class CleanupCases(PlatformBase):
+    def gc(self, *, dry_run: bool = False) -> GcReport:
+        """Remove temporary publish folders, run folders without `_SUCCESS`, expired snapshots
+        of every study's tables, and half-made runtime builds; what was (or would be) removed."""
+        running = {run.id for run in self.catalog.runs() if run.outcome == "running"}
+        found: list[cleanup.Leftover] = []
+        problems: list[str] = []
+        for study in self.catalog.studies():
+            try:
+                items = cleanup.leftovers(study.output_location, running)
+                if not dry_run:
+                    cleanup.remove(items)
+            except BiomarkerflowError as exc:  # one study's store being down never stops the others
+                problems.append(f"{study.id}: {exc.message}")
+                continue
+            found += items
+        # Half-made builds only: every complete runtime is kept (`runtimes prune` removes unused ones).
+        for build in self.runtimes.cache.prune(set(), unused_days=math.inf, dry_run=dry_run):
+            found.append(cleanup.Leftover("half-made runtime build", str(build.path), build.size_bytes or 0))
+        return GcReport(dry_run=dry_run, leftovers=found, problems=problems)
