@@ -314,6 +314,7 @@ def test_failed_jobs_keep_step_and_traceback_and_a_wrong_reader_is_refused_befor
     assert len(workers) == executor.capacity and executor.worker_pids() == workers
     files = {f.relative_path: f for f in catalog.files("short")}
     assert all(f.attempts == 1 for f in files.values())  # final at once, no retries
+    assert sorted(r.attempt for r in catalog.runs("short")) == [1, 1]  # and not waiting to be retried
     assert files["P02_ax3.cwa"].last_error == (
         "ReadBin reads GENEActiv .bin files, but 'P02_ax3.cwa' is Axivity .cwa: use reader ReadCwa"
     )

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import skdh
 
+from biomarkerflow.demo.run import SHARED_SAMPLES
 from biomarkerflow.demo.synthetic import (
     GroundTruth,
     RecordingSpec,
@@ -21,7 +22,7 @@ from biomarkerflow.demo.synthetic import (
     write_geneactiv_bin,
 )
 
-SAMPLE_DIR = Path("/work/shared/data/skdh")
+SAMPLE_DIR = SHARED_SAMPLES  # ../shared/data/skdh, found as every test finds it
 SAMPLE_BIN = SAMPLE_DIR / "gnactv_sample.bin"
 SAMPLE_REF = SAMPLE_DIR / "reference" / "io_gnactv_data.npz"
 

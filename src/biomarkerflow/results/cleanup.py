@@ -5,6 +5,9 @@ was killed, never anything a live job or the tables in force use.
   copied into place, a pointer being replaced) older than `MIN_AGE_SECONDS`;
 - run folders without their `_SUCCESS` marker (an upload to an object store that was cut
   short) whose run is not running, older than `MIN_AGE_SECONDS`;
+- whole run folders of runs the catalog records as not succeeded (lost, interrupted, or
+  failed after it published: killed before its outcome was recorded, a store that failed
+  after the upload) and that are no file's current result, older than `MIN_AGE_SECONDS`;
 - snapshots of the consolidated tables out of force for longer than their grace period.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -64,10 +67,11 @@ def _temporary(output_location: str, entries: list[store.FileEntry], now: float)
     ]
 
 
-def _unmarked_runs(
-    output_location: str, entries: list[store.FileEntry], running: set[str], now: float
+def _run_folders(
+    output_location: str, entries: list[store.FileEntry], running: set[str], abandoned: set[str], now: float
 ) -> list[Leftover]:
-    """Run folders without `_SUCCESS` (a cut-short upload), whose run is not running."""
+    """Run folders without `_SUCCESS` (a cut-short upload) whose run is not running, and whole
+    ones of abandoned runs."""
     folders: dict[str, list[store.FileEntry]] = defaultdict(list)
     for entry in entries:
         parts = PurePosixPath(entry.relative_path).parts
@@ -76,10 +80,12 @@ def _unmarked_runs(
     base = output_location.rstrip("/")
     found = []
     for folder, group in sorted(folders.items()):
+        run_id = PurePosixPath(folder).name
         marked = any(PurePosixPath(e.relative_path).name == store.SUCCESS_MARKER for e in group)
-        if marked or PurePosixPath(folder).name in running or not _old(group, now):
+        kind = "abandoned run folder" if marked and run_id in abandoned else "unmarked run folder"
+        if (marked and run_id not in abandoned) or run_id in running or not _old(group, now):
             continue
-        found.append(Leftover("unmarked run folder", f"{base}/{folder}", sum(e.size for e in group)))
+        found.append(Leftover(kind, f"{base}/{folder}", sum(e.size for e in group)))
     return found
 
 
@@ -97,13 +103,21 @@ def _expired_snapshots(output_location: str, entries: list[store.FileEntry]) -> 
     ]
 
 
-def leftovers(output_location: str, running_runs: set[str], now: float | None = None) -> list[Leftover]:
-    """Everything `gc` would remove under one study's output location (one listing)."""
+def leftovers(
+    output_location: str,
+    running_runs: set[str],
+    abandoned_runs: Collection[str] = (),
+    now: float | None = None,
+) -> list[Leftover]:
+    """Everything `gc` would remove under one study's output location (one listing).
+
+    `running_runs`: runs the catalog has running (their folders are never touched);
+    `abandoned_runs`: finished runs that did not succeed and are no file's current result."""
     now = time.time() if now is None else now
     entries = _entries(output_location)
     return [
         *_temporary(output_location, entries, now),
-        *_unmarked_runs(output_location, entries, running_runs, now),
+        *_run_folders(output_location, entries, running_runs, set(abandoned_runs), now),
         *_expired_snapshots(output_location, entries),
     ]
 

@@ -13,6 +13,11 @@ from biomarkerflow.service.base import PlatformBase
 
 __all__ = ["CleanupCases", "GcReport"]
 
+# Outcomes of runs whose folders are results: superseded succeeded runs stay (earlier results
+# are kept under their run ids); a folder of any other finished run (killed, interrupted, or
+# failed after it published) is no result.
+KEPT_OUTCOMES = ("succeeded", "running")
+
 
 @dataclass(frozen=True)
 class GcReport:
@@ -36,15 +41,19 @@ class GcReport:
 
 
 class CleanupCases(PlatformBase):
-    def gc(self, *, dry_run: bool = False) -> GcReport:
-        """Remove temporary publish folders, run folders without `_SUCCESS`, expired snapshots
-        of every study's tables, and half-made runtime builds; what was (or would be) removed."""
-        running = {run.id for run in self.catalog.runs() if run.outcome == "running"}
+    def gc(self, *, dry_run: bool = False, now: float | None = None) -> GcReport:
+        """Remove temporary publish folders, run folders without `_SUCCESS` or of abandoned
+        runs, expired snapshots of every study's tables, and half-made runtime builds; what was
+        (or would be) removed. `now` (unix seconds) is when ages are measured from."""
+        runs = self.catalog.runs()
+        current = {file.current_run_id for file in self.catalog.files()}
+        running = {run.id for run in runs if run.outcome == "running"}
+        abandoned = {run.id for run in runs if run.outcome not in KEPT_OUTCOMES and run.id not in current}
         found: list[cleanup.Leftover] = []
         problems: list[str] = []
         for study in self.catalog.studies():
             try:
-                items = cleanup.leftovers(study.output_location, running)
+                items = cleanup.leftovers(study.output_location, running, abandoned, now)
                 if not dry_run:
                     cleanup.remove(items)
             except BiomarkerflowError as exc:  # one study's store being down never stops the others

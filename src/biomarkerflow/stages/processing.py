@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from biomarkerflow.catalog.browse import FileFilter
 from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config.schema import StudyConfig
@@ -45,6 +46,7 @@ from biomarkerflow.stages.gating import (  # noqa: F401  (plan, read_metadata, P
 )
 
 DEFAULT_HOME = Path(".biomarkerflow")
+CONSOLIDATION_TRIES = 5  # a study still changing after this many is left to the next round
 
 
 @dataclass
@@ -353,8 +355,8 @@ class _Round:
             MemoryRequests(self.catalog, list(self.pipeline_ids.values()), table) if reserves else None
         )
         self.group_limits = _group_limits(self.configs, self.executor.cores_per_job)
-        ready = [FileState.READY.value]
-        self.progress.planned(sum(len(self.catalog.files(s, ready)) for s in self.selected))
+        ready = (FileState.READY.value,)
+        self.progress.planned(sum(self.catalog.count_files(FileFilter(s, ready)) for s in self.selected))
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -482,5 +484,10 @@ class _Round:
     def consolidate(self) -> None:
         """Rebuild the consolidated tables of every study whose current runs changed."""
         for study in self.studies:
-            if not consolidate.is_current(self.catalog, study):
+            # Checked again after each write: another command consolidating at the same time may
+            # have switched in a snapshot older than ours after we did (the last write wins), or
+            # the catalog changed meanwhile; the last writer thus always leaves current tables.
+            for _ in range(CONSOLIDATION_TRIES):
+                if consolidate.is_current(self.catalog, study):
+                    break
                 self.info.consolidated[study.id] = consolidate.consolidate_study(self.catalog, study)
