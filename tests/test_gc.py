@@ -114,3 +114,13 @@ def test_s3_run_folders_without_success_go_unless_their_run_is_running(s3_bucket
     left = sorted(key.removeprefix(f"{bucket}/study/") for key in fs.find(f"{bucket}/study"))
     assert left == [f"runs/S1/f/{complete}/_SUCCESS", f"runs/S1/f/{complete}/wear.parquet",
                     f"runs/S2/g/{running}/wear.parquet"]  # fmt: skip
+
+
+def test_watch_runs_gc(tmp_path: Path) -> None:
+    catalog, home, release = held_study(tmp_path, files=1)
+    release.touch()
+    abandoned = _aged(_temporary(tmp_path / "results" / "runs" / "S00" / "S00_a", "20261201T000000-deadbeef"))
+    result = cli(home, "watch", "--configs", str(tmp_path / "studies"), "--once", "--workers", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not abandoned.exists()  # its first round cleaned up (then every processing.gc_every_hours)
+    assert [f.state for f in catalog.files("held")] == ["SUCCEEDED"]

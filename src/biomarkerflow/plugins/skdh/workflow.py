@@ -314,6 +314,15 @@ def _run_steps(
     return data, pipeline.run(**kwargs)
 
 
+def _calibrated(results: dict[str, Any], job_plan: JobPlan, names: list[str]) -> Any:
+    """The acceleration as the pipeline's (last) calibration left it, None when it does not calibrate."""
+    calibrated = None
+    for step, name in zip(job_plan.steps, names, strict=True):
+        if step.name == "CalibrateAccelerometer" and (results.get(name) or {}).get("accel") is not None:
+            calibrated = results[name]["accel"]
+    return calibrated
+
+
 def _quality_tables(
     data: dict[str, Any],
     results: dict[str, Any],
@@ -325,16 +334,14 @@ def _quality_tables(
     """The recording's quality report, with what the pipeline found of wear and calibration."""
     from biomarkerflow.plugins.skdh import quality
 
-    wear = calibrated = None
+    wear = None
     for step, name in zip(job_plan.steps, names, strict=True):
         result = results.get(name) or {}
         if skdh_tables.table_name(step.name) == "wear" and result.get("wear") is not None:
             wear = result["wear"]
-        if step.name == "CalibrateAccelerometer" and result.get("accel") is not None:
-            calibrated = result["accel"]
     row, days = quality.report(
         data,
-        calibrated_accel=calibrated,
+        calibrated_accel=_calibrated(results, job_plan, names),
         wear_bouts=wear,
         tz_name=tz_name,
         settings=job_plan.quality,
@@ -361,14 +368,7 @@ def _timeline(
     """
     from biomarkerflow.plugins.skdh import plots, timeline
 
-    calibrated = next(
-        (
-            results[name]["accel"]
-            for step, name in zip(job_plan.steps, names, strict=True)
-            if step.name == "CalibrateAccelerometer" and (results.get(name) or {}).get("accel") is not None
-        ),
-        None,
-    )
+    calibrated = _calibrated(results, job_plan, names)
     # The acceleration the steps saw: calibrated when the pipeline calibrates.
     grid = timeline.minute_grid(data if calibrated is None else {**data, "accel": calibrated})
     tz_name = inputs.get("tz_name")
