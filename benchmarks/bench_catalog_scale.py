@@ -113,10 +113,11 @@ def measured(args: list[str], src: Path) -> dict[str, Any]:
 
 def run_measured(args: list[str], src: Path) -> dict[str, Any]:
     """`measured`, in a fresh intermediate process so RUSAGE_CHILDREN is this command's alone."""
+    here = str(Path(__file__).parent)
     code = (
-        "import json, sys; sys.path.insert(0, %r); import bench_catalog_scale as b; "
+        f"import json, sys; sys.path.insert(0, {here!r}); import bench_catalog_scale as b; "
         "print(json.dumps(b.measured(json.loads(sys.argv[1]), b.Path(sys.argv[2]))))"
-    ) % str(Path(__file__).parent)
+    )
     done = subprocess.run([PYTHON, "-c", code, json.dumps(args), str(src)], capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 

@@ -69,15 +69,23 @@ def test_same_study_id_from_another_config_is_refused(catalog: Catalog) -> None:
 
 def test_register_is_incremental_and_detects_changed_content(catalog: Catalog) -> None:
     register(catalog, "A_1.bin", "B_1.bin")
+    # Partial listings (complete=False) leave the files they do not name alone.
     info = catalog.register_files(
-        "s1", [("/data/A_1.bin", "A_1.bin", "A", 10, 1.0, "f1"), ("/data/C_1.bin", "C_1.bin", "C", 10, 1.0, "f1")]
+        "s1",
+        [("/data/A_1.bin", "A_1.bin", "A", 10, 1.0, "f1"), ("/data/C_1.bin", "C_1.bin", "C", 10, 1.0, "f1")],
+        complete=False,
     )
-    assert (info.new, info.changed, info.unchanged) == (1, 0, 1)
+    assert (info.new, info.changed, info.unchanged, info.removed) == (1, 0, 1, 0)
     make_ready(catalog)
-    info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 11, 2.0, "f2")])
+    info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 11, 2.0, "f2")], complete=False)
     assert info.changed == 1
     states = {f.relative_path: f.state for f in catalog.files("s1")}
     assert states == {"A_1.bin": "DISCOVERED", "B_1.bin": "READY", "C_1.bin": "READY"}
+    # A whole listing: what it does not name is gone from the data location.
+    info = catalog.register_files("s1", [("/data/A_1.bin", "A_1.bin", "A", 11, 2.0, "f2")])
+    assert (info.unchanged, info.removed) == (1, 2)
+    states = {f.relative_path: f.state for f in catalog.files("s1")}
+    assert states == {"A_1.bin": "DISCOVERED", "B_1.bin": "REMOVED", "C_1.bin": "REMOVED"}
 
 
 def test_gate_records_reason_and_event_trail(catalog: Catalog) -> None:
@@ -95,21 +103,28 @@ def test_concurrent_claimers_never_take_the_same_file(tmp_path: Path, catalog: C
     register(catalog, *[f"S{i}_x.bin" for i in range(40)])
     make_ready(catalog)
     claimed: list[list[int]] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def claimer(name: str) -> None:
-        own = Catalog(catalog.url)  # separate engine, like a separate process
-        got: list[int] = []
-        while batch := own.claim(name, 3, 60):
-            got += [f.id for f in batch]
-        with lock:
-            claimed.append(got)
+        try:
+            own = Catalog(catalog.url)  # separate engine, like a separate process
+            got: list[int] = []
+            while batch := own.claim(name, 3, 60):
+                got += [f.id for f in batch]
+            with lock:
+                claimed.append(got)
+        except BaseException as exc:  # noqa: BLE001 - a dead claimer must fail the test, not vanish
+            with lock:
+                errors.append(exc)
 
     threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors, errors
+    assert len(claimed) == 4  # every claimer finished
     every = [i for got in claimed for i in got]
     assert len(every) == 40 and len(set(every)) == 40
 
@@ -247,10 +262,11 @@ def test_failure_of_a_file_changed_while_running_rediscovers_it(catalog: Catalog
 # Catalog's public methods by section: callers rely on each name and signature.
 FACADE = {
     "opening": ("for_home", "close"),
-    "studies": ("get_study", "studies", "upsert_study", "mark_stale", "known_config_sha"),
+    "studies": ("get_study", "studies", "upsert_study", "move_study_config", "mark_stale", "known_config_sha"),
     "files": ("register_files", "files", "get_file", "files_named", "next_retry_at", "subject_file_counts"),
     "gates and events": ("set_gate", "events"),
-    "metadata": ("upsert_metadata", "metadata"),
+    "metadata": ("upsert_metadata", "metadata", "ingest_metadata"),
+    "incremental gating": ("gate_mark", "save_gate_mark", "gate_files", "record_gates"),
     "claims": ("claim", "renew_leases", "release", "recover_claims", "expire_leases"),
     "runs": (
         "start_run",
@@ -260,6 +276,7 @@ FACADE = {
         "current_results",
         "current_run_ids",
         "set_exclusion",
+        "files_version",
         "status",
     ),
     "workers": ("register_runner", "beat", "unregister_runner", "live_runners"),

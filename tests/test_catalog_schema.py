@@ -86,6 +86,9 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
             raw.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         for column in ("recording_seconds", "sample_rate_hz"):  # in issue 2's runs, moved into facts since
             raw.execute(f"ALTER TABLE runs ADD COLUMN {column} FLOAT")
+        for index in ("ix_files_recheck", "ix_files_subject"):  # files without what migration 0010 adds
+            raw.execute(f"DROP INDEX {index}")
+        raw.execute("ALTER TABLE files DROP COLUMN recheck_at")
         raw.execute(
             "INSERT INTO studies VALUES ('old', 's.yaml', 'abc', '{}', '/out', '/data', 0, "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from biomarkerflow.api import create_app
 from biomarkerflow.catalog.browse import RunFilter
+from biomarkerflow.results import snapshots
 from biomarkerflow.service import Platform
 from tests.databases import BACKENDS, catalog_url
 from tests.served import processed_study, tokens_per_scope
@@ -262,7 +263,12 @@ def test_subject_page_charts_known_biomarkers_and_lists_other_tables(served: dic
     assert all(f'href="/runs/{run_id}"' in html for run_id in means["run_id"])
     # An SKDH-like sleep table: one point per night, each linking to its run.
     run_id = means["run_id"][0]
-    tables = Path(platform.catalog.get_study(STUDY).output_location) / "tables"  # type: ignore[union-attr]
+    output = platform.catalog.get_study(STUDY).output_location  # type: ignore[union-attr]
+    in_force = snapshots.current(output)
+    assert in_force is not None and in_force.id is not None
+    tables = Path(snapshots.snapshot_location(output, in_force.id))
+    pointer = Path(snapshots.tables_location(output)) / snapshots.POINTER
+    saved = pointer.read_text()
     night = pd.DataFrame(
         {
             "study": STUDY,
@@ -274,9 +280,11 @@ def test_subject_page_charts_known_biomarkers_and_lists_other_tables(served: dic
         }
     )
     night.to_parquet(tables / "sleep.parquet")
+    pointer.write_text(json.dumps({**json.loads(saved), "tables": [*json.loads(saved)["tables"], "sleep"]}))
     try:
         html = _page(client, f"/studies/{STUDY}/subjects/S01")
     finally:
+        pointer.write_text(saved)
         (tables / "sleep.parquet").unlink()
     spec = _spec(html, "chart-sleep")
     assert [(v["day"], v["value"]) for v in spec["data"]["values"]] == [("2024-03-01", 420.0), ("2024-03-02", 385.5)]

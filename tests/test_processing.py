@@ -13,6 +13,7 @@ import pytest
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.engine.executor import LocalExecutor
+from biomarkerflow.results import snapshots
 from biomarkerflow.stages.discovery import scan
 from biomarkerflow.stages.processing import plan, process
 from tests.conftest import scanned_study
@@ -231,8 +232,9 @@ def test_pipeline_change_recomputes_exactly_the_finished_files(
     first, second = catalog.runs("gait")
     assert catalog.files("gait")[0].current_run_id == second.id
     assert Path(first.result_location or "").is_dir()  # nothing overwritten in place
-    tables = tmp_path / "results" / "gait" / "tables"
-    assert set(pd.read_parquet(tables / "gait.parquet")["run_id"]) == {second.id}
+    in_force = snapshots.current(str(tmp_path / "results" / "gait"))
+    assert in_force is not None
+    assert set(pd.read_parquet(in_force.tables["gait"])["run_id"]) == {second.id}
 
 
 def test_corrected_height_recomputes_only_that_subject(tmp_path: Path, samples: Path, executor: LocalExecutor) -> None:

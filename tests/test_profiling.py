@@ -1,5 +1,5 @@
 """Per-run profiling (issue 19, point 6): `process --profile` or a study's `profile: {every: N}`
-records where a job's time goes (pyinstrument, inside the runtime) as profile.html beside the
+records where a job's time goes (sampled inside the runtime, rendered by pyinstrument) as profile.html beside the
 run's tables; provenance, lineage, `status` and the dashboard's run page name it; the route
 serves it only to a signed-in reader, sandboxed; turning profiling on recomputes nothing, and a
 profiler that fails never fails the run.
@@ -50,7 +50,8 @@ def _profiled(catalog: Catalog) -> dict[str, bool]:
 
 
 def test_process_profile_writes_a_profile_that_provenance_lineage_status_and_dashboard_name(tmp_path: Path) -> None:
-    configs = _workspace(tmp_path, SUBJECTS, dict(list(FILES.items())[:2]))
+    # Long enough (about 0.1 s each) for a few dozen samples inside the type's run_job.
+    configs = _workspace(tmp_path, SUBJECTS, {"S01_big.csv": _csv(300_000, 1), "S02_big.csv": _csv(300_000, 2)})
     home = tmp_path / "home"
     assert cli(home, "scan", "--configs", str(configs)).returncode == 0
     processed = cli(home, "process", "--profile", "--workers", "1")
@@ -63,14 +64,14 @@ def test_process_profile_writes_a_profile_that_provenance_lineage_status_and_das
         folder = Path(str(run.result_location))
         page = (folder / profiling.PROFILE_FILE).read_text()
         # pyinstrument's own page, with the job's frames: the type's run_job under the entrypoint.
-        assert "pyinstrumentHTMLRenderer" in page and "run_job" in page and "_run" in page
+        assert "pyinstrumentHTMLRenderer" in page and "CsvStats.run_job" in page and "CParserWrapper.read" in page
         speedscope = json.loads((folder / profiling.SPEEDSCOPE_FILE).read_text())
-        assert "run_job" in {frame["name"] for frame in speedscope["shared"]["frames"]}
+        assert "CsvStats.run_job" in {frame["name"] for frame in speedscope["shared"]["frames"]}
         provenance = _provenance(run.result_location)
         assert set(provenance["files"]) == {profiling.PROFILE_FILE, profiling.SPEEDSCOPE_FILE}
         assert provenance["profile"]["file"] == profiling.PROFILE_FILE
-        assert provenance["profile"]["profiler"].startswith("pyinstrument ")
-        assert provenance["profile"]["seconds"] > 0
+        assert "pyinstrument" in provenance["profile"]["profiler"]
+        assert provenance["profile"]["seconds"] > 0 and provenance["profile"]["samples"] > 0
         assert run.facts["profile"] == profiling.PROFILE_FILE  # the catalog's copy, for `status`
         traced = lineage(str(folder), catalog)
         assert traced["result"]["profile"]["url"] == f"{folder}/{profiling.PROFILE_FILE}"
@@ -190,23 +191,21 @@ def _job(tmp_path: Path, data: Path) -> entrypoint.JobSpec:
     )
 
 
-class _Broken:
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise RuntimeError("no sampling here")
+def _raise(exc: Exception) -> Any:
+    raise exc
 
 
 @pytest.mark.parametrize("failing", ["start", "write"])
 def test_a_profiler_that_fails_never_fails_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    import pyinstrument
-
     data = tmp_path / "S01_a.csv"
     data.write_text(_csv(50, 1))
     if failing == "start":
-        monkeypatch.setattr(pyinstrument, "Profiler", _Broken)
+        for sampler in (profiling._Sampler, profiling._SignalSampler):
+            monkeypatch.setattr(sampler, "start", lambda self: _raise(RuntimeError("no sampling here")))
     else:
-        monkeypatch.setattr(profiling.Recorder, "_write", lambda self: (_ for _ in ()).throw(OSError("disk full")))
+        monkeypatch.setattr(profiling.Recorder, "_write", lambda self: _raise(OSError("disk full")))
     outcome = entrypoint.execute(_job(tmp_path, data))
     assert outcome.succeeded, outcome.error
     assert "profile" not in outcome.facts
@@ -218,6 +217,38 @@ def test_a_profiler_that_fails_never_fails_the_run(
     assert not (tmp_path / "run" / profiling.PROFILE_FILE).exists()
     traced = lineage(str(tmp_path / "run"))
     assert any(line.startswith("profile") and expected in line for line in render(traced))
+
+
+def _sampled_stack() -> float:
+    return sum(i * i for i in range(2_000_000))
+
+
+def test_samples_come_from_a_timer_on_the_main_thread_and_from_a_thread_elsewhere() -> None:
+    """On the main thread a wall-clock timer's signal samples the job (and is put back after);
+    off it, a thread beside the job does. Either way the job's own functions are in the stacks."""
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGALRM)
+    found: dict[str, Any] = {}
+
+    def profiled(where: str) -> None:
+        with profiling.Recorder(True, where) as recorder:
+            with recorder.recording():
+                _sampled_stack()
+            assert recorder.files()
+            found[where] = (type(recorder._sampler).__name__, recorder.provenance())
+
+    profiled("main")
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    # Its handler back, or (was it the default, which ends the process) one that ignores a late signal.
+    assert signal.getsignal(signal.SIGALRM) == (profiling._late_signal if before == signal.SIG_DFL else before)
+    worker = threading.Thread(target=profiled, args=("thread",))
+    worker.start()
+    worker.join()
+    assert found["main"][0] == "_SignalSampler" and found["thread"][0] == "_Sampler"
+    for _, facts in found.values():
+        assert facts["samples"] > 0 and facts["seconds"] > 0 and facts["interval_seconds"] == profiling.INTERVAL_SECONDS
 
 
 def test_the_profile_page_runs_where_storage_is_refused() -> None:
@@ -236,3 +267,41 @@ def test_the_runtime_entrypoint_imports_pyinstrument_only_when_profiling() -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "{}", "None"]
+
+
+def test_the_served_profile_page_runs_sandboxed_in_a_browser(tmp_path: Path) -> None:
+    """With the route's headers, pyinstrument's page renders in Chromium, in an opaque origin
+    that can read neither the dashboard's cookies nor its storage."""
+    from playwright.sync_api import Route, sync_playwright
+
+    from biomarkerflow.api.routes_catalog import RUN_FILE_HEADERS
+    from tests.test_browser import chromium_executable
+
+    def busy_step() -> float:
+        return sum(i * i for i in range(2_000_000))
+
+    with profiling.Recorder(True, "lab-values/S01_a.csv, run test") as recorder:
+        with recorder.recording():
+            busy_step()
+        page_html = recorder.files()[profiling.PROFILE_FILE].read_bytes()
+
+    def serve(route: Route) -> None:
+        route.fulfill(status=200, body=page_html, content_type="text/html; charset=utf-8", headers=RUN_FILE_HEADERS)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_executable(), args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            context.add_cookies([{"name": "session", "value": "secret", "url": "http://dashboard.test"}])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.route("http://dashboard.test/**", serve)
+            page.goto("http://dashboard.test/api/v1/runs/r/files/profile.html")
+            page.get_by_text("busy_step").first.wait_for(timeout=10_000)
+            assert errors == []
+            assert page.evaluate("() => self.origin") == "null"
+            cookie = "() => { try { return document.cookie } catch (e) { return 'refused: ' + e.name } }"
+            assert page.evaluate(cookie) == "refused: SecurityError"
+        finally:
+            browser.close()

@@ -9,7 +9,7 @@ status.py), all sharing one `connection.Database`. Every public method is one tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from biomarkerflow.catalog.claims import Claims
 from biomarkerflow.catalog.connection import Database, reconnect_on_lost_connections
 from biomarkerflow.catalog.coststore import CostStore
 from biomarkerflow.catalog.files import Files, ListedFile
+from biomarkerflow.catalog.gates import GateFile, GateMark, Gates, GateVerdict
 from biomarkerflow.catalog.metadata import Metadata
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.catalog.records import (
@@ -62,9 +63,10 @@ class Catalog:
         self._claims = Claims(self._db)
         self._runs = Runs(self._db)
         self._metadata = Metadata(self._db)
+        self._gates = Gates(self._db)
         self._runners = Runners(self._db)
         self._costs = CostStore(self._db)
-        self._status = StatusReport(self._db, self._studies, self._files)
+        self._status = StatusReport(self._db, self._studies)
         self._browse = Browse(self._db)
         self._tokens = Tokens(self._db)
         self._audit = Audit(self._db)
@@ -167,6 +169,37 @@ class Catalog:
     def metadata(self, study_id: str) -> dict[str, dict[str, Any]]:
         return self._metadata.of_study(study_id)
 
+    def ingest_metadata(
+        self, study_id: str, rows: dict[str, dict[str, Any]], source: str, sources_sha256: str
+    ) -> dict[str, dict[str, Any] | None]:
+        """Store subject metadata and the hash of its files; changed subject -> fields before (None: new)."""
+        return self._metadata.ingest(study_id, rows, source, sources_sha256)
+
+    # ---- incremental gating (gates.py) -----------------------------------------------------------
+
+    def gate_mark(self, study_id: str) -> GateMark:
+        """What the study's last requirement check saw."""
+        return self._gates.mark(study_id)
+
+    def save_gate_mark(self, study_id: str, signature: str, subjects: dict[str, str]) -> None:
+        self._gates.save_mark(study_id, signature, subjects)
+
+    def gate_files(
+        self,
+        study_id: str,
+        *,
+        subjects: Iterable[str] = (),
+        every_waiting: bool = False,
+        now: datetime | None = None,
+        also: Sequence[str] = (),
+    ) -> list[GateFile]:
+        """DISCOVERED and STALE files (and `also` states), and the WAITING ones of `subjects`, due at `now`, or all."""
+        return self._gates.files(study_id, subjects=subjects, every_waiting=every_waiting, now=now, also=also)
+
+    def record_gates(self, verdicts: Iterable[GateVerdict], seen: dict[int, GateFile]) -> int:
+        """Write a check's verdicts in batches (compare-and-set on the state it saw); files changed."""
+        return self._gates.record(verdicts, seen)
+
     # ---- claims and leases -----------------------------------------------------------------------
 
     def claim(
@@ -248,12 +281,18 @@ class Catalog:
         """Each SUCCEEDED file (and EXCLUDED one, with `excluded`) with the run whose results are current."""
         return self._runs.current_results(study_id, excluded=excluded)
 
+    def files_version(self, study_id: str) -> str:
+        """A value that changes whenever a file of the study is added or changes state or reason."""
+        return self._files.version(study_id)
+
     def set_exclusion(self, file_id: int, excluded: str | None) -> bool:
         """SUCCEEDED <-> EXCLUDED after the study's quality gates changed (nothing recomputed)."""
         return self._runs.set_exclusion(file_id, excluded)
 
-    def status(self, study_id: str | None = None) -> list[StudyStatus]:
-        return self._status.status(study_id)
+    def status(self, study_id: str | None = None, every_file: bool = True) -> list[StudyStatus]:
+        """Each study's files per state and reason groups; with `every_file`, every waiting,
+        failed and excluded file (else a few examples per group)."""
+        return self._status.status(study_id, every_file)
 
     # ---- runners ---------------------------------------------------------------------------------
 

@@ -247,6 +247,15 @@ class Files:
                 return True
             return move(session, file_id, [expected_state], to_state, reason)
 
+    def version(self, study_id: str) -> str:
+        """Changes whenever a file of the study is added or changes state or reason: its count
+        and latest change, two aggregates over the study's rows."""
+        with self._db.session() as session:
+            count, latest = session.execute(
+                select(func.count(), func.max(DataFile.updated_at)).where(DataFile.study_id == study_id)
+            ).one()
+        return f"{count}:{latest.isoformat() if latest else '-'}"
+
     def events(self, file_id: int) -> list[tuple[datetime, str | None, str, str | None]]:
         """A file's audit trail: (when, from state, to state, why), oldest first."""
         with self._db.session() as session:

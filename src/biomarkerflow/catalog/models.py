@@ -49,6 +49,8 @@ class DataFile(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "url"),
         Index("ix_files_state", "state", "study_id", "id"),
+        Index("ix_files_recheck", "study_id", "recheck_at"),
+        Index("ix_files_subject", "study_id", "subject"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -71,6 +73,25 @@ class DataFile(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     discovered_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # When a WAITING file must be checked again though nothing changed: its `stable_seconds`
+    # wait ends (migration 0010). NULL: only a change (metadata, files, config) re-checks it.
+    recheck_at: Mapped[datetime | None]
+
+
+class StudyGate(Base):
+    """What a study's last requirement check saw, so the next one re-checks only what changed
+    (stages/gating.py; migration 0010)."""
+
+    __tablename__ = "study_gates"
+
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    # SHA-256 of the metadata files' bytes as last ingested (written with the rows they gave).
+    metadata_sha256: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of what every file's check depends on: the config, columns absent from the metadata files.
+    signature: Mapped[str | None] = mapped_column(String(64))
+    # Subject -> what its files' checks depended on at the last check (requirements.subject_key).
+    subjects: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    gated_at: Mapped[datetime | None]
 
 
 class SubjectMetadata(Base):

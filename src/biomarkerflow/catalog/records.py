@@ -22,6 +22,7 @@ __all__ = [
     "FailureDetail",
     "FileRecord",
     "Observation",
+    "ReasonGroup",
     "RegisterInfo",
     "RunMetrics",
     "RunRecord",
@@ -151,6 +152,17 @@ class FailureDetail:
 
 
 @dataclass(frozen=True)
+class ReasonGroup:
+    """Files of one state (WAITING, FAILED, EXCLUDED, or NOTE for notices) whose reasons differ
+    only in per-file details (subject ids, names): how many, and a few of them with their own reason."""
+
+    state: str
+    reason: str  # with the per-file details left out, e.g. "no metadata row for subject '...'"
+    files: int
+    examples: list[tuple[str, str]] = field(default_factory=list)  # (relative path, its reason)
+
+
+@dataclass(frozen=True)
 class StudyStatus:
     """What `status` shows of one study: files per state, and why files wait, failed or carry notices."""
 
@@ -163,6 +175,10 @@ class StudyStatus:
     # (relative path, notice) for every SUCCEEDED file whose current run has notices
     notices: list[tuple[str, str]] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (relative path, which quality gates it fails)
+    # Waiting, failed and excluded files and notices grouped by reason, counted in the database.
+    groups: list[ReasonGroup] = field(default_factory=list)
+    # False: `waiting`, `failed`, `excluded` and `notices` are left empty (the groups' examples stand for them).
+    every_file: bool = True
 
 
 # ---- what the cost side reads -------------------------------------------------------------------

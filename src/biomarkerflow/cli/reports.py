@@ -16,7 +16,7 @@ from biomarkerflow.terminal.work import state_label
 if TYPE_CHECKING:
     import pandas as pd
 
-    from biomarkerflow.catalog.manager import FailureDetail
+    from biomarkerflow.catalog.manager import FailureDetail, StudyStatus
     from biomarkerflow.service.reports import CostReport, StatusReport
 
 FormatOption = Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, csv or json.")]
@@ -30,14 +30,21 @@ def status(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also the step and full traceback of every failure.")
     ] = False,
+    every_file: Annotated[
+        bool,
+        typer.Option("--all", help="List every waiting, failed and excluded file (else: counts per reason, examples)."),
+    ] = False,
 ) -> None:
     """Files per state for each study: why files wait, why they failed, and results SKDH
     computed only in part (notes such as "no height: gait speed not computed").
 
+    Files are grouped by reason, with how many and a few examples; `--all` lists every
+    file (`--json` always does, and has the groups too).
+
     \b
     Example: biomarkerflow status --study demo-wrist --verbose
     """
-    report = platform().status(study)
+    report = platform().status(study, every_file=every_file or as_json)
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
         return
@@ -60,6 +67,9 @@ def _print_status(report: StatusReport, verbose: bool) -> None:
     for s in report.studies:
         shown = {k: v for k, v in s.counts.items() if v}
         say(styled(s.study_id, "bold"), "  " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+        if not s.every_file:
+            _print_groups(s, verbose)
+            continue
         for file, reason in s.waiting:
             say(state_label("WAITING"), f"{file}: {reason}", indent=2)
         for file, error in s.failed:
@@ -73,6 +83,30 @@ def _print_status(report: StatusReport, verbose: bool) -> None:
             say(state_label("NOTE"), f"{file}: {notice}", indent=2)
         if s.failed and not verbose:
             say("  (`biomarkerflow status --verbose` shows the failing step and traceback of each)")
+
+
+def _print_groups(s: StudyStatus, verbose: bool) -> None:
+    """Each reason group: its files one per line when that is all of them, else how many and examples."""
+    for group in s.groups:
+        if group.files <= len(group.examples):
+            for file, reason in group.examples:
+                say(state_label(group.state), f"{file}: {reason}", indent=2)
+                _print_detail_of(s, group.state, file, verbose)
+            continue
+        say(state_label(group.state), f"{group.files:,} files: {group.reason}", indent=2)
+        for file, reason in group.examples:
+            say(f"e.g. {file}: {reason}", indent=12)
+            _print_detail_of(s, group.state, file, verbose)
+    if any(g.files > len(g.examples) for g in s.groups):
+        say("  (`biomarkerflow status --all` lists every file)")
+    if s.counts.get("FAILED") and not verbose:
+        say("  (`biomarkerflow status --verbose` shows the failing step and traceback of each)")
+
+
+def _print_detail_of(s: StudyStatus, state: str, file: str, verbose: bool) -> None:
+    detail = s.failure_details.get(file) if state == "FAILED" else None
+    if verbose and detail is not None:
+        _print_failure_detail(detail)
 
 
 def _print_failure_detail(detail: FailureDetail) -> None:

@@ -11,7 +11,6 @@ its valid days and why any of its files is out (as GGIR's part 5 does).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -48,20 +47,27 @@ def manifest_runs(manifest: Any) -> list[str] | None:
     return None
 
 
-def _contents(catalog: Catalog, study: StudyRecord, inclusion: pd.DataFrame | None) -> Any:
+def _contents(catalog: Catalog, study: StudyRecord) -> Any:
     """What the consolidated tables hold, as their manifest says it: the current runs (a plain
-    list, as before exclusions existed), with the excluded ones and the inclusion table's digest."""
+    list, as before exclusions existed), with the excluded ones and, for a study with an
+    inclusion table, the version of its files' states (a count and the latest change: two
+    aggregates, where building the table would read every file)."""
     runs = catalog.current_run_ids(study.id)
     excluded = catalog.current_run_ids(study.id, FileState.EXCLUDED.value)
-    if not excluded and inclusion is None:
+    with_inclusion = _measures_quality(study)
+    if not excluded and not with_inclusion:
         return runs
-    digest = None if inclusion is None else hashlib.sha256(inclusion.to_json().encode()).hexdigest()
-    return {"runs": runs, "excluded": excluded, "inclusion": digest}
+    return {"runs": runs, "excluded": excluded, "files": catalog.files_version(study.id) if with_inclusion else None}
 
 
 def is_current(catalog: Catalog, study: StudyRecord) -> bool:
     """True when the consolidated tables hold exactly the study's current runs."""
-    return _manifest(study.output_location) == _contents(catalog, study, inclusion_table(catalog, study))
+    return _manifest(study.output_location) == _contents(catalog, study)
+
+
+def _measures_quality(study: StudyRecord) -> bool:
+    workflow_type = _workflow_type(study)
+    return workflow_type is not None and bool(workflow_type.quality_measures)
 
 
 def _workflow_type(study: StudyRecord) -> WorkflowType | None:
@@ -71,8 +77,7 @@ def _workflow_type(study: StudyRecord) -> WorkflowType | None:
 def inclusion_table(catalog: Catalog, study: StudyRecord) -> pd.DataFrame | None:
     """Every subject with its files per outcome, valid days and why any file is out; None for a
     workflow type that measures no quality."""
-    workflow_type = _workflow_type(study)
-    if workflow_type is None or not workflow_type.quality_measures:
+    if not _measures_quality(study):
         return None
     measured = {
         file.id: quality_measures_of(run.facts) or {} for file, run in catalog.current_results(study.id, excluded=True)
@@ -195,7 +200,9 @@ def published_tables(run_folder: str) -> list[store.FileEntry]:
 
 
 def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
-    """Write tables/<name>.parquet for every result table; returns rows per table."""
+    """Write a new snapshot of every result table, and switch to it; returns rows per table."""
+    # Read before the tables: a change meanwhile makes the next check redo them, never the reverse.
+    contents = _contents(catalog, study)
     workflow_type = _workflow_type(study)
     kept_when_excluded = set(workflow_type.quality_tables if workflow_type else ())
     sources: dict[str, list[str]] = defaultdict(list)
@@ -217,7 +224,7 @@ def consolidate_study(catalog: Catalog, study: StudyRecord) -> dict[str, int]:
             rows[INCLUSION_TABLE] = len(inclusion)
         # The manifest says what the tables hold; switched in with them, it tells a later run
         # whether an interrupted consolidation must be redone.
-        snapshots.publish(folder, study.output_location, list(rows), _contents(catalog, study, inclusion))
+        snapshots.publish(folder, study.output_location, list(rows), contents)
     return rows
 
 

@@ -209,7 +209,8 @@ def _provenance(
 def _run(job: JobSpec, workflow_type: WorkflowType) -> tuple[RunOutput, int]:
     """Run the job on a local copy of its input and publish its tables; (output, bytes written)."""
     started = datetime.now(UTC)
-    with profiling.Recorder(job.profile) as profile:
+    described = f"{job.study_id}/{job.relative_path}, run {job.run_id}"
+    with profiling.Recorder(job.profile, described) as profile:
         with (
             profile.recording(),
             store.local_copy(job.input_url) as path,

@@ -65,6 +65,16 @@ def _study_json(status: StudyStatus) -> dict[str, Any]:
         "failed": [_failure_json(f, e, status.failure_details.get(f)) for f, e in status.failed],
         "excluded": [{"file": f, "reason": r} for f, r in status.excluded],
         "notices": [{"file": f, "notice": n} for f, n in status.notices],
+        # Files of each state grouped by reason, counted in the catalog, with a few examples.
+        "groups": [
+            {
+                "state": g.state,
+                "reason": g.reason,
+                "files": g.files,
+                "examples": [{"file": f, "reason": r} for f, r in g.examples],
+            }
+            for g in status.groups
+        ],
     }
 
 
@@ -116,9 +126,11 @@ class QueryAnswer:
 
 
 class ReportCases(PlatformBase):
-    def status(self, study: str | None = None) -> StatusReport:
+    def status(self, study: str | None = None, every_file: bool = True) -> StatusReport:
+        """Every study's files per state and reason groups; `every_file` also lists each
+        waiting, failed and excluded file and notice (else only the groups' examples)."""
         self.require_studies([study] if study else None)
-        studies = self.catalog.status(study)
+        studies = self.catalog.status(study, every_file)
         return StatusReport(
             catalog=self.catalog_name(),
             studies=studies,

@@ -1,20 +1,25 @@
 """Stage 2's first half: metadata in, and each file's requirements checked (the gate).
 
-`refresh_gates` ingests a study's metadata and moves each DISCOVERED/WAITING/STALE file
-to READY or WAITING with the reason; `plan` says what `process` would do, changing
+`refresh_gates` ingests a study's metadata and moves DISCOVERED/WAITING/STALE files to
+READY or WAITING with the reason, re-checking only what changed since the study's last
+check (its gate mark, catalog/gates.py); `plan` says what `process` would do, changing
 nothing. The decisions themselves are pure (`requirements.evaluate`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
-from biomarkerflow.catalog.manager import Catalog, FileRecord, StudyRecord, utcnow
+from biomarkerflow.catalog.browse import FileFilter
+from biomarkerflow.catalog.gates import GateFile, GateMark, GateVerdict
+from biomarkerflow.catalog.manager import Catalog, FileRecord, RegisterInfo, StudyRecord, utcnow
 from biomarkerflow.catalog.models import FileState
 from biomarkerflow.config import preflight
 from biomarkerflow.config.schema import StudyConfig
@@ -22,12 +27,16 @@ from biomarkerflow.errors import StorageError
 from biomarkerflow.stages import discovery, requirements, types
 from biomarkerflow.storage import store
 
+# Raise when the decisions or their words change: every waiting file is then checked again.
+GATE_VERSION = 1
+
 
 @dataclass
 class GateInfo:
     study_id: str
-    ready: int = 0
-    waiting: int = 0
+    ready: int = 0  # files this check moved (or kept) READY
+    waiting: int = 0  # the study's WAITING files after it
+    checked: int = 0  # files it read: only those something changed for (all at the first check)
     metadata_subjects_changed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -41,7 +50,11 @@ def _clean(value: Any) -> Any:
 
 def read_metadata(location: str, subject_column: str) -> dict[str, dict[str, Any]]:
     """Subject -> fields from one metadata CSV; raises StorageError naming file and line."""
-    raw = store.read_bytes(location)
+    return parse_metadata(location, store.read_bytes(location), subject_column)
+
+
+def parse_metadata(location: str, raw: bytes, subject_column: str) -> dict[str, dict[str, Any]]:
+    """Subject -> fields from the bytes of one metadata CSV; raises StorageError naming file and line."""
     try:
         frame = pd.read_csv(io.BytesIO(raw), dtype={subject_column: str})
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -63,33 +76,66 @@ def read_metadata(location: str, subject_column: str) -> dict[str, dict[str, Any
     return rows
 
 
-def read_study_metadata(study: StudyRecord) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
-    """Every metadata source of a study, merged per subject; None when any source failed."""
-    merged: dict[str, dict[str, Any]] = {}
+def _read_sources(study: StudyRecord) -> tuple[list[tuple[dict[str, Any], bytes]], list[str]]:
+    """Each metadata source of a study with its bytes, and what could not be read."""
+    found: list[tuple[dict[str, Any], bytes]] = []
     problems: list[str] = []
-    sources = study.config.get("metadata", [])
-    for source in sources:
+    for source in study.config.get("metadata", []):
         try:
             if not store.exists(source["location"]):
                 problems.append(f"metadata file {source['location']} does not exist (yet)")
                 continue
-            for subject, fields in read_metadata(source["location"], source["subject_column"]).items():
+            found.append((source, store.read_bytes(source["location"])))
+        except StorageError as exc:
+            problems.append(exc.message)
+    return found, problems
+
+
+def _merged(sources: list[tuple[dict[str, Any], bytes]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    merged: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for source, raw in sources:
+        try:
+            for subject, fields in parse_metadata(source["location"], raw, source["subject_column"]).items():
                 merged.setdefault(subject, {}).update(fields)
         except StorageError as exc:
             problems.append(exc.message)
-    if not sources or problems:
-        # All or nothing: a partial read would replace good fields with fewer.
-        return None, problems
     return merged, problems
 
 
-def ingest_metadata(catalog: Catalog, study: StudyRecord) -> tuple[list[str], list[str]]:
-    """Load every metadata source of a study into the catalog; (changed subjects, problems)."""
-    merged, problems = read_study_metadata(study)
-    if merged is None:
-        return [], problems
-    sources = ", ".join(s["location"] for s in study.config.get("metadata", []))
-    return catalog.upsert_metadata(study.id, merged, source=sources), problems
+def read_study_metadata(study: StudyRecord) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
+    """Every metadata source of a study, merged per subject; None when any source failed."""
+    sources, problems = _read_sources(study)
+    if not study.config.get("metadata") or problems:
+        # All or nothing: a partial read would replace good fields with fewer.
+        return None, problems
+    merged, problems = _merged(sources)
+    return (None if problems else merged), problems
+
+
+def _sources_sha256(sources: list[tuple[dict[str, Any], bytes]]) -> str:
+    digest = hashlib.sha256()
+    for source, raw in sources:
+        digest.update(json.dumps(source, sort_keys=True).encode() + b"\0" + hashlib.sha256(raw).digest())
+    return digest.hexdigest()
+
+
+def ingest_metadata(
+    catalog: Catalog, study: StudyRecord, known_sha256: str | None = None
+) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
+    """Load every metadata source of a study into the catalog: (changed subject -> fields
+    before, problems). Files whose bytes hash to `known_sha256` (as last ingested) are not parsed."""
+    sources, problems = _read_sources(study)
+    if not study.config.get("metadata") or problems:
+        return {}, problems
+    sha256 = _sources_sha256(sources)
+    if sha256 == known_sha256:
+        return {}, []
+    merged, problems = _merged(sources)
+    if problems:
+        return {}, problems
+    names = ", ".join(s["location"] for s in study.config.get("metadata", []))
+    return catalog.ingest_metadata(study.id, merged, names, sha256), problems
 
 
 def subject_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[str, Any]:
@@ -98,41 +144,84 @@ def subject_inputs(config: StudyConfig, fields: dict[str, Any] | None) -> dict[s
 
 
 def refresh_gates(catalog: Catalog, study: StudyRecord, now: datetime | None = None) -> GateInfo:
-    """Ingest metadata and move each DISCOVERED/WAITING/STALE file to READY or WAITING (with why)."""
+    """Ingest metadata and move DISCOVERED/WAITING/STALE files to READY or WAITING (with why).
+
+    Incremental: every DISCOVERED and STALE file is checked, but a WAITING file only when
+    what its check depends on changed since the study's last check (its subject's metadata
+    or file count, the config, the metadata files' columns) or its `stable_seconds` wait
+    ends. A round with nothing new reads a few rows and writes nothing.
+    """
     info = GateInfo(study_id=study.id)
-    before = catalog.metadata(study.id)
-    info.metadata_subjects_changed, info.problems = ingest_metadata(catalog, study)
+    mark = catalog.gate_mark(study.id)
+    changed, info.problems = ingest_metadata(catalog, study, mark.metadata_sha256)
+    info.metadata_subjects_changed = list(changed)
     config = StudyConfig.model_validate(study.config)
     metadata = catalog.metadata(study.id)
     # A corrected value that reaches the jobs (e.g. a height) makes finished results stale;
     # other columns (used only by requirements) do not.
     corrected = [
-        subject
-        for subject in info.metadata_subjects_changed
-        if subject_inputs(config, before.get(subject)) != subject_inputs(config, metadata.get(subject))
+        s for s, before in changed.items() if subject_inputs(config, before) != subject_inputs(config, metadata.get(s))
     ]
     if corrected:
         catalog.mark_stale(study.id, "subject metadata the jobs use changed", subjects=corrected)
     config, absent = _without_absent_columns(study, config)
-    if config.requirements.stable_seconds > 0:
+    now = now or utcnow()
+    signature = _signature(study, absent)
+    check = _Check(catalog, study.id, config, metadata, mark, signature, now)
+    if check.files and config.requirements.stable_seconds > 0:
         # "Unchanged for T seconds" must be judged on the file as it is now, not as the
         # last scan saw it: re-list the data location (a changed file starts over).
-        discovery.register_study_files(catalog, study.id, study.config)
-    counts = catalog.subject_file_counts(study.id)
-    now = now or utcnow()
-    to_check = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value]
-    for file in catalog.files(study.id, to_check):
-        decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), absent)
-        catalog.set_gate(file.id, file.state, decision.ready, decision.reason)
-        if decision.ready:
-            info.ready += 1
-        else:
-            info.waiting += 1
+        listed, _ = discovery.register_study_files(catalog, study.id, study.config)
+        if replace(listed, unchanged=0) != RegisterInfo():
+            check = _Check(catalog, study.id, config, metadata, mark, signature, now)
+    verdicts = []
+    for file in check.files:
+        decision = requirements.with_reasons(_decide(config, file, metadata, check.counts, now), absent)
+        verdicts.append(GateVerdict(file.id, file.state, decision.ready, decision.reason, decision.recheck_at))
+        info.ready += decision.ready
+    info.checked = len(check.files)
+    catalog.record_gates(verdicts, {f.id: f for f in check.files})
+    if mark.signature != signature or mark.subjects != check.keys:
+        catalog.save_gate_mark(study.id, signature, check.keys)
+    info.waiting = catalog.count_files(FileFilter(study.id, (FileState.WAITING.value,)))
     return info
 
 
+class _Check:
+    """What one gating round must look at: each subject's key, and the files to check."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        study_id: str,
+        config: StudyConfig,
+        metadata: dict[str, dict[str, Any]],
+        mark: GateMark,
+        signature: str,
+        now: datetime,
+    ) -> None:
+        self.counts = catalog.subject_file_counts(study_id)
+        rules = config.requirements
+        self.keys = {s: requirements.subject_key(rules, metadata.get(s), n) for s, n in self.counts.items()}
+        # Never checked, or a new config or metadata columns: every waiting file again.
+        everything = mark.subjects is None or mark.signature != signature
+        seen = mark.subjects or {}
+        changed = [] if everything else [s for s in self.keys.keys() | seen.keys() if self.keys.get(s) != seen.get(s)]
+        self.files = catalog.gate_files(study_id, subjects=changed, every_waiting=everything, now=now)
+
+
+def _signature(study: StudyRecord, absent: list[str]) -> str:
+    """What every file's check depends on: the gate's own version, the study config, absent columns."""
+    relevant = {"gate": GATE_VERSION, "config": study.config, "absent": absent}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _decide(
-    config: StudyConfig, file: FileRecord, metadata: dict[str, dict[str, Any]], counts: dict[str, int], now: datetime
+    config: StudyConfig,
+    file: FileRecord | GateFile,
+    metadata: dict[str, dict[str, Any]],
+    counts: dict[str, int],
+    now: datetime,
 ) -> requirements.GateDecision:
     facts = requirements.FileFacts(
         relative_path=file.relative_path,
@@ -184,8 +273,8 @@ def plan(catalog: Catalog, study_ids: list[str] | None = None) -> list[PlannedFi
         merged, _ = read_study_metadata(study)
         metadata = merged if merged is not None else catalog.metadata(study.id)
         counts = catalog.subject_file_counts(study.id)
-        states = [FileState.DISCOVERED.value, FileState.WAITING.value, FileState.STALE.value, FileState.READY.value]
-        for file in catalog.files(study.id, states):
+        files = catalog.gate_files(study.id, every_waiting=True, also=[FileState.READY.value])
+        for file in sorted(files, key=lambda f: f.relative_path):
             decision = requirements.with_reasons(_decide(config, file, metadata, counts, now), absent)
             if not decision.ready:
                 planned.append(PlannedFile(study.id, file.relative_path, False, decision.reason or ""))

@@ -1,10 +1,14 @@
-"""Whether a file may run yet: a pure decision from facts, tested without a database."""
+"""Whether a file may run yet: a pure decision from facts, tested without a database.
+
+Besides the decision itself: what a subject's files' decisions depend on (`subject_key`),
+so gating re-checks only the subjects whose key changed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -26,6 +30,8 @@ class FileFacts:
 class GateDecision:
     ready: bool
     reason: str | None = None  # why it waits; None when ready
+    # When the decision may change with time alone (a `stable_seconds` wait ends); None: only a change.
+    recheck_at: datetime | None = None
 
 
 def is_missing(value: Any) -> bool:
@@ -57,11 +63,31 @@ def evaluate(requirements: RequirementsConfig, facts: FileFacts, now: datetime, 
             f"{requirements.min_files_per_subject} expected files"
         )
     age = (now - facts.fingerprint_seen_at).total_seconds()
+    recheck_at = None
     if age < requirements.stable_seconds:
         reasons.append(f"file changed {age:.0f} s ago; waits until unchanged for {requirements.stable_seconds:g} s")
+        recheck_at = facts.fingerprint_seen_at + timedelta(seconds=requirements.stable_seconds)
     if reasons:
-        return GateDecision(False, "; ".join(reasons))
+        return GateDecision(False, "; ".join(reasons), recheck_at)
     return GateDecision(True)
+
+
+def subject_key(requirements: RequirementsConfig, subject_metadata: dict[str, Any] | None, file_count: int) -> str:
+    """What the decisions on a subject's files depend on besides each file's own facts.
+
+    Two checks with the same key (and the same config) decide the same: gating re-checks a
+    subject's waiting files only when its key changed (e.g. its metadata row came, or a file).
+    """
+    parts: list[str] = []
+    if requirements.metadata:
+        if subject_metadata is None:
+            parts.append("no row")
+        else:
+            missing = [f for f in requirements.metadata if is_missing(subject_metadata.get(f))]
+            parts.append("missing " + ",".join(missing))
+    if requirements.min_files_per_subject > 1:
+        parts.append(f"files {min(file_count, requirements.min_files_per_subject)}")
+    return "; ".join(parts)
 
 
 def absent_columns(required: Sequence[str], columns_by_file: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -86,4 +112,4 @@ def with_reasons(decision: GateDecision, reasons: Sequence[str]) -> GateDecision
     """The decision with reasons found outside `evaluate` first (e.g. `absent_columns`)."""
     if not reasons:
         return decision
-    return GateDecision(False, "; ".join([*reasons, *([decision.reason] if decision.reason else [])]))
+    return replace(decision, ready=False, reason="; ".join([*reasons, *([decision.reason] if decision.reason else [])]))
