@@ -99,8 +99,12 @@ def test_tables_from_before_snapshots_are_read_then_replaced(tmp_path: Path) -> 
     in_force = snapshots.current(output)
     assert in_force is not None and in_force.id is None and in_force.contents == ["run-1"]
     assert _equal_counts(output) == (2, 2)
-    _publish(tmp_path, output, 5)
-    assert sorted(p.name for p in legacy.iterdir()) == [snapshots.POINTER, snapshots.SNAPSHOTS_FOLDER]
+    published = _publish(tmp_path, output, 5)
+    # The old manifest is gone; tables/<name>.parquet are now the snapshot's files (hard links, locally).
+    names = [snapshots.POINTER, "sleep.parquet", snapshots.SNAPSHOTS_FOLDER, "wear.parquet"]
+    assert sorted(p.name for p in legacy.iterdir()) == names
+    for name in ("sleep", "wear"):
+        assert (legacy / f"{name}.parquet").samefile(published.tables[name])
     assert _equal_counts(output) == (5, 5)
 
 

@@ -2,6 +2,8 @@
 
     tables/snapshots/<id>/<table>.parquet   one snapshot: every table of the study, as of one moment
     tables/_current.json                    which snapshot is in force (its id, tables, contents)
+    tables/<table>.parquet                  on local disk: the file in force, for tools that read
+                                            files directly (a hard link, replaced one by one)
 
 A new snapshot is written whole beside the others (locally by one rename, on object stores
 file by file with its `_SUCCESS` marker last), then `_current.json` is replaced (a rename
@@ -10,13 +12,14 @@ snapshot: never one table updated and another not. Snapshots no longer in force 
 removed once they are `GRACE_SECONDS` old, so a reader that had just read the pointer
 finishes on the snapshot it chose.
 
-Studies consolidated before snapshots have `tables/<table>.parquet` and `tables/_runs.json`;
-they are read as they are until the next consolidation replaces them.
+Studies consolidated before snapshots have `tables/<table>.parquet` and `tables/_runs.json`
+(no pointer); they are read as they are until the next consolidation replaces them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -109,17 +112,29 @@ def publish(folder: Path, output_location: str, tables: list[str], contents: Any
         "written_at": datetime.now(UTC).isoformat(),
     }
     store.write_atomic(_pointer_url(output_location), json.dumps(pointer, indent=2).encode())
-    _remove_legacy(output_location)
-    expire(output_location)
     folder_url = snapshot_location(output_location, snapshot_id)
-    return Snapshot(snapshot_id, {name: f"{folder_url}/{name}.parquet" for name in tables}, contents)
+    published = Snapshot(snapshot_id, {name: f"{folder_url}/{name}.parquet" for name in tables}, contents)
+    _refresh_direct_files(output_location, published)
+    expire(output_location)
+    return published
 
 
-def _remove_legacy(output_location: str) -> None:
-    """The tables of the layout before snapshots, now replaced by one."""
+def _refresh_direct_files(output_location: str, in_force: Snapshot) -> None:
+    """`tables/<name>.parquet`: on local disk, each a hard link to the snapshot's file (no
+    copy), swapped in one by one, for tools that read the files themselves; tables the
+    snapshot no longer has, and the layout before snapshots (`_runs.json`), go. Object
+    stores have no links: there, the snapshot's files are the only ones."""
     location = tables_location(output_location)
+    local = store.is_local(location)
+    for name, url in in_force.tables.items() if local else ():
+        target = Path(location.removeprefix("file://")) / f"{name}.parquet"
+        temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        os.link(url.removeprefix("file://"), temporary)
+        os.replace(temporary, target)
     for entry in store.list_files(location, ["*.parquet", LEGACY_MANIFEST]):
-        if "/" not in entry.relative_path:
+        name = PurePosixPath(entry.relative_path).stem
+        stale = not local or name not in in_force.tables or entry.relative_path == LEGACY_MANIFEST
+        if "/" not in entry.relative_path and stale:
             store.remove(entry.url)
 
 

@@ -103,7 +103,14 @@ class RuntimeProcess:
             self._process.send_signal(signal.SIGKILL)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let the worker finish what it holds and exit; kill it if it does not."""
+        """Let the worker finish what it holds and exit; kill it if it does not. A worker that
+        holds nothing is stopped at once: one started ahead of work that never came would
+        otherwise be waited for until it has imported its packages (seconds, for nothing)."""
+        if self.in_flight == 0:
+            self.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=timeout)
+            return
         with contextlib.suppress(OSError, ValueError):
             assert self._process.stdin is not None
             self._process.stdin.close()

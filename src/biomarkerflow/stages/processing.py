@@ -337,8 +337,11 @@ class _Round:
             except BiomarkerflowError as exc:
                 # One study's problem (no runtime, unreadable metadata) never stops the others.
                 self.info.gates.append(GateInfo(study_id=study.id, problems=[exc.message]))
-        # Workers of each runtime start importing their packages now, while the gates are reported.
-        self.executor.prestart(list({ref.key: ref for ref in self.study_runtimes.values()}.values()))
+        ready = (FileState.READY.value,)
+        ready_files = sum(self.catalog.count_files(FileFilter(s, ready)) for s in self.selected)
+        if ready_files:  # nothing to run: no worker to start (and wait for at the end)
+            # Workers of each runtime start importing their packages now, while the gates are reported.
+            self.executor.prestart(list({ref.key: ref for ref in self.study_runtimes.values()}.values()))
         if on_gates:
             on_gates(self.info.gates)
         self.by_id = {s.id: s for s in self.studies}
@@ -355,8 +358,7 @@ class _Round:
             MemoryRequests(self.catalog, list(self.pipeline_ids.values()), table) if reserves else None
         )
         self.group_limits = _group_limits(self.configs, self.executor.cores_per_job)
-        ready = (FileState.READY.value,)
-        self.progress.planned(sum(self.catalog.count_files(FileFilter(s, ready)) for s in self.selected))
+        self.progress.planned(ready_files)
 
     # ---- the loop ----------------------------------------------------------------------------
 
