@@ -20,7 +20,12 @@ def test_platform_finds_its_home_and_names_the_catalog(tmp_path: Path) -> None:
     platform = Platform(env={}, cwd=inner)
     assert platform.home == tmp_path / ".biomarkerflow"
     assert platform.catalog_name() == f"{tmp_path / '.biomarkerflow'} (found above the current folder)"
-    assert platform.status().as_json() == {"catalog": platform.catalog_name(), "studies": [], "workers": []}
+    assert platform.status().as_json() == {
+        "catalog": platform.catalog_name(),
+        "studies": [],
+        "workers": [],
+        "profiles": [],
+    }
 
 
 def test_unknown_study_and_missing_configs_are_typed_errors(tmp_path: Path) -> None:
