@@ -26,26 +26,13 @@ from urllib.parse import urlsplit
 
 import psutil
 import psycopg
-import pytest
+import s3fs
 
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.results import query
 from biomarkerflow.service import Platform
 from tests.databases import SERVER, postgres_database
 from tests.faultproxy import FaultProxy
-
-try:
-    import moto  # noqa: F401
-
-    HAVE_MOTO = True
-except ImportError:  # pragma: no cover - moto is a dev dependency
-    HAVE_MOTO = False
-if HAVE_MOTO:
-    import s3fs
-
-    from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401
-
-pytestmark = pytest.mark.skipif(not HAVE_MOTO, reason="moto not installed")
 
 FILES = 200
 STUDY = "chaos"
@@ -131,8 +118,8 @@ class Chaos:
 
 def test_every_file_ends_with_one_result_set_through_kills_and_outages(
     tmp_path: Path,
-    s3_endpoint: str,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    s3_endpoint: str,
+    s3_bucket: str,
 ) -> None:
     bucket = s3_bucket.removeprefix("s3://")
     release = tmp_path / "release"

@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
+import s3fs
 
 from biomarkerflow.engine.executor import LocalExecutor
 from biomarkerflow.results import cleanup, query, snapshots
@@ -20,17 +20,6 @@ from biomarkerflow.service import Platform
 from biomarkerflow.stages.processing import process
 from tests.test_claims import held_study
 from tests.test_cli import cli
-
-try:
-    import moto  # noqa: F401
-
-    HAVE_MOTO = True
-except ImportError:  # pragma: no cover - moto is a dev dependency
-    HAVE_MOTO = False
-if HAVE_MOTO:
-    import s3fs
-
-    from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401
 
 HOURS_AGO = time.time() - 2 * 3600
 
@@ -92,8 +81,7 @@ def test_gc_removes_leftovers_and_keeps_what_is_in_use(tmp_path: Path, executor:
     platform.close()
 
 
-@pytest.mark.skipif(not HAVE_MOTO, reason="moto not installed")
-def test_s3_run_folders_without_success_go_unless_their_run_is_running(s3_bucket: str) -> None:  # noqa: F811
+def test_s3_run_folders_without_success_go_unless_their_run_is_running(s3_bucket: str) -> None:
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     bucket = s3_bucket.removeprefix("s3://")
     output = f"{s3_bucket}/study"

@@ -10,18 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from biomarkerflow.results import query, snapshots
-
-try:
-    import moto  # noqa: F401
-
-    HAVE_MOTO = True
-except ImportError:  # pragma: no cover - moto is a dev dependency
-    HAVE_MOTO = False
-if HAVE_MOTO:
-    from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401
 
 
 def _publish(tmp_path: Path, output: str, rows: int) -> snapshots.Snapshot:
@@ -69,8 +59,7 @@ def test_a_reader_sees_every_table_of_one_snapshot_while_new_ones_switch_in(tmp_
     _readers_see_one_snapshot(tmp_path, str(tmp_path / "study"), rounds=25)
 
 
-@pytest.mark.skipif(not HAVE_MOTO, reason="moto not installed")
-def test_the_same_on_s3(tmp_path: Path, s3_bucket: str) -> None:  # noqa: F811
+def test_the_same_on_s3(tmp_path: Path, s3_bucket: str) -> None:
     _readers_see_one_snapshot(tmp_path, f"{s3_bucket}/study", rounds=8)
     assert len(snapshots.snapshot_ids(f"{s3_bucket}/study")) == 9  # all within the grace period
 
