@@ -33,9 +33,10 @@ _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # "temporary" | "unmarked run folder" | "expired snapshot"
+    kind: str  # "temporary" | "unmarked run folder" | "abandoned run folder" | "expired snapshot" | ...
     url: str
     bytes: int
+    folder: bool = True  # False: one file
 
 
 def _entries(location: str) -> list[store.FileEntry]:
@@ -61,7 +62,7 @@ def _temporary(output_location: str, entries: list[store.FileEntry], now: float)
                 break
     base = output_location.rstrip("/")
     return [
-        Leftover("temporary", f"{base}/{path}", sum(e.size for e in group))
+        Leftover("temporary", f"{base}/{path}", sum(e.size for e in group), folder=group[0].relative_path != path)
         for path, group in sorted(groups.items())
         if _old(group, now)
     ]
@@ -90,13 +91,14 @@ def _run_folders(
 
 
 def _expired_snapshots(output_location: str, entries: list[store.FileEntry]) -> list[Leftover]:
-    ids = set(snapshots.expired(output_location, datetime.now(UTC)))
+    """Snapshots long out of force, found in the output's one listing (with their sizes)."""
     sizes: dict[str, int] = defaultdict(int)
     prefix = (snapshots.TABLES_FOLDER, snapshots.SNAPSHOTS_FOLDER)
     for entry in entries:
         parts = PurePosixPath(entry.relative_path).parts
-        if parts[:2] == prefix and len(parts) > 3 and parts[2] in ids:
+        if parts[:2] == prefix and len(parts) > 3 and not parts[2].startswith("."):
             sizes[parts[2]] += entry.size
+    ids = set(snapshots.expired(output_location, datetime.now(UTC), ids=list(sizes)))
     return [
         Leftover("expired snapshot", snapshots.snapshot_location(output_location, snapshot_id), sizes[snapshot_id])
         for snapshot_id in sorted(ids)
@@ -124,13 +126,7 @@ def leftovers(
 
 def remove(found: Iterable[Leftover]) -> None:
     for leftover in found:
-        if leftover.kind == "temporary" and leftover.url.endswith(".tmp") and _is_file(leftover.url):
-            store.remove(leftover.url)
-        else:
+        if leftover.folder:
             store.remove_folder(leftover.url)
-
-
-def _is_file(url: str) -> bool:
-    fs, path = store.filesystem(url)
-    with store.failures("reach", url):
-        return bool(fs.isfile(path))
+        else:
+            store.remove(leftover.url)

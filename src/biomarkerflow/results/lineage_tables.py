@@ -18,16 +18,10 @@ from biomarkerflow.storage import store
 # ---- consolidated tables (kind "table") ------------------------------------------------------
 
 
-def _read_manifest(tables_folder: str) -> list[str] | None:
-    in_force = snapshots.current(_parent(tables_folder))
-    return None if in_force is None else manifest_runs(in_force.contents)
-
-
-def _table_file(location: str, tables_folder: str) -> str:
+def _table_file(location: str, tables_folder: str, in_force: snapshots.Snapshot | None) -> str:
     """The file of a table named as `tables/<name>.parquet`: the snapshot in force's."""
     if _parent(location) != tables_folder:
         return location  # a snapshot's own file
-    in_force = snapshots.current(_parent(tables_folder))
     name = _name(location).removesuffix(".parquet")
     if in_force is None or name not in in_force.tables:
         raise LineageError(f"{location}: the study's tables in force have no table {name!r}")
@@ -104,8 +98,9 @@ def _table_run(
 def _table_lineage(location: str, tables_folder: str, catalog: Catalog | None) -> dict[str, Any]:
     output = _parent(tables_folder)
     is_table = location != tables_folder
-    rows = _rows_per_run(_table_file(location, tables_folder)) if is_table else {}
-    manifest = _read_manifest(tables_folder)
+    in_force = snapshots.current(output)  # read once: the table and its manifest of one snapshot
+    rows = _rows_per_run(_table_file(location, tables_folder, in_force)) if is_table else {}
+    manifest = None if in_force is None else manifest_runs(in_force.contents)
     run_ids = sorted(set(rows) | set(manifest or []))
     study = _study_for_output(catalog, output) if catalog is not None else None
     current = {r.id for _, r in catalog.current_results(study.id, excluded=True)} if catalog and study else None

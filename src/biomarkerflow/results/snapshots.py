@@ -152,10 +152,16 @@ def snapshot_ids(output_location: str) -> list[str]:
     return sorted(name for name in folders if not name.startswith("."))
 
 
-def expired(output_location: str, now: datetime | None = None, grace_seconds: float = GRACE_SECONDS) -> list[str]:
+def expired(
+    output_location: str,
+    now: datetime | None = None,
+    grace_seconds: float = GRACE_SECONDS,
+    ids: list[str] | None = None,
+) -> list[str]:
     """Snapshots out of force for longer than the grace period (by the time the next one was
-    made: the moment they went out of force), never the one in force."""
-    ids = snapshot_ids(output_location)
+    made: the moment they went out of force), never the one in force. `ids`: the snapshots
+    there are, when the caller has listed them already (else listed here)."""
+    ids = snapshot_ids(output_location) if ids is None else sorted(ids)
     in_force = current(output_location)
     now = now or datetime.now(UTC)
     out: list[str] = []

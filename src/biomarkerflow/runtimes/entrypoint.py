@@ -169,9 +169,10 @@ def _provenance(
     content_sha256: str,
     started: datetime,
     profile: profiling.Recorder,
+    files: dict[str, Path],
 ) -> dict[str, Any]:
-    """What the run writes down with its tables: what it read, with what, where and when."""
-    files = {**output.files, **profile.files()}
+    """What the run writes down with its tables: what it read, with what, where and when;
+    `files` are those beside the tables (the job's and its profile)."""
     profiled = profile.provenance()
     return {
         **job.provenance,
@@ -240,7 +241,7 @@ def _publish(
         written = writer.write_run(
             job.result_location,
             output.tables,
-            _provenance(job, workflow_type, output, content_sha256, started, profile),
+            _provenance(job, workflow_type, output, content_sha256, started, profile, files),
             key_columns={
                 "study": job.study_id,
                 "subject": job.subject,
