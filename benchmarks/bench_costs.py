@@ -3,9 +3,11 @@ time-ordered held-out test per pipeline (issue 5).
 
     .venv/bin/python benchmarks/bench_costs.py [--files 40] [--batches 4] [--workers 2]
 
-1. Three pipelines over the same synthetic GENEActiv wrist recordings of 1 to 14 days
-   at 10 to 20 Hz (random per file): the full wrist pipeline (wear, sleep, activity),
-   activity without sleep, and wear detection alone.
+1. Five pipelines over the same synthetic GENEActiv wrist recordings of 1 to 14 days
+   at 10 to 20 Hz (random per file): the full wrist pipeline (wear, sleep, activity) with
+   two activity cut-point sets, activity without sleep, and wear detection alone with two
+   sets of thresholds (the pairs are what borrowed estimates are for: see
+   bench_cost_answers.py, which evaluates this history exported as a CSV).
 2. The files arrive in batches, as in a trial: each batch is copied in, then one
    `biomarkerflow run --workers N` scans and processes it. So the run history's time
    order is arrival order (within a batch the platform runs the largest files first).
@@ -45,29 +47,36 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_catalog import machine  # noqa: E402
 
 from biomarkerflow.catalog.manager import Catalog  # noqa: E402
-from biomarkerflow.cost.history import Observation  # noqa: E402
-from biomarkerflow.cost.model import (  # noqa: E402
-    CostModel,
-    MedianBaseline,
-    Prediction,
-    RunInputs,
-    SizeLineBaseline,
+from biomarkerflow.cost.evaluation import (  # noqa: E402
     assess,
     evaluate,
+    median_baseline,
     score,
+    size_line_baseline,
     time_split,
 )
+from biomarkerflow.cost.history import Observation  # noqa: E402
+from biomarkerflow.cost.model import CostModel, Prediction, RunInputs  # noqa: E402
 from biomarkerflow.cost.prices import BUILT_IN_TABLES, DEFAULT_TABLE, PriceTable  # noqa: E402
 from biomarkerflow.demo.synthetic import RecordingSpec, write_geneactiv_bin  # noqa: E402
 
 CALIBRATE = "- CalibrateAccelerometer: {min_hours: 24}\n"
 DAYS = "- GetDayWindowIndices: {bases: [0, 12], periods: [24, 24]}\n"
 WEAR = "- AccelThresholdWearDetection: {}\n"
+SLEEP = "- Sleep: {day_window: [12, 24]}\n"
+ACTIVITY = "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n"
+# Two pairs of pipelines share their steps and differ in a parameter, as a new study that
+# changes a cut-point or a threshold starts a new pipeline: what borrowed estimates are for.
 PIPELINES = {
-    "wrist-full": CALIBRATE + DAYS + WEAR + "- Sleep: {day_window: [12, 24]}\n"
-    "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
-    "wrist-activity": CALIBRATE + DAYS + WEAR + "- ActivityLevelClassification: {cutpoints: migueles_wrist_adult}\n",
+    "wrist-full": CALIBRATE + DAYS + WEAR + SLEEP + ACTIVITY,
+    "wrist-full-hildebrand": CALIBRATE
+    + DAYS
+    + WEAR
+    + SLEEP
+    + "- ActivityLevelClassification: {cutpoints: hildebrand_wrist_adult_geneactiv}\n",
+    "wrist-activity": CALIBRATE + DAYS + WEAR + ACTIVITY,
     "wrist-wear": DAYS + WEAR,
+    "wrist-wear-strict": DAYS + "- AccelThresholdWearDetection: {sd_crit: 0.01, window_length: 30, window_skip: 10}\n",
 }
 OUT = ROOT / "benchmarks" / "results" / "costs.json"
 RATES = (10.0, 12.5, 20.0)  # 25 Hz and up would double the benchmark's hour
@@ -169,8 +178,8 @@ def rolling_origin(runs: Sequence[Observation], table: PriceTable, first: int = 
         tested.append(run)
         predicted["model"] += model.predict(inputs, table)
         predicted["as_estimated"] += AsEstimated(model).predict(inputs, table)
-        predicted["median"] += MedianBaseline.fit(history).predict(inputs, table)
-        predicted["size_line"] += SizeLineBaseline.fit(history).predict(inputs, table)
+        predicted["median"] += median_baseline(history).predict(inputs, table)
+        predicted["size_line"] += size_line_baseline(history).predict(inputs, table)
     return {
         "test_runs": len(tested),
         **{name: score(tested, predictions, table) for name, predictions in predicted.items()},

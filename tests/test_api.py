@@ -211,7 +211,7 @@ def test_costs_and_estimates(served: dict[str, Any]) -> None:
     [estimate] = one["estimates"]
     assert estimate["inputs"]["input_bytes"] == 2_000_000
     assert estimate["inputs"]["recording_seconds"] == 3600
-    assert "estimates need at least" in estimate["refusal"]  # 4 runs: too few, said plainly
+    assert "estimates need 5 runs of its own" in estimate["refusal"]  # 4 runs: too few, said plainly
     bad = served["client"].get(
         "/api/v1/estimate", params={"pipeline": pipeline, "input_size": "lots"}, headers=_auth(served, "read")
     )

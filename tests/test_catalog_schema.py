@@ -82,7 +82,7 @@ def test_a_catalog_from_before_migrations_is_adopted_with_its_data(tmp_path: Pat
     with sqlite3.connect(database) as raw:
         # The runs table as issue 2 made it: without the columns later migrations add.
         later = ("lock_hash", "pipeline", "cost", "currency", "price_table", "capacity", "billed_seconds")
-        for column in (*later, "vcpus", "memory_gb", "failed_step", "traceback", "notices", "facts"):
+        for column in (*later, "vcpus", "memory_gb", "failed_step", "traceback", "notices", "facts", "machine"):
             raw.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         for column in ("recording_seconds", "sample_rate_hz"):  # in issue 2's runs, moved into facts since
             raw.execute(f"ALTER TABLE runs ADD COLUMN {column} FLOAT")

@@ -175,10 +175,11 @@ def test_with_fewer_than_five_runs_it_says_so_instead_of_guessing(tmp_path: Path
 
     result = cli(home, "estimate", "--pipeline", "w-small", "--input-size", "300MB")
     assert result.returncode == 4  # no model for the pipeline yet: "not found", as the README's table says
-    assert "only 4 past run(s) of pipeline w-small; estimates need at least 5" in result.stdout
+    assert "only 4 past run(s) of pipeline w-small, and no pipeline like it" in result.stdout
+    assert "estimates need 5 runs of its own" in result.stdout
     assert "$" not in result.stdout  # no number given
     trained = cli(home, "models", "train", "--pipeline", "w-small")
-    assert "refused" in trained.stdout and "training needs at least 6" in trained.stdout
+    assert "refused" in trained.stdout and "a model of its own needs at least 5" in trained.stdout
     old_name = cli(home, "models", "train", "--workflow", "w-small")  # the option's old name
     assert old_name.returncode == 0 and old_name.stdout == trained.stdout
     assert Catalog.for_home(home).cost_models() == []
@@ -302,7 +303,7 @@ def test_a_served_model_is_read_once_and_priced_once_per_price_table(tmp_path: P
     assert changed is not None and changed[1] is not first[1] and changed[1].train_runs == retrained.train_runs
 
 
-def test_a_first_model_that_beats_the_baselines_is_promoted(
+def test_a_first_model_is_promoted_and_the_notification_says_so(
     tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
 ) -> None:
     url, received = webhook
@@ -310,12 +311,13 @@ def test_a_first_model_that_beats_the_baselines_is_promoted(
     catalog.add_imported_runs([("test", o) for o in history("w", 40)])
     result = registry.train(catalog, "w", tmp_path / "home", TABLE, url)
     assert result.decision == "promoted", result.message
-    assert result.metrics and result.metrics["challenger"]["beats_baselines"]
+    assert result.metrics and result.metrics["challenger"]["beats_baselines"]  # this history's law is no line
     (model,) = catalog.cost_models("w")
     assert (model.version, model.status, model.train_runs, model.test_runs) == (1, "champion", 32, 8)
     assert (model.trained_from, model.trained_to) == (START, START + timedelta(hours=31))
     assert Path(model.path).is_file()
-    assert received == []  # a promotion changes something: no "nothing changed" notice
+    (notice,) = received
+    assert notice["event"] == "model-promoted" and notice["pipeline"] == "w" and notice["challenger_version"] == 1
 
 
 def test_a_worse_challenger_is_not_promoted_and_a_notification_is_sent(
@@ -360,7 +362,8 @@ def test_a_better_challenger_replaces_the_champion(
     assert result.metrics and result.metrics["champion"] is not None  # both judged on the same runs
     challenger_error = result.metrics["challenger"]["model"]["cost"]["median_relative_error"]
     assert challenger_error < result.metrics["champion"]["cost"]["median_relative_error"]
-    assert received == []
+    assert [(n["event"], n["challenger_version"]) for n in received] == [("model-promoted", 2)]
+    assert "below the champion's" in str(received[0]["message"])
     listed = cli(home, "models", "list")
     assert "w v2 (champion)" in listed.stdout and "w v1 (retired)" in listed.stdout
     as_json = json.loads(cli(home, "models", "list", "--pipeline", "w", "--json").stdout)

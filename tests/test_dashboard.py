@@ -315,7 +315,7 @@ def test_estimate_page_says_plainly_when_history_is_too_short(served: dict[str, 
     assert 'name="pipeline"' in form and 'name="input_size"' in form and f'<option value="{STUDY}">' in form
     pipeline = served["platform"].runs_page(RunFilter(STUDY), 0, 1).items[0].pipeline
     html = _page(client, f"/estimate?pipeline={pipeline}&input_size=2MB&duration=1h")
-    assert "not enough history yet: only 4 past run(s)" in html and "estimates need at least 5" in html
+    assert "not enough history yet: only 4 past run(s)" in html and "estimates need 5 runs of its own" in html
     assert f"one run of {pipeline}" in html
     study = _page(client, f"/estimate?study={STUDY}")
     assert "file(s) not processed yet" in study and "not enough history yet" in study
@@ -324,7 +324,7 @@ def test_estimate_page_says_plainly_when_history_is_too_short(served: dict[str, 
     assert "sample rate" in _page(client, f"/estimate?pipeline={pipeline}&input_size=2MB&sample_rate=fast", 400)
 
 
-def test_models_page_shows_metrics_against_the_baselines(served: dict[str, Any]) -> None:
+def test_models_page_shows_every_candidate_and_the_baselines(served: dict[str, Any]) -> None:
     client = _sign_in(served)
     assert "No cost model yet" in _page(client, "/models")
     scores = {"median_relative_error": 0.12, "p90_relative_error": 0.3, "coverage": 0.8}
@@ -348,14 +348,20 @@ def test_models_page_shows_metrics_against_the_baselines(served: dict[str, Any])
                 "beats_baselines": True,
             },
             "champion": None,
+            "candidates": {
+                "wall_seconds": {"chosen": "size-line", "errors": {"loglinear": 0.2, "size-line": 0.05, "median": 0.5}}
+            },
             "reason": "it beats both baselines",
         },
         note="kept for the dashboard test",
     )
     html = _page(client, "/models")
-    assert "dashboard-test-pipeline" in html and "version 1" in html and "Beats both baselines." in html
+    assert "dashboard-test-pipeline" in html and "version 1" in html and "kept for the dashboard test" in html
     assert "12.0%" in html and "40.0%" in html and "median baseline" in html and "size-line baseline" in html
     assert "How good past estimates were" in html
+    # Every candidate side by side, the one that answers in bold and named.
+    assert "power law" in html and "median of past runs (baseline)" in html and "<strong>5.0%</strong>" in html
+    assert "<td>size line (baseline)</td>" in html
 
 
 def test_static_files_are_served_from_the_package(served: dict[str, Any]) -> None:

@@ -36,7 +36,6 @@ from biomarkerflow.stages.checking import RuntimeChecks
 from biomarkerflow.stages.discovery import scan
 from biomarkerflow.stages.processing import process
 from tests.databases import BACKENDS, catalog_url
-from tests.test_cost_models import _install_champion
 
 STUDY = "lab-values"
 TABLE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
@@ -193,9 +192,7 @@ def _assert_estimates(root: Path, catalog: Catalog, configs: Path, checks: Runti
     assert sorted(n or "" for n in names) == sorted(new)
     assert len(catalog.observations(pipeline)) == len(FILES) >= MIN_RUNS  # the [x, y] runs only
     (trained,) = cost_registry.train_all(catalog, root / "home", TABLE, pipeline=pipeline)
-    assert trained.decision in ("promoted", "kept"), trained.message  # it learned from this type's runs
-    if cost_registry.champion(catalog, pipeline) is None:  # a few tiny runs may not beat the baselines
-        _install_champion(catalog, root / "home", cost_registry.load_model(catalog.cost_models(pipeline)[-1]))
+    assert trained.decision == "promoted", trained.message  # it learned from this type's runs
     estimates = estimate(catalog, pipeline, inputs, TABLE, file_ids=file_ids, files=names)
     assert all(e.prediction is not None and e.prediction.point("cost") > 0 for e in estimates)
     assert {e.inputs.input_bytes for e in estimates} == {len(t) for t in new.values()}

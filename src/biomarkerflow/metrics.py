@@ -11,7 +11,9 @@ each other.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
 Capacity = Literal["on-demand", "spot"]
@@ -49,6 +51,7 @@ class RunMetrics:
     result_location: str | None = None
     package_version: str | None = None
     host: str | None = None  # where the job ran (the worker's machine, not the scheduler's)
+    machine: dict[str, Any] | None = None  # that machine's cores, memory_bytes and cpu (`this_machine`)
     # Why a failure failed: the pipeline step that raised (the reader counts as one) and its
     # formatted traceback (capped by the job); and for any run, the result-changing warnings in words.
     failed_step: str | None = None
@@ -60,3 +63,26 @@ class RunMetrics:
     @property
     def succeeded(self) -> bool:
         return self.outcome == "succeeded"
+
+
+@cache
+def this_machine() -> dict[str, Any]:
+    """This machine as a cost feature: the cores this process may use, the memory, the CPU
+    model (Linux's /proc/cpuinfo; elsewhere what the platform module says)."""
+    import platform
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        memory: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cores": cores, "memory_bytes": memory, "cpu": cpu}

@@ -25,10 +25,20 @@ def costs(
     return platform.costs(study, by).as_json()
 
 
+Machine = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="A machine past runs were made on (`models machines`), or a price table's name.",
+    ),
+]
+
+
 @router.get("/studies/{study}/estimate")
-def estimate_study(platform: PlatformDep, _: Reader, study: str) -> dict[str, Any]:
+def estimate_study(platform: PlatformDep, _: Reader, study: str, machine: Machine = None) -> dict[str, Any]:
     """Predicted cost, duration and memory of every file of the study not processed yet (80% intervals)."""
-    return platform.estimate_study(study).as_json()
+    return platform.estimate_study(study, machine).as_json()
 
 
 @router.get("/estimate")
@@ -41,6 +51,7 @@ def estimate_run(
     duration: Annotated[str | None, Query(max_length=40, examples=["7d"])] = None,
     sample_rate: Annotated[float | None, Query(gt=0, le=1e6)] = None,
     device: Annotated[str | None, Query(max_length=20, examples=["cwa"])] = None,
+    machine: Machine = None,
 ) -> dict[str, Any]:
     """One run of a pipeline with these inputs (as `estimate --pipeline ... --json`)."""
     inputs = RunInputs(
@@ -50,7 +61,7 @@ def estimate_run(
         sample_rate_hz=sample_rate,
         device=device.lower().lstrip(".") if device else None,
     )
-    return platform.estimate_run(pipeline, inputs).as_json()
+    return platform.estimate_run(pipeline, inputs, machine).as_json()
 
 
 @router.get("/models")

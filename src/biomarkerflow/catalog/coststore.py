@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from biomarkerflow.catalog.connection import Database, utcnow
 from biomarkerflow.catalog.models import CostEstimate, CostModel, DataFile, ImportedRun, Run
-from biomarkerflow.catalog.records import CostModelRecord, CostRow, EstimateRecord, Observation
+from biomarkerflow.catalog.records import CostModelRecord, CostRow, EstimateRecord, MachineRecord, Observation
 
 
 def _number_fact(session: Session, name: str) -> ColumnElement[Any]:
@@ -49,7 +49,20 @@ def _observation(run: Run, size: int, relative_path: str) -> Observation:
         device=suffix or None,
         cost=run.cost,
         machine=run.host,
+        **_machine_facts(run.machine),
     )
+
+
+def _machine_facts(machine: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's stored machine as Observation fields (anything but the right types is unknown)."""
+    facts = machine or {}
+    cores, memory, cpu = facts.get("cores"), facts.get("memory_bytes"), facts.get("cpu")
+    number = (int, float)
+    return {
+        "machine_cores": float(cores) if isinstance(cores, number) and not isinstance(cores, bool) else None,
+        "machine_memory_bytes": float(memory) if isinstance(memory, number) and not isinstance(memory, bool) else None,
+        "machine_cpu": cpu if isinstance(cpu, str) else None,
+    }
 
 
 def _imported_observation(row: ImportedRun) -> Observation:
@@ -64,6 +77,14 @@ def _imported_observation(row: ImportedRun) -> Observation:
         recording_seconds=row.recording_seconds,
         cost=row.cost,
         machine=row.machine,
+        sample_rate_hz=row.sample_rate_hz,
+        device=row.device,
+        machine_cores=row.machine_cores,
+        machine_memory_bytes=row.machine_memory_bytes,
+        machine_cpu=row.machine_cpu,
+        workflow_type=row.workflow_type,
+        steps=tuple(row.steps or ()),
+        package=row.package,
     )
 
 
@@ -141,6 +162,14 @@ class CostStore:
                     cost=o.cost,
                     machine=o.machine,
                     recording_seconds=o.recording_seconds,
+                    sample_rate_hz=o.sample_rate_hz,
+                    device=o.device,
+                    machine_cores=o.machine_cores,
+                    machine_memory_bytes=o.machine_memory_bytes,
+                    machine_cpu=o.machine_cpu,
+                    workflow_type=o.workflow_type,
+                    steps=list(o.steps) or None,
+                    package=o.package,
                     source=source,
                     imported_at=now,
                 )
@@ -186,6 +215,39 @@ class CostStore:
             )
             imported = session.scalars(select(ImportedRun.pipeline).distinct())
             return sorted({w for w in ours if w} | set(imported))
+
+    def machines(self) -> list[MachineRecord]:
+        """Every machine with succeeded runs, by name, with its newest known figures."""
+        found: dict[str, MachineRecord] = {}
+        with self._db.session() as session:
+            newest = (
+                select(Run.host, func.max(Run.id).label("id"), func.count(Run.id).label("runs"))
+                .where(Run.outcome == "succeeded", Run.host.is_not(None))
+                .group_by(Run.host)
+                .subquery()
+            )
+            for host, machine, runs in session.execute(
+                select(newest.c.host, Run.machine, newest.c.runs).join(Run, Run.id == newest.c.id)
+            ):
+                facts = _machine_facts(machine)
+                found[host] = MachineRecord(
+                    host, facts["machine_cores"], facts["machine_memory_bytes"], facts["machine_cpu"], runs
+                )
+            imported = (
+                select(
+                    ImportedRun.machine,
+                    func.max(ImportedRun.machine_cores),
+                    func.max(ImportedRun.machine_memory_bytes),
+                    func.max(ImportedRun.machine_cpu),
+                    func.count(ImportedRun.id),
+                )
+                .where(ImportedRun.machine.is_not(None))
+                .group_by(ImportedRun.machine)
+            )
+            for name, cores, memory, cpu, runs in session.execute(imported):
+                if name and name not in found:
+                    found[name] = MachineRecord(name, cores, memory, cpu, runs)
+        return [found[name] for name in sorted(found)]
 
     def cost_summary(self, study_ids: list[str] | None = None) -> list[CostRow]:
         """The finished runs added up in the database by study, pipeline, subject, month,

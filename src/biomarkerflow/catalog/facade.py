@@ -32,6 +32,7 @@ from biomarkerflow.catalog.records import (
     CostRow,
     EstimateRecord,
     FileRecord,
+    MachineRecord,
     Observation,
     RegisterInfo,
     RunnerRecord,
@@ -335,6 +336,10 @@ class Catalog:
     def pipelines_with_history(self) -> list[str]:
         """Every pipeline with at least one succeeded run, ours or imported."""
         return self._costs.pipelines_with_history()
+
+    def machines(self) -> list[MachineRecord]:
+        """Every machine with succeeded runs, ours or imported, with its newest known figures."""
+        return self._costs.machines()
 
     def cost_models(self, pipeline: str | None = None) -> list[CostModelRecord]:
         return self._costs.cost_models(pipeline)

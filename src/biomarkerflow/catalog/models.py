@@ -146,6 +146,8 @@ class Run(Base):
     failed_step: Mapped[str | None] = mapped_column(String(200))
     traceback: Mapped[str | None] = mapped_column(Text)
     notices: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # NULL, not JSON null
+    # The worker machine: cores, memory_bytes, cpu (migration 0011), a cost feature.
+    machine: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class ImportedRun(Base):
@@ -165,6 +167,15 @@ class ImportedRun(Base):
     cost: Mapped[float | None] = mapped_column(Float)
     machine: Mapped[str | None] = mapped_column(String(200))
     recording_seconds: Mapped[float | None] = mapped_column(Float)
+    # Optional cost features (migration 0011): the file, the machine, what the pipeline is.
+    sample_rate_hz: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str | None] = mapped_column(String(50))
+    machine_cores: Mapped[float | None] = mapped_column(Float)
+    machine_memory_bytes: Mapped[float | None] = mapped_column(Float)
+    machine_cpu: Mapped[str | None] = mapped_column(String(200))
+    workflow_type: Mapped[str | None] = mapped_column(String(200))
+    steps: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    package: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(Text)  # file:line it came from
     imported_at: Mapped[datetime]
 

@@ -201,6 +201,26 @@ class Observation:
     cost: float | None = None
     machine: str | None = None
     uncompressed_bytes: float | None = None
+    # The machine it ran on (cores, memory, CPU model), where known: a cost feature.
+    machine_cores: float | None = None
+    machine_memory_bytes: float | None = None
+    machine_cpu: str | None = None
+    # What the pipeline is, for estimates borrowed across pipelines: imported histories may
+    # say; for our own runs the study configs do (cost/identity.py).
+    workflow_type: str | None = None
+    steps: tuple[str, ...] = ()
+    package: str | None = None
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    """A machine runs were made on (ours: a worker's host; imported: the history's `machine`)."""
+
+    name: str
+    cores: float | None
+    memory_bytes: float | None
+    cpu: str | None
+    runs: int
 
 
 @dataclass(frozen=True)

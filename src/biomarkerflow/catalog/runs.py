@@ -40,6 +40,8 @@ def _store_metrics(run: Run, metrics: RunMetrics) -> None:
         run.package_version = metrics.package_version
     if metrics.host:
         run.host = metrics.host
+    if metrics.machine:
+        run.machine = dict(metrics.machine)
     if metrics.charge is not None:
         run.cost = metrics.charge.amount
         run.currency = metrics.charge.currency

@@ -64,26 +64,38 @@ def estimate(
     ] = None,
     sample_rate: Annotated[float | None, typer.Option(metavar="HZ", help="Sample rate in Hz, e.g. 50.")] = None,
     device: Annotated[str | None, typer.Option(metavar="TYPE", help="File type, e.g. bin or cwa.")] = None,
+    machine: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="On this machine (see `models machines`), or priced under this price table "
+            "(default: the machine most past runs used, the table in force).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predicted cost, duration and peak memory before processing, with 80% intervals.
 
+    A pipeline with fewer than 5 runs borrows from similar pipelines (same workflow type),
+    and says so; its interval is wider.
+
     \b
     Examples:
       biomarkerflow estimate --study trial-a
+      biomarkerflow estimate --study trial-a --machine worker-16core
       biomarkerflow estimate --pipeline skdh-0.17.18-5c1e0a9b --input-size 2GB --duration 7d
     """
     pipeline = _pipeline(pipeline, workflow_alias)
     if (study is None) == (pipeline is None):
         raise typer.BadParameter("give either --study or --pipeline", param_hint="--study/--pipeline")
     if study is not None:
-        report = platform().estimate_study(study)
+        report = platform().estimate_study(study, machine)
     else:
         if input_size is None:
             raise typer.BadParameter("--pipeline needs --input-size, e.g. 2GB", param_hint="--input-size")
         inputs = _run_inputs_of(input_size, output_size, duration, sample_rate, device)
         assert pipeline is not None
-        report = platform().estimate_run(pipeline, inputs)
+        report = platform().estimate_run(pipeline, inputs, machine)
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
     elif report.nothing_left is not None:
@@ -125,6 +137,8 @@ def _print_estimates(report: EstimateReport) -> None:
     columns += [Column("note")] if flagged else []
     rows = [_estimate_row(e, flagged) for e in known]
     print_table(console, columns, rows, title=report.heading, more="--json")
+    for answered in sorted({e.prediction.answered_by for e in known if e.prediction is not None}):
+        say(f"answered by: {answered}")
     if len(estimates) > 1:
         t = total(estimates)
         cost, wall = t.values["cost"], t.values["wall_seconds"]
@@ -136,8 +150,8 @@ def _print_estimates(report: EstimateReport) -> None:
         )
     if flagged:
         say(
-            "extrapolating: sizes, lengths, sample rates or devices outside the runs the model learned from; "
-            "trust these less",
+            "extrapolating: sizes, lengths, sample rates, devices or machines outside the runs the model "
+            "learned from; the intervals are wider the further outside",
         )
 
 
@@ -250,11 +264,13 @@ def models_show(
         int | None, typer.Option(metavar="N", help="This version (default: the champion, else the newest).")
     ] = None,
 ) -> None:
-    """One model version in full: window, metrics against both baselines, and why it was (not) promoted."""
+    """One model version in full: every candidate predictor side by side, the one that answers
+    each quantity, held-out metrics against both baselines, and why it was (not) promoted."""
     model = platform().model(pipeline, version)
     say(_model_line(model))
     say(f"decision: {model.note}")
-    challenger = model.metrics.get("challenger", {})
+    _print_candidates(model.metrics.get("candidates") or {})
+    challenger = model.metrics.get("challenger") or {}
     predictors = [("model", challenger.get("model", {})), ("median baseline", challenger.get("median_baseline", {}))]
     predictors += [("size-line baseline", challenger.get("size_line_baseline", {}))]
     if model.metrics.get("champion"):
@@ -265,15 +281,37 @@ def models_show(
             quantity,
             f"{values['median_relative_error']:.1%}",
             f"{values['p90_relative_error']:.1%}",
-            f"{values['coverage']:.0%}" if label in ("model", "champion then") else "-",
+            f"{values['coverage']:.0%}",
         )
         for label, metrics in predictors
         for quantity, values in metrics.items()
     ]
-    headers = ("median rel. error", "P90 rel. error", "80% coverage")
-    columns = [Column("predictor", key=True), Column("quantity"), *(Column(h, right=True) for h in headers)]
-    print_table(console, columns, rows, title="held-out runs")
+    if rows:
+        headers = ("median rel. error", "P90 rel. error", "80% coverage")
+        columns = [Column("predictor", key=True), Column("quantity"), *(Column(h, right=True) for h in headers)]
+        print_table(console, columns, rows, title="held-out runs (the newest, by time)")
     say(f"file: {model.path}")
+
+
+def _print_candidates(candidates: dict[str, Any]) -> None:
+    """Per quantity, each candidate's out-of-fold median relative error; * marks the one that answers."""
+    from biomarkerflow.cost.kinds import LABELS
+
+    if not candidates:
+        return
+    kinds = list(dict.fromkeys(kind for c in candidates.values() for kind in c["errors"]))
+    rows = [
+        (
+            quantity,
+            *(
+                f"{c['errors'][kind]:.1%}{' *' if kind == c['chosen'] else ''}" if kind in c["errors"] else "-"
+                for kind in kinds
+            ),
+        )
+        for quantity, c in candidates.items()
+    ]
+    columns = [Column("quantity", key=True), *(Column(LABELS.get(k, k), right=True) for k in kinds)]
+    print_table(console, columns, rows, title="candidates: median relative error out of fold (* answers)")
 
 
 @models_app.command("report")
@@ -294,18 +332,49 @@ def models_report(
     rows: list[tuple[Any, ...]] = [
         (
             name,
-            str(figures["pairs"]),
+            answered,
+            str(group["pairs"]),
             quantity,
             f"{values['median_relative_error']:.1%}",
             f"{values['p90_relative_error']:.1%}",
             f"{values['coverage']:.0%}",
         )
         for name, figures in accuracy.items()
-        for quantity, values in figures["quantities"].items()
+        for answered, group in figures["by_predictor"].items()
+        for quantity, values in group["quantities"].items()
     ]
     headers = ("pairs", "quantity", "median rel. error", "P90 rel. error", "80% coverage")
-    columns = [Column("pipeline", key=True), *(Column(h, right=h != "quantity") for h in headers)]
+    columns = [Column("pipeline", key=True), Column("answered by")]
+    columns += [Column(h, right=h != "quantity") for h in headers]
     print_table(console, columns, rows, title="past estimates against what the runs used", more="--json")
+
+
+@models_app.command("machines")
+@handled
+def models_machines(as_json: JsonOption = False) -> None:
+    """The machines past runs were made on: what `estimate --machine NAME` takes."""
+    from dataclasses import asdict
+
+    machines = platform().machines()
+    if as_json:
+        print(json.dumps([asdict(m) for m in machines], indent=2))
+        return
+    if not machines:
+        say("no machine known yet: process some files or `models import-history` with a machine column")
+        return
+    rows = [
+        (
+            m.name,
+            f"{m.cores:g}" if m.cores else "?",
+            format_bytes(int(m.memory_bytes)) if m.memory_bytes else "?",
+            m.cpu or "?",
+            str(m.runs),
+        )
+        for m in machines
+    ]
+    columns = [Column("machine", key=True), Column("cores", right=True), Column("memory", right=True)]
+    columns += [Column("CPU"), Column("runs", right=True)]
+    print_table(console, columns, rows, title="machines of past runs")
 
 
 @models_app.command("import-history")
@@ -318,9 +387,12 @@ def models_import_history(
     """Load past runs from other platforms as history for the cost models.
 
     Columns: pipeline, started_at, input_bytes, output_bytes, wall_seconds, cpu_seconds,
-    peak_rss_bytes; optional: cost, machine, duration_seconds_of_data. (Older files that
-    name the pipeline column `workflow` are read too.) Bad rows are listed by line number
-    and skipped; the good ones are imported.
+    peak_rss_bytes. Optional: cost, duration_seconds_of_data, sample_rate_hz, device (file
+    kind, e.g. cwa); the machine: machine (its name), machine_cores, machine_memory_bytes,
+    machine_cpu; what the pipeline is, so that new pipelines can borrow estimates from it:
+    workflow_type, steps (names separated by ;), package (e.g. scikit-digital-health==0.17.18).
+    (Older files that name the pipeline column `workflow` are read too.) Bad rows are listed
+    by line number and skipped; the good ones are imported.
 
     \b
     Example: biomarkerflow models import-history old-platform-runs.csv

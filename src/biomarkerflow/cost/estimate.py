@@ -1,13 +1,16 @@
 """Estimates before processing: per run, and the total of a study's files still to run.
 
-An estimate comes from the pipeline's champion model. Without one it says why instead
-of guessing: fewer than 5 past runs, or no model trained (or none beat the baselines).
+An estimate comes from the pipeline's champion model. A pipeline with no model yet (fewer
+than 5 runs, or not trained since) borrows from the pooled model, which learned across
+pipelines, if pipelines like it (the same workflow type) have history: the estimate says
+so, and its interval is wider. Only when neither can answer does it say why instead.
 For a catalogued file it knows the size, the file type, and what the workflow type reads
 from the file's header (`WorkflowType.header_facts`: e.g. sample rate and recording
-length of a device file, from its first few KB: one ranged GET on S3).
-Inputs outside what the model was trained on are flagged as extrapolation. Every
-estimate given is logged in the catalog with its inputs, so that `models report` can
-later compare it with what the run really used.
+length of a device file, from its first few KB: one ranged GET on S3). An estimate can be
+asked for a given machine (`--machine`): its cores, memory and CPU model are features.
+Inputs outside what the model was trained on are flagged as extrapolation, with wider
+intervals. Every estimate given is logged in the catalog with its inputs and which
+predictor answered, so that `models report` can later compare it with the real run.
 
 The total's interval adds up the runs' interval ends: errors of one model on one
 study's files tend to go the same way, so the total is at least as uncertain as that.
@@ -25,7 +28,8 @@ from typing import Any
 from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
-from biomarkerflow.cost.identity import study_pipeline_id
+from biomarkerflow.cost.identity import describe_from_id, workflow_description
+from biomarkerflow.cost.inputs import WorkflowDescription
 from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
 from biomarkerflow.errors import NotFoundError, StorageError
@@ -57,11 +61,48 @@ class Total:
 def _refusal(catalog: Catalog, pipeline: str) -> str:
     runs = catalog.observation_count(pipeline)
     if runs < MIN_RUNS:
-        return f"only {runs} past run(s) of pipeline {pipeline}; estimates need at least {MIN_RUNS}"
-    tried = catalog.cost_models(pipeline)
-    if tried:
-        return f"no model of pipeline {pipeline} beat the baselines yet (see `biomarkerflow models show {pipeline}`)"
+        return (
+            f"only {runs} past run(s) of pipeline {pipeline}, and no pipeline like it (same workflow type) "
+            f"has history to borrow from; estimates need {MIN_RUNS} runs of its own, or `biomarkerflow models "
+            "train` once similar pipelines have run"
+        )
     return f"no model of pipeline {pipeline} yet: run `biomarkerflow models train --pipeline {pipeline}`"
+
+
+def pipeline_description(catalog: Catalog, pipeline: str) -> WorkflowDescription | None:
+    """What `pipeline` is: as its runs say (imported histories may), else as the study that
+    runs it says, else as its id says (type and package version)."""
+    for run in reversed(catalog.observations(pipeline)):
+        described = RunInputs.of(run).workflow
+        if described.known:
+            return described
+    for record in catalog.studies():
+        try:
+            found, described = workflow_description(StudyConfig.model_validate(record.config))
+        except Exception:  # noqa: BLE001 - a study whose config no longer loads describes nothing
+            continue
+        if found == pipeline:
+            return described
+    return describe_from_id(pipeline)
+
+
+def _predict(
+    catalog: Catalog, pipeline: str, inputs: Sequence[RunInputs], table: PriceTable
+) -> tuple[int, int, list[Prediction]] | None:
+    """(model id, version, predictions) from the pipeline's champion, else borrowed; None: neither answers."""
+    found = registry.champion(catalog, pipeline)
+    if found is not None:
+        record, model = found
+        return record.id, record.version, model.predict(inputs, table)
+    pooled = registry.pooled_champion(catalog)
+    if pooled is None or not inputs:
+        return None
+    record, borrowing = pooled
+    workflow = inputs[0].workflow if inputs[0].workflow.known else pipeline_description(catalog, pipeline)
+    if workflow is None or not borrowing.similar(workflow, leaving_out=pipeline):
+        return None
+    described = [item.of_workflow(workflow) for item in inputs]
+    return record.id, record.version, borrowing.predict(described, table, pipeline=pipeline)
 
 
 def estimate(
@@ -74,28 +115,28 @@ def estimate(
     files: Sequence[str | None] | None = None,
 ) -> list[Estimate]:
     """Estimates for runs of `pipeline` with these inputs; each one logged in the catalog."""
-    found = registry.champion(catalog, pipeline)
+    answered = _predict(catalog, pipeline, inputs, table)
     names = list(files) if files is not None else [None] * len(inputs)
-    if found is None:
+    if answered is None:
         reason = _refusal(catalog, pipeline)
         return [Estimate(pipeline, item, None, reason, file=name) for item, name in zip(inputs, names, strict=True)]
-    record, model = found
-    predictions = model.predict(inputs, table)
+    model_id, version, predictions = answered
     ids = list(file_ids) if file_ids is not None else [None] * len(inputs)
     catalog.log_estimates(
         [
             {
                 "pipeline": pipeline,
-                "model_id": record.id,
+                "model_id": model_id,
                 "file_id": file_id,
                 "inputs": asdict(item),
-                "predicted": {q: list(p.values[q]) + [p.extrapolating] for q in REPORTED},
+                "predicted": {q: list(p.values[q]) + [p.extrapolating] for q in REPORTED}
+                | {"answered_by": p.answered_by},
             }
             for item, p, file_id in zip(inputs, predictions, ids, strict=True)
         ]
     )
     return [
-        Estimate(pipeline, item, p, model_version=record.version, file=name)
+        Estimate(pipeline, item, p, model_version=version, file=name)
         for item, p, name in zip(inputs, predictions, names, strict=True)
     ]
 
@@ -155,8 +196,9 @@ def study_inputs(catalog: Catalog, study_id: str) -> tuple[str, list[RunInputs],
         raise NotFoundError(f"no study '{study_id}' in the catalog", hint="See `biomarkerflow status`.")
     config = StudyConfig.model_validate(record.config)
     files = [f for f in catalog.files(study_id) if f.state not in ("SUCCEEDED", "EXCLUDED", "RUNNING")]
-    inputs = files_inputs(files, workflow_types.get(config.workflow))
-    return study_pipeline_id(config), inputs, [f.id for f in files], [f.relative_path for f in files]
+    pipeline, workflow = workflow_description(config)
+    inputs = [item.of_workflow(workflow) for item in files_inputs(files, workflow_types.get(config.workflow))]
+    return pipeline, inputs, [f.id for f in files], [f.relative_path for f in files]
 
 
 class MemoryRequests:

@@ -1,10 +1,10 @@
-"""Scoring predictors on held-out runs, and the two baselines that keep the models honest:
-the training runs' median, and a straight line on input size. `assess` scores a model and
-both baselines on the same held-out runs."""
+"""Scoring predictors on held-out runs, next to the two baselines: the training runs'
+median, and a straight line on input size. `assess` scores a model and both baselines on
+the same held-out runs. The baselines are models of one kind each (cost/kinds.py): they
+compete inside every model too, and get conformal intervals like the others."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,61 +12,22 @@ from typing import Any
 import numpy as np
 
 from biomarkerflow.cost.history import Observation
-from biomarkerflow.cost.inputs import QUANTITIES, REPORTED, Prediction, Predictor, RunInputs, actual_cost, with_cost
+from biomarkerflow.cost.inputs import REPORTED, Prediction, Predictor, RunInputs, actual_cost
+from biomarkerflow.cost.kinds import MEDIAN, SIZE_LINE
+from biomarkerflow.cost.model import CostModel
 from biomarkerflow.cost.prices import PriceTable
 
 TEST_FRACTION = 0.2
 
 
-# ---- baselines --------------------------------------------------------------------------------------
-
-
-@dataclass
-class MedianBaseline:
+def median_baseline(runs: Sequence[Observation]) -> CostModel:
     """Every run costs what the median training run cost."""
-
-    medians: dict[str, float]
-
-    @classmethod
-    def fit(cls, runs: Sequence[Observation]) -> MedianBaseline:
-        return cls({name: statistics.median(float(getattr(o, name)) for o in runs) for name in QUANTITIES})
-
-    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
-        usage = {name: (value, value, value) for name, value in self.medians.items()}
-        return [Prediction(with_cost(usage, table), basis="median of past runs") for _ in inputs]
+    return CostModel.fit(MEDIAN, runs, kinds=(MEDIAN,), feature_sets=((),))
 
 
-@dataclass
-class SizeLineBaseline:
+def size_line_baseline(runs: Sequence[Observation]) -> CostModel:
     """A straight line through (input bytes, quantity) of the training runs."""
-
-    lines: dict[str, tuple[float, float]]  # slope, intercept
-    floors: dict[str, float]
-
-    @classmethod
-    def fit(cls, runs: Sequence[Observation]) -> SizeLineBaseline:
-        sizes = np.array([o.input_bytes for o in runs], dtype=float)
-        lines: dict[str, tuple[float, float]] = {}
-        floors: dict[str, float] = {}
-        for name in QUANTITIES:
-            values = np.array([float(getattr(o, name)) for o in runs])
-            if np.ptp(sizes) > 0:
-                slope, intercept = np.polyfit(sizes, values, 1)
-            else:
-                slope, intercept = 0.0, float(values.mean())
-            lines[name] = (float(slope), float(intercept))
-            floors[name] = float(values.min()) * 0.5  # a line can go below zero; a run cannot
-        return cls(lines, floors)
-
-    def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
-        out = []
-        for item in inputs:
-            usage = {}
-            for name, (slope, intercept) in self.lines.items():
-                value = max(slope * item.input_bytes + intercept, self.floors[name], 1e-3)
-                usage[name] = (value, value, value)
-            out.append(Prediction(with_cost(usage, table), basis="line on input size"))
-        return out
+    return CostModel.fit(SIZE_LINE, runs, kinds=(SIZE_LINE,), feature_sets=((),))
 
 
 # ---- evaluation -------------------------------------------------------------------------------------
@@ -143,7 +104,7 @@ def assess(
 ) -> Assessment:
     return Assessment(
         model=evaluate(model, test, table),
-        median_baseline=evaluate(MedianBaseline.fit(train), test, table),
-        size_line_baseline=evaluate(SizeLineBaseline.fit(train), test, table),
+        median_baseline=evaluate(median_baseline(train), test, table),
+        size_line_baseline=evaluate(size_line_baseline(train), test, table),
         test_runs=len(test),
     )

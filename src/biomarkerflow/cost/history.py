@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,7 +25,21 @@ REQUIRED_COLUMNS = (
     "cpu_seconds",
     "peak_rss_bytes",
 )
-OPTIONAL_COLUMNS = ("cost", "machine", "duration_seconds_of_data")
+OPTIONAL_COLUMNS = (
+    "cost",
+    "machine",
+    "duration_seconds_of_data",
+    "sample_rate_hz",
+    "device",
+    "machine_cores",
+    "machine_memory_bytes",
+    "machine_cpu",
+    "workflow_type",
+    "steps",
+    "package",
+)
+# A pipeline's name becomes a folder of model files: no slashes, dots first, or spaces.
+PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 # Files written before the pipeline had its own name call its column `workflow`.
 OLD_NAMES = {"workflow": "pipeline"}
 
@@ -77,15 +92,38 @@ def _timestamp(raw: str) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def _observation(row: dict[str, str]) -> Observation:
+def _text(row: dict[str, str], column: str, limit: int = 200) -> str | None:
+    value = (row.get(column) or "").strip()
+    if len(value) > limit:
+        raise ValueError(f"{column} is longer than {limit} characters")
+    return value or None
+
+
+def _pipeline(row: dict[str, str]) -> str:
     pipeline = (row.get("pipeline") or "").strip()
     if not pipeline:
         raise ValueError("pipeline is empty")
+    if not PIPELINE_NAME.match(pipeline):
+        raise ValueError(
+            f"pipeline {pipeline[:60]!r} must be letters, digits and . _ + = - (at most 200, "
+            "starting with a letter or digit), e.g. nextflow-rnaseq.FASTQC"
+        )
+    return pipeline
+
+
+def _steps(row: dict[str, str]) -> tuple[str, ...]:
+    """`steps`: names separated by `;`, e.g. `CalibrateAccelerometer;Sleep`."""
+    text = _text(row, "steps", limit=4000) or ""
+    return tuple(step.strip() for step in text.split(";") if step.strip())
+
+
+def _observation(row: dict[str, str]) -> Observation:
+    pipeline = _pipeline(row)
     wall = _number(row, "wall_seconds")
     assert wall is not None
     if wall <= 0:
         raise ValueError("wall_seconds must be more than 0")
-    machine = (row.get("machine") or "").strip() or None
+    device = _text(row, "device", limit=50)
     return Observation(
         pipeline=pipeline,
         started_at=_timestamp(row.get("started_at") or ""),
@@ -96,7 +134,15 @@ def _observation(row: dict[str, str]) -> Observation:
         peak_rss_bytes=int(_number(row, "peak_rss_bytes", integer=True) or 0),
         recording_seconds=_number(row, "duration_seconds_of_data", optional=True),
         cost=_number(row, "cost", optional=True),
-        machine=machine,
+        machine=_text(row, "machine"),
+        sample_rate_hz=_number(row, "sample_rate_hz", optional=True),
+        device=device.lower().lstrip(".") if device else None,
+        machine_cores=_number(row, "machine_cores", optional=True),
+        machine_memory_bytes=_number(row, "machine_memory_bytes", optional=True),
+        machine_cpu=_text(row, "machine_cpu"),
+        workflow_type=_text(row, "workflow_type"),
+        steps=_steps(row),
+        package=_text(row, "package"),
     )
 
 

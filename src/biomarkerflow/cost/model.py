@@ -1,56 +1,46 @@
 """Per-pipeline cost models: a run's duration, CPU time and peak memory from its inputs.
 
 What a model sees of a run: input bytes, output bytes, recording duration and sample
-rate (where every training run has them), and the device (file type). One model is
-fitted per set of inputs an asker may know (FEATURE_SETS: after the run, before it with
-the file's header, the size alone); a query is answered by the most informed one whose
-inputs it has. Everything is modelled in log space, where SKDH's costs are close to
-power laws of the recording's size.
+rate (where every training run has them), the device (file type), and the machine (cores,
+memory, CPU model) where runs were made on more than one. One model is fitted per set of
+inputs an asker may know (FEATURE_SETS: after the run, before it with the file's header,
+the size alone); a query is answered by the most informed one whose inputs it has.
 
-Kinds compete inside each training, per quantity, on out-of-fold error: a regularised
-log-log linear fit (power laws), an affine fit (a fixed part plus parts proportional to
-bytes and samples: start-up plus work per sample), the same on input bytes alone (fewer
-parameters, for quantities that follow the file size and little else, such as the
-memory of loading it), and, with 30 or more runs, gradient-boosted trees. Trees cannot
-predict beyond the largest run they saw, so where they win, the best other kind answers
-for inputs outside the training range (and the prediction says it is extrapolating).
+Per quantity, the kinds of cost/kinds.py compete on out-of-fold error (each run predicted
+by a fit that did not see it), the two baselines (a straight line on size, the median of
+past runs) among them: the best answers, whichever it is. Kinds that cannot follow a
+trend (trees, the median) hand inputs outside the training range to the best kind that
+can, and such a prediction says it is extrapolating.
 
 The 80% interval is split-conformal: the out-of-fold log-errors' 10th and 90th
-percentiles at the finite-sample levels, added to the prediction. Cost is not modelled
-on its own: it is the price table applied to the predicted usage, so a new price table
-needs no retraining.
-
-Two baselines keep the models honest: the training runs' median, and a straight
-line on input size. `evaluate` scores all three on the same held-out runs.
+percentiles at the finite-sample levels, added to the prediction. Beyond the training
+range it widens with the distance (in log units) from the range, at a rate measured when
+training: the best trend-following kind fitted on the smaller runs, asked for the larger.
+Cost is not modelled on its own: it is the price table applied to the predicted usage,
+so a new price table needs no retraining.
 
 The pickled classes (CostModel and what it holds) live here, where model files look for
-them; a run's inputs and predictions are in cost/inputs.py, out-of-fold predictions and
-the conformal interval in cost/conformal.py, baselines and evaluation in cost/evaluation.py.
+them; the kinds are in cost/kinds.py, a run's inputs and predictions in cost/inputs.py,
+out-of-fold predictions and the conformal interval in cost/conformal.py, held-out
+evaluation in cost/evaluation.py.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from biomarkerflow.cost import kinds as predictor_kinds
 from biomarkerflow.cost.conformal import INTERVAL, interval_offsets, out_of_fold
-from biomarkerflow.cost.evaluation import (
-    TEST_FRACTION,
-    Assessment,
-    MedianBaseline,
-    SizeLineBaseline,
-    assess,
-    evaluate,
-    score,
-    time_split,
-)
 from biomarkerflow.cost.history import Observation
 from biomarkerflow.cost.inputs import QUANTITIES, REPORTED, Prediction, Predictor, RunInputs, actual_cost
+from biomarkerflow.cost.kinds import MIN_RUNS_FOR_TREES, TREES, Affine, follows_the_trend
 from biomarkerflow.cost.prices import PriceTable, Usage, charge
 
 __all__ = [  # the names other code imports from here, wherever they are defined
@@ -62,30 +52,28 @@ __all__ = [  # the names other code imports from here, wherever they are defined
     "OPTIONAL",
     "QUANTITIES",
     "REPORTED",
-    "TEST_FRACTION",
     "TREES",
     "Affine",
-    "Assessment",
     "CostModel",
     "Features",
-    "MedianBaseline",
     "Prediction",
     "Predictor",
     "QuantityModel",
     "RunInputs",
-    "SizeLineBaseline",
     "UsageModel",
     "actual_cost",
-    "assess",
-    "evaluate",
-    "score",
-    "time_split",
 ]
 
 MIN_RUNS = 5
-MIN_RUNS_FOR_TREES = 30
-TREES = "boosted-trees"
-MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not used
+MODEL_FORMAT = 4  # of the pickled CostModel; files of another format are not used
+# How far (in log units) an unknown device or CPU counts as being outside the training range.
+UNKNOWN_CATEGORY_DISTANCE = math.log(2)
+# The interval widens by at least this much (log units) per log unit beyond the range.
+MIN_WIDENING = 0.1
+DEFAULT_WIDENING = 1.0  # when the training runs are too alike in size to measure it
+# Beyond the training range a prediction changes by at most this power of the input's growth
+# (no job we know of grows faster than n^1.5 over a range it was never tried on).
+MAX_ELASTICITY = 1.5
 
 
 # ---- features ----------------------------------------------------------------------------------
@@ -93,117 +81,117 @@ MODEL_FORMAT = 3  # of the pickled CostModel; files of another format are not us
 
 HEADER_FEATURES = ("recording_seconds", "sample_rate_hz", "uncompressed_bytes")
 OPTIONAL = ("output_bytes", *HEADER_FEATURES)
+MACHINE_FEATURES = ("machine_cores", "machine_memory_bytes")
 # What different askers know: after a run everything; `estimate --study` the size and what
 # the header says; a file of a format whose header says nothing, its size alone.
 FEATURE_SETS = (OPTIONAL, HEADER_FEATURES, ())
+
+
+def _varies(runs: Sequence[Observation], name: str) -> bool:
+    """Known for every run, and not the same for all: a column a model can learn from."""
+    values = [getattr(o, name) for o in runs]
+    return all(v is not None for v in values) and len(set(values)) > 1
 
 
 @dataclass
 class Features:
     """How inputs become a matrix; fitted on the training runs and stored with the model."""
 
-    columns: list[str]  # log columns, in order (device indicators follow them)
+    columns: list[str]  # log columns, in order (device and CPU indicators follow them)
     devices: list[str]
     ranges: dict[str, tuple[float, float]]  # of the training runs: beyond them is extrapolation
+    cpus: list[str] = field(default_factory=list)
+    # Queries that name no machine are asked for the one most training runs used.
+    usual_machine: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, runs: Sequence[Observation], wanted: Sequence[str]) -> Features:
         # A column is used only if every training run has it: a model cannot learn from
-        # a value it has seen only sometimes.
+        # a value it has seen only sometimes. Machine columns only where machines differ.
+        machines = Counter((o.machine_cores, o.machine_memory_bytes, o.machine_cpu) for o in runs)
+        usual = machines.most_common(1)[0][0]
         return cls(
-            columns=["input_bytes"] + [name for name in wanted if all(getattr(o, name) for o in runs)],
+            columns=["input_bytes"]
+            + [name for name in wanted if all(getattr(o, name) for o in runs)]
+            + [name for name in MACHINE_FEATURES if _varies(runs, name)],
             devices=sorted({o.device for o in runs if o.device}),
             ranges={
                 name: (min(values), max(values))
-                for name in ("input_bytes", *HEADER_FEATURES)
+                for name in ("input_bytes", *HEADER_FEATURES, *MACHINE_FEATURES)
                 if (values := [float(getattr(o, name)) for o in runs if getattr(o, name)])
             },
+            cpus=sorted({o.machine_cpu for o in runs if o.machine_cpu}) if _varies(runs, "machine_cpu") else [],
+            usual_machine=dict(zip(("machine_cores", "machine_memory_bytes", "machine_cpu"), usual, strict=True)),
         )
 
+    def _value(self, item: RunInputs, name: str) -> Any:
+        value = getattr(item, name)
+        return self.usual_machine.get(name) if value is None and name.startswith("machine_") else value
+
     def knows(self, item: RunInputs) -> bool:
-        """Whether `item` has every column this feature set uses."""
-        return all(getattr(item, name) for name in self.columns)
+        """Whether `item` has every column this feature set uses (the machine defaults to the usual one)."""
+        return all(self._value(item, name) for name in self.columns)
 
     def row(self, item: RunInputs) -> list[float]:
-        columns = [math.log(max(float(getattr(item, name)), 1e-3)) for name in self.columns]
+        columns = [math.log(max(float(self._value(item, name)), 1e-3)) for name in self.columns]
         if len(self.devices) > 1:
             columns += [1.0 if item.device == device else 0.0 for device in self.devices]
+        cpu = self._value(item, "machine_cpu")
+        columns += [1.0 if cpu == known else 0.0 for known in self.cpus]
         return columns
 
     def matrix(self, items: Sequence[RunInputs]) -> np.ndarray:
         return np.array([self.row(item) for item in items], dtype=float)
 
-    def outside(self, item: RunInputs) -> bool:
+    def distance(self, item: RunInputs) -> float:
+        """How far outside the training runs `item` lies, in log units (0: inside)."""
+        far = 0.0
         for name, (low, high) in self.ranges.items():
-            value = getattr(item, name)
-            if value is not None and not low <= value <= high:
-                return True
+            value = self._value(item, name)
+            if value is not None and value > 0 and low > 0 and not low <= value <= high:
+                far = max(far, abs(math.log(value / (low if value < low else high))))
         # A history without devices (imported from elsewhere) cannot tell a new device from an old one.
-        return bool(item.device and self.devices) and item.device not in self.devices
+        if item.device and self.devices and item.device not in self.devices:
+            far = max(far, UNKNOWN_CATEGORY_DISTANCE)
+        cpu = self._value(item, "machine_cpu")
+        if cpu and self.cpus and cpu not in self.cpus:
+            far = max(far, UNKNOWN_CATEGORY_DISTANCE)
+        return far
+
+    def outside(self, item: RunInputs) -> bool:
+        return self.distance(item) > 0
+
+    def clamped(self, item: RunInputs) -> tuple[RunInputs, int]:
+        """`item` with every figure brought inside the training range, and which way it was
+        outside: +1 larger than seen, -1 smaller (0: inside, or only a new device or CPU)."""
+        return clamp_into(item, self.ranges)
+
+
+def clamp_into(item: RunInputs, ranges: dict[str, tuple[float, float]]) -> tuple[RunInputs, int]:
+    changes: dict[str, Any] = {}
+    direction = 0
+    for name, (low, high) in ranges.items():
+        value = getattr(item, name)
+        if value is None or value <= 0 or low <= value <= high:
+            continue
+        changes[name] = min(max(value, low), high)
+        direction = 1 if value > high or direction == 1 else -1
+    if "input_bytes" in changes:
+        changes["input_bytes"] = int(changes["input_bytes"])
+    return (replace(item, **changes) if changes else item), direction
+
+
+def bounded(raw: float, edge: float, distance: float, direction: int) -> float:
+    """A log prediction `distance` log units outside the range, kept to a change from the
+    range's edge of at most MAX_ELASTICITY per log unit, in the direction the inputs moved:
+    a power law fitted on a narrow range can say a 5x larger file takes 10^30 times as long."""
+    if distance <= 0 or direction == 0:
+        return raw
+    change = (raw - edge) * direction
+    return edge + direction * min(max(change, 0.0), MAX_ELASTICITY * distance)
 
 
 # ---- the model ------------------------------------------------------------------------------------
-
-
-class Affine:
-    """quantity = a fixed part + non-negative parts proportional to bytes, samples (rate x
-    length, when known) and output: how a job that loads its file and then walks it costs.
-    With `size_only`, the input bytes alone: the size line's form, fitted for the relative
-    error the models are judged by. Fitted for relative error; takes and gives logs, like
-    the other kinds."""
-
-    def __init__(self, logged: Sequence[str], size_only: bool = False) -> None:
-        self.logged = logged  # as given: sklearn's clone checks the parameter is kept as is
-        self.size_only = size_only
-
-    def _raw(self, x: np.ndarray) -> np.ndarray:
-        logged = list(self.logged)
-        used = 1 if self.size_only else len(logged)  # input bytes come first
-        columns = [np.exp(x[:, :used]), x[:, len(logged) :]]  # device indicators stay as they are
-        if not self.size_only and "recording_seconds" in logged and "sample_rate_hz" in logged:
-            samples = x[:, logged.index("recording_seconds")] + x[:, logged.index("sample_rate_hz")]
-            columns.append(np.exp(samples)[:, None])
-        return np.hstack(columns)
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> Affine:
-        from sklearn.linear_model import LinearRegression
-
-        raw = self._raw(x)
-        self.scale_ = np.where(raw.max(axis=0) > 0, raw.max(axis=0), 1.0)
-        target = np.exp(y)
-        self.linear_ = LinearRegression(positive=True).fit(raw / self.scale_, target, sample_weight=target**-2.0)
-        self.floor_ = float(target.min()) / 2
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        predicted = self.linear_.predict(self._raw(x) / self.scale_)
-        return np.log(np.maximum(predicted, self.floor_))
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:  # for sklearn's clone
-        return {"logged": self.logged, "size_only": self.size_only}
-
-    def set_params(self, **params: Any) -> Affine:
-        self.logged = params.get("logged", self.logged)
-        self.size_only = params.get("size_only", self.size_only)
-        return self
-
-
-def _candidates(runs: int, logged: Sequence[str]) -> dict[str, Any]:
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    kinds: dict[str, Any] = {
-        "loglinear": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 2, 13))),
-        "affine": Affine(logged),
-        "affine-size": Affine(logged, size_only=True),
-    }
-    if runs >= MIN_RUNS_FOR_TREES:
-        kinds[TREES] = HistGradientBoostingRegressor(
-            max_iter=200, learning_rate=0.05, min_samples_leaf=max(3, runs // 15), random_state=0
-        )
-    return kinds
 
 
 @dataclass
@@ -213,32 +201,119 @@ class QuantityModel:
     low_offset: float  # log-space: prediction x exp(offset) is the interval's end
     high_offset: float
     oof_error: float  # median |log error| out of fold, what chose this kind
-    # Trees predict a constant beyond the largest run they saw, so a file three times larger
-    # would get the same duration and memory. Where trees won, the best kind that follows
-    # the trend answers queries outside the training range.
+    # Trees and the median predict a constant beyond the largest run they saw, so a file
+    # three times larger would get the same duration and memory; and of the kinds that follow
+    # a trend, the best inside the range need not be the best beyond it. So the kind that
+    # extrapolated best within the training runs (smaller 70% -> larger 30%) answers queries
+    # outside the training range, when it is not this one.
     beyond_range: QuantityModel | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # every candidate's out-of-fold error
+    widening: float = DEFAULT_WIDENING  # log width added per log unit beyond the training range
 
     def for_item(self, outside: bool) -> QuantityModel:
         return self.beyond_range if outside and self.beyond_range is not None else self
 
+    def interval(
+        self, point: float, distance: float = 0.0, edge: float | None = None, direction: int = 0
+    ) -> tuple[float, float, float]:
+        """(low, point, high) around a log prediction, wider the further outside the range;
+        beyond it the interval also reaches back to the range's edge (`edge`, the prediction
+        there): a file larger than any seen may cost no more than the largest did."""
+        extra = self.widening * distance
+        low, high = point + self.low_offset - extra, point + self.high_offset + extra
+        if edge is not None and direction > 0:
+            low = min(low, edge + self.low_offset)
+        elif edge is not None and direction < 0:
+            high = max(high, edge + self.high_offset)
+        return _exp(low), _exp(point), _exp(high)
 
-def _fit_quantity(x: np.ndarray, y: np.ndarray, logged: Sequence[str]) -> tuple[QuantityModel, np.ndarray]:
+
+def _exp(log_value: float) -> float:
+    # A power law asked far outside its range can predict beyond what a float holds.
+    return math.exp(min(log_value, 700.0))
+
+
+@dataclass(frozen=True)
+class _Tried:
+    error: float
+    kind: str
+    estimator: Any
+    predicted: np.ndarray
+
+
+@dataclass(frozen=True)
+class Folds:
+    """How out-of-fold errors are made: plain folds, or (`groups`) folds that keep each group
+    whole, scored on the rows `scored` only (a pooled model is judged on pipelines it did
+    not see and that have similar ones, as it will be used)."""
+
+    groups: np.ndarray | None = None
+    scored: np.ndarray | None = None  # boolean, per row
+
+    def errors(self, y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        errors = y - predicted
+        return errors if self.scored is None or not self.scored.any() else errors[self.scored]
+
+
+def _fit_quantity(
+    x: np.ndarray, y: np.ndarray, logged: Sequence[str], kinds: Sequence[str], folds: Folds
+) -> tuple[QuantityModel, np.ndarray]:
     """The best kind for one quantity (logs in, logs out), and its out-of-fold predictions."""
-    tried: list[tuple[float, str, Any, np.ndarray]] = []
-    for kind, estimator in _candidates(len(y), logged).items():
-        predicted = out_of_fold(estimator, x, y)
-        tried.append((float(np.median(np.abs(y - predicted))), kind, estimator, predicted))
+    tried: list[_Tried] = []
+    for kind in kinds:
+        estimator = predictor_kinds.make(kind, len(y), logged)
+        predicted = out_of_fold(estimator, x, y, folds.groups)
+        tried.append(_Tried(float(np.median(np.abs(folds.errors(y, predicted)))), kind, estimator, predicted))
 
-    def fitted(choice: tuple[float, str, Any, np.ndarray]) -> QuantityModel:
-        error, kind, estimator, predicted = choice
-        low, high = interval_offsets(y - predicted)
-        return QuantityModel(kind, estimator.fit(x, y), low_offset=low, high_offset=high, oof_error=error)
+    def fitted(choice: _Tried) -> QuantityModel:
+        low, high = interval_offsets(folds.errors(y, choice.predicted))
+        return QuantityModel(
+            choice.kind, choice.estimator.fit(x, y), low_offset=low, high_offset=high, oof_error=choice.error
+        )
 
-    best = min(tried, key=lambda t: t[0])  # the first listed wins a tie
+    best = min(tried, key=lambda t: t.error)  # the first listed wins a tie
     model = fitted(best)
-    if best[1] == TREES:
-        model.beyond_range = fitted(min((t for t in tried if t[1] != TREES), key=lambda t: t[0]))
-    return model, best[3]
+    model.scores = {t.kind: t.error for t in tried}
+    # Beyond the range answers the kind that extrapolated best within the training runs.
+    trend = [t for t in tried if follows_the_trend(t.kind)] or [best]
+    checks = {t.kind: _extrapolation_check(t.kind, x, y, logged) for t in trend}
+
+    def extrapolated(t: _Tried) -> float:
+        check = checks[t.kind]
+        return t.error if check is None else float(np.median(np.abs(check[0])))
+
+    beyond_choice = min(trend, key=extrapolated)
+    if beyond_choice.kind != best.kind:
+        model.beyond_range = fitted(beyond_choice)
+    beyond = model.for_item(True)
+    check = checks.get(beyond.kind)
+    beyond.widening = model.widening = _widening(beyond, *check) if check is not None else DEFAULT_WIDENING
+    return model, best.predicted
+
+
+def _extrapolation_check(
+    kind: str, x: np.ndarray, y: np.ndarray, logged: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """How `kind` does beyond the sizes it saw: fitted on the smaller 70% of the runs and asked
+    for the larger; (log errors, log distances beyond) of those clearly beyond, or None when
+    the runs are too alike in size to tell."""
+    order = np.argsort(x[:, 0])
+    cut = max(MIN_RUNS, int(len(y) * 0.7))
+    small, large = order[:cut], order[cut:]
+    beyond = x[large, 0] - x[small, 0].max()
+    far = beyond > 0.05
+    if far.sum() < 2:
+        return None
+    estimator = predictor_kinds.make(kind, len(small), logged).fit(x[small], y[small])
+    return (y[large] - estimator.predict(x[large]))[far], beyond[far]
+
+
+def _widening(model: QuantityModel, errors: np.ndarray, beyond: np.ndarray) -> float:
+    """How fast errors grow beyond the largest input seen: the excess of each error of the
+    extrapolation check over the interval, per log unit beyond, its 80th percentile."""
+    excess = np.where(errors > 0, errors - model.high_offset, model.low_offset - errors)
+    rates = np.maximum(excess, 0.0) / beyond
+    return float(np.clip(np.quantile(rates, 0.8), MIN_WIDENING, 3.0))
 
 
 def _usage(values: np.ndarray) -> Usage:
@@ -261,14 +336,22 @@ class UsageModel:
     out_of_fold: np.ndarray  # the same, as predicted without seeing the run
 
     @classmethod
-    def fit(cls, runs: Sequence[Observation], features: Features) -> UsageModel:
+    def fit(
+        cls,
+        runs: Sequence[Observation],
+        features: Any,  # Features, or the pooled model's (cost/pooled.py): the same methods
+        kinds: Sequence[str],
+        folds: Folds | None = None,
+    ) -> UsageModel:
+        folds = folds or Folds()
         x = features.matrix([RunInputs.of(o) for o in runs])
         actual = np.array([[max(float(getattr(o, name)), 1e-3) for name in QUANTITIES] for o in runs])
         quantities, predicted = {}, []
         for i, name in enumerate(QUANTITIES):
-            quantities[name], oof = _fit_quantity(x, np.log(actual[:, i]), features.columns)
+            quantities[name], oof = _fit_quantity(x, np.log(actual[:, i]), features.columns, kinds, folds)
             predicted.append(np.exp(oof))
-        return cls(features, quantities, actual, np.column_stack(predicted))
+        scored = folds.scored if folds.scored is not None and folds.scored.any() else slice(None)
+        return cls(features, quantities, actual[scored], np.column_stack(predicted)[scored])
 
     def cost_offsets(self, table: PriceTable) -> tuple[float, float]:
         """The cost interval's offsets under `table`; priced once per table (each training run
@@ -282,36 +365,43 @@ class UsageModel:
         return {name: value for name, value in self.__dict__.items() if name != _PRICED}
 
     def _price_offsets(self, table: PriceTable) -> tuple[float, float]:
-        residuals = [
-            math.log(charge(_usage(a), table, table_name="").amount / charge(_usage(p), table, table_name="").amount)
+        amounts = [
+            (charge(_usage(a), table, table_name="").amount, charge(_usage(p), table, table_name="").amount)
             for a, p in zip(self.actual, self.out_of_fold, strict=True)
         ]
-        return interval_offsets(np.array(residuals))
+        # A table that charges nothing (on-premises before its prices are set) has no error to speak of.
+        residuals = [math.log(actual / predicted) for actual, predicted in amounts if actual > 0 and predicted > 0]
+        return interval_offsets(np.array(residuals)) if residuals else (0.0, 0.0)
 
     def predict(self, inputs: Sequence[RunInputs], table: PriceTable) -> list[Prediction]:
         x = self.features.matrix(inputs)
-        outside = [self.features.outside(item) for item in inputs]
-        logs: dict[int, np.ndarray] = {}  # by model: each predicts every row in one call, not one per file
+        distances = [self.features.distance(item) for item in inputs]
+        edges = [self.features.clamped(item) for item in inputs]
+        edge_x = self.features.matrix([edge for edge, _ in edges]) if any(distances) else x
+        logs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by model: all rows in one call, not one per file
         for quantity in self.quantities.values():
             for model in (quantity, quantity.beyond_range):
                 if model is not None:
-                    logs[id(model)] = model.estimator.predict(x)
+                    raw = model.estimator.predict(x)
+                    logs[id(model)] = raw, model.estimator.predict(edge_x) if any(distances) else raw
         low, high = self.cost_offsets(table)
         out: list[Prediction] = []
-        for i in range(len(inputs)):
+        for i, distance in enumerate(distances):
             values: dict[str, tuple[float, float, float]] = {}
+            predictors: dict[str, str] = {}
             for name, quantity in self.quantities.items():
-                model = quantity.for_item(outside[i])
-                point = float(logs[id(model)][i])
-                values[name] = (
-                    math.exp(point + model.low_offset),
-                    math.exp(point),
-                    math.exp(point + model.high_offset),
-                )
+                model = quantity.for_item(distance > 0)
+                raw, edge = logs[id(model)]
+                direction = edges[i][1]
+                point = bounded(float(raw[i]), float(edge[i]), distance, direction)
+                values[name] = model.interval(point, distance, float(edge[i]), direction)
+                predictors[name] = model.kind
             point_usage = np.array([values[name][1] for name in QUANTITIES])
             cost = charge(_usage(point_usage), table, table_name="").amount
-            values["cost"] = (cost * math.exp(low), cost, cost * math.exp(high))
-            out.append(Prediction(values, extrapolating=outside[i]))
+            # Cost follows duration: beyond the range its interval widens as duration's does.
+            extra = self.quantities["wall_seconds"].for_item(distance > 0).widening * distance
+            values["cost"] = (cost * _exp(low - extra), cost, cost * _exp(high + extra))
+            out.append(Prediction(values, extrapolating=distance > 0, predictors=predictors))
         return out
 
 
@@ -331,19 +421,28 @@ class CostModel:
     format_version: int = MODEL_FORMAT
 
     @classmethod
-    def fit(cls, pipeline: str, runs: Sequence[Observation]) -> CostModel:
+    def fit(
+        cls,
+        pipeline: str,
+        runs: Sequence[Observation],
+        kinds: Sequence[str] | None = None,
+        feature_sets: Sequence[Sequence[str]] = FEATURE_SETS,
+    ) -> CostModel:
+        """The model of `pipeline` from its `runs`; `kinds` limits the candidates (the
+        baselines alone are models of one kind, on the size alone)."""
         import sklearn
 
         if len(runs) < MIN_RUNS:
             raise ValueError(f"{len(runs)} past run(s) of {pipeline}; a model needs at least {MIN_RUNS}")
-        feature_sets: list[Features] = []
-        for wanted in FEATURE_SETS:
+        fitted: list[Features] = []
+        for wanted in feature_sets:
             features = Features.fit(runs, wanted)
-            if all(features.columns != f.columns for f in feature_sets):
-                feature_sets.append(features)
+            if all(features.columns != f.columns for f in fitted):
+                fitted.append(features)
+        competing = tuple(kinds) if kinds is not None else predictor_kinds.candidates(len(runs))
         return cls(
             pipeline=pipeline,
-            usage_models=[UsageModel.fit(runs, features) for features in feature_sets],
+            usage_models=[UsageModel.fit(runs, features, competing) for features in fitted],
             trained_from=min(o.started_at for o in runs),
             trained_to=max(o.started_at for o in runs),
             train_runs=len(runs),
@@ -374,3 +473,14 @@ class CostModel:
     def describe(self) -> str:
         kinds = sorted({m.kind for m in self.usage_models[0].quantities.values()})
         return f"{'/'.join(kinds)} on {self.train_runs} runs"
+
+    def candidates(self) -> dict[str, dict[str, Any]]:
+        """Per quantity, every candidate kind's out-of-fold relative error and the one chosen
+        (on the most informed inputs): what `models show` lays side by side."""
+        return {
+            name: {
+                "chosen": quantity.kind,
+                "errors": {kind: math.expm1(error) for kind, error in quantity.scores.items()},
+            }
+            for name, quantity in self.usage_models[0].quantities.items()
+        }

@@ -18,7 +18,7 @@ TIMEOUT_SECONDS = 10.0
 
 def notify(event: str, message: str, details: dict[str, Any], webhook_url: str | None) -> str | None:
     """Log the event and POST it to `webhook_url`; returns why delivery failed, or None."""
-    log.warning("%s: %s", event, message)
+    log.log(logging.INFO if event == "model-promoted" else logging.WARNING, "%s: %s", event, message)
     if not webhook_url:
         return None
     body = json.dumps({"event": event, "message": message, **details}, default=str).encode()

@@ -1,26 +1,37 @@
 """The model registry: train a challenger, test it against the champion, promote or not.
 
 Each training is recorded, promoted or not, with its training window and held-out
-metrics; the model itself is a file under `<home>/models/<pipeline>/`. A challenger is
-promoted only if, on the newest runs (held out by time), it beats both baselines and
-has a lower median relative cost error than the champion has on those same runs.
-Otherwise nothing changes, and a notification says so.
+metrics; the model itself is a file under `<home>/models/<pipeline>/`. Inside a model
+the best of the candidates answers each quantity, baselines included (cost/model.py), so
+every pipeline with 5 runs gets a model. A challenger replaces the champion only if, on
+the newest runs (held out by time), its median relative cost error is lower than the
+champion's on those same runs. Either way a notification says what happened.
+
+Besides the pipelines' own models, one pooled model learns across all pipelines
+(cost/pooled.py): estimates for a pipeline with fewer than 5 runs borrow from it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from biomarkerflow.catalog.manager import Catalog, CostModelRecord
-from biomarkerflow.cost.model import MIN_RUNS, MODEL_FORMAT, CostModel, assess, evaluate, time_split
+from biomarkerflow.cost.evaluation import assess, evaluate, time_split
+from biomarkerflow.cost.history import Observation
+from biomarkerflow.cost.identity import with_descriptions
+from biomarkerflow.cost.inputs import WorkflowDescription
+from biomarkerflow.cost.model import MIN_RUNS, MODEL_FORMAT, CostModel
 from biomarkerflow.cost.notify import notify
+from biomarkerflow.cost.pooled import MIN_PIPELINES, POOLED, PooledModel
 from biomarkerflow.cost.prices import PriceTable
 
 log = logging.getLogger("biomarkerflow.models")
@@ -42,7 +53,10 @@ def models_folder(home: Path) -> Path:
     return home / "models"
 
 
-def save_model(model: CostModel, path: Path) -> None:
+AnyModel = CostModel | PooledModel
+
+
+def save_model(model: AnyModel, path: Path) -> None:
     """Write the model file whole or not at all (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
@@ -53,7 +67,7 @@ def save_model(model: CostModel, path: Path) -> None:
 def register_model(
     catalog: Catalog,
     home: Path,
-    model: CostModel,
+    model: AnyModel,
     *,
     promote: bool,
     metrics: dict[str, Any],
@@ -80,11 +94,11 @@ def register_model(
     return version
 
 
-_LOADED: dict[tuple[str, int, int], CostModel] = {}
+_LOADED: dict[tuple[str, int, int], AnyModel] = {}
 LOADED_MODELS_KEPT = 16
 
 
-def load_model(record: CostModelRecord) -> CostModel:
+def load_model(record: CostModelRecord) -> AnyModel:
     """The model in `record`'s file; kept in memory while the file is unchanged (the API
     estimates many times a second; reading a model of 78k runs takes tens of ms)."""
     status = os.stat(record.path)
@@ -96,11 +110,11 @@ def load_model(record: CostModelRecord) -> CostModel:
     return _LOADED[key]
 
 
-def _read_model(record: CostModelRecord) -> CostModel:
+def _read_model(record: CostModelRecord) -> AnyModel:
     # Model files are written by this platform into its own home; nothing else is unpickled.
     with open(record.path, "rb") as handle:
         model = pickle.load(handle)  # noqa: S301
-    if not isinstance(model, CostModel):
+    if not isinstance(model, CostModel | PooledModel):
         raise TypeError(f"{record.path} does not hold a cost model")
     if getattr(model, "format_version", 1) != MODEL_FORMAT:
         raise TypeError(f"{record.path} was written by an older biomarkerflow: run `biomarkerflow models train`")
@@ -109,6 +123,17 @@ def _read_model(record: CostModelRecord) -> CostModel:
 
 def champion(catalog: Catalog, pipeline: str) -> tuple[CostModelRecord, CostModel] | None:
     """The pipeline's current model, if it has one and its file still loads."""
+    found = _champion(catalog, pipeline)
+    return (found[0], found[1]) if found is not None and isinstance(found[1], CostModel) else None
+
+
+def pooled_champion(catalog: Catalog) -> tuple[CostModelRecord, PooledModel] | None:
+    """The current pooled model (what estimates for pipelines with little history borrow from)."""
+    found = _champion(catalog, POOLED)
+    return (found[0], found[1]) if found is not None and isinstance(found[1], PooledModel) else None
+
+
+def _champion(catalog: Catalog, pipeline: str) -> tuple[CostModelRecord, AnyModel] | None:
     record = catalog.champion_model(pipeline)
     if record is None:
         return None
@@ -124,30 +149,18 @@ def train(
 ) -> TrainingResult:
     """Train a challenger for `pipeline` on its history so far and decide on promotion."""
     history = catalog.observations(pipeline)
-    train_runs, test_runs = time_split(history)
-    if len(train_runs) < MIN_RUNS:
+    if len(history) < MIN_RUNS:
         return TrainingResult(
             pipeline,
             "refused",
-            f"{len(history)} past run(s) of {pipeline}: training needs at least {MIN_RUNS + 1} "
-            f"({MIN_RUNS} to learn from, the newest to test on)",
+            f"{len(history)} past run(s) of {pipeline}: a model of its own needs at least {MIN_RUNS}; "
+            "until then its estimates borrow from similar pipelines",
         )
+    # With just 5 runs all of them train, and a first model has nothing to be compared with.
+    train_runs, test_runs = time_split(history) if len(history) > MIN_RUNS else (list(history), [])
     challenger = CostModel.fit(pipeline, train_runs)
-    assessment = assess(challenger, train_runs, test_runs, table)
     current = champion(catalog, pipeline)
-    champion_metrics = evaluate(current[1], test_runs, table) if current else None
-    challenger_error = assessment.model["cost"]["median_relative_error"]
-    if not assessment.beats_baselines:
-        promote, why = False, "it does not beat both baselines on the held-out runs"
-    elif champion_metrics is not None and challenger_error >= champion_metrics["cost"]["median_relative_error"]:
-        promote = False
-        why = (
-            f"its median cost error {challenger_error:.1%} is not below the champion's "
-            f"{champion_metrics['cost']['median_relative_error']:.1%} on the same held-out runs"
-        )
-    else:
-        promote, why = True, "it beats both baselines" + (" and the champion" if current else "")
-    metrics = {"challenger": assessment.as_dict(), "champion": champion_metrics, "reason": why}
+    promote, why, metrics = _decide(challenger, current, train_runs, test_runs, table)
     version = register_model(
         catalog,
         home,
@@ -158,19 +171,74 @@ def train(
         train_runs=len(train_runs),
         test_runs=len(test_runs),
     )
+    details = {"pipeline": pipeline, "challenger_version": version, "metrics": metrics}
     if promote:
         message = f"{pipeline}: v{version} ({challenger.describe()}) is now the champion: {why}"
-        log.info(message)
-        return TrainingResult(pipeline, "promoted", message, version, metrics)
+        problem = notify("model-promoted", message, details, webhook_url)
+        return TrainingResult(pipeline, "promoted", message, version, metrics, problem)
     kept = f"v{current[0].version} stays the champion" if current else "the pipeline still has no model"
     message = f"{pipeline}: challenger v{version} not promoted, {kept}: {why}"
-    problem = notify(
-        "model-not-promoted",
-        message,
-        {"pipeline": pipeline, "challenger_version": version, "metrics": metrics},
-        webhook_url,
-    )
+    problem = notify("model-not-promoted", message, details, webhook_url)
     return TrainingResult(pipeline, "kept", message, version, metrics, problem)
+
+
+def _decide(
+    challenger: CostModel,
+    current: tuple[CostModelRecord, CostModel] | None,
+    train_runs: list[Observation],
+    test_runs: list[Observation],
+    table: PriceTable,
+) -> tuple[bool, str, dict[str, Any]]:
+    """(promote, why, the metrics recorded): the challenger against the champion on the same held-out runs."""
+    assessment = assess(challenger, train_runs, test_runs, table) if test_runs else None
+    champion_metrics = evaluate(current[1], test_runs, table) if current and test_runs else None
+    metrics: dict[str, Any] = {
+        "challenger": assessment.as_dict() if assessment else None,
+        "champion": champion_metrics,
+        "candidates": challenger.candidates(),
+    }
+    if current is None:
+        why = "the first model of this pipeline; per quantity the best of its candidates (baselines included) answers"
+        metrics["reason"] = why
+        return True, why, metrics
+    if assessment is None or champion_metrics is None:
+        why = "no held-out runs to compare it with the champion on"
+        metrics["reason"] = why
+        return False, why, metrics
+    mine = assessment.model["cost"]["median_relative_error"]
+    theirs = champion_metrics["cost"]["median_relative_error"]
+    held = f"the same {assessment.test_runs} held-out run(s)"
+    if mine < theirs:
+        promote, why = True, f"its median cost error {mine:.1%} is below the champion's {theirs:.1%} on {held}"
+    else:
+        promote, why = False, f"its median cost error {mine:.1%} is not below the champion's {theirs:.1%} on {held}"
+    metrics["reason"] = why
+    return promote, why, metrics
+
+
+def train_pooled(
+    catalog: Catalog,
+    home: Path,
+    descriptions: Mapping[str, WorkflowDescription],
+    webhook_url: str | None = None,
+) -> TrainingResult | None:
+    """Train the pooled model across every pipeline with history; the newest always replaces
+    the last (it is judged on pipelines it did not see, see cost/pooled.py). None when fewer
+    than two pipelines have history."""
+    runs = with_descriptions(catalog.observations(), descriptions)
+    pipelines = {o.pipeline for o in runs}
+    if len(pipelines) < MIN_PIPELINES:
+        return None
+    model = PooledModel.fit(runs)
+    errors = {name: math.expm1(q.oof_error) for name, q in model.usage.quantities.items()}
+    metrics = {"leave_pipelines_out_median_relative_error": errors, "pipelines": sorted(model.descriptions)}
+    why = f"learned from {len(model.descriptions)} pipelines; on pipelines it did not see, median duration error " + (
+        f"{errors['wall_seconds']:.1%}"
+    )
+    version = register_model(catalog, home, model, promote=True, metrics=metrics, note=why)
+    message = f"{POOLED}: v{version} ({model.describe()}) now answers for pipelines with little history: {why}"
+    problem = notify("model-promoted", message, {"pipeline": POOLED, "metrics": metrics}, webhook_url)
+    return TrainingResult(POOLED, "promoted", message, version, metrics, problem)
 
 
 def training_due(last_training: datetime | None, every_hours: float | None, now: datetime) -> bool:
@@ -181,9 +249,15 @@ def training_due(last_training: datetime | None, every_hours: float | None, now:
 
 
 def train_all(
-    catalog: Catalog, home: Path, table: PriceTable, webhook_url: str | None = None, pipeline: str | None = None
+    catalog: Catalog,
+    home: Path,
+    table: PriceTable,
+    webhook_url: str | None = None,
+    pipeline: str | None = None,
+    descriptions: Mapping[str, WorkflowDescription] | None = None,
 ) -> list[TrainingResult]:
-    """Train every pipeline with history (or just `pipeline`).
+    """Train every pipeline with history (or just `pipeline`), then the pooled model
+    (unless just one pipeline was asked for).
 
     On one OpenMP thread: the models are small, and scikit-learn's default of one thread per
     core spins against anything else running (a fit of 300 runs took 156 s instead of 2.2 s
@@ -193,4 +267,6 @@ def train_all(
 
     pipelines = [pipeline] if pipeline else catalog.pipelines_with_history()
     with threadpool_limits(limits=1, user_api="openmp"):
-        return [train(catalog, name, home, table, webhook_url) for name in pipelines]
+        results = [train(catalog, name, home, table, webhook_url) for name in pipelines]
+        pooled = None if pipeline else train_pooled(catalog, home, descriptions or {}, webhook_url)
+    return results + ([pooled] if pooled else [])

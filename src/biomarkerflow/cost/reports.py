@@ -110,33 +110,49 @@ def group_costs(rows: Iterable[CostRow], grouping: Grouping) -> tuple[list[CostG
 
 def estimate_accuracy(pairs: Iterable[EstimateRecord]) -> dict[str, dict[str, Any]]:
     """Per pipeline: how far estimates were from their runs (median and P90 relative error)
-    and how often the 80% interval held the actual value."""
+    and how often the 80% interval held the actual value; in all, and by which predictor
+    answered (a model's kinds, or borrowed from similar pipelines)."""
     by_pipeline: dict[str, list[EstimateRecord]] = {}
     for pair in pairs:
         if pair.actual:
             by_pipeline.setdefault(pair.pipeline, []).append(pair)
     report: dict[str, dict[str, Any]] = {}
     for pipeline, items in sorted(by_pipeline.items()):
-        quantities: dict[str, dict[str, float]] = {}
-        for quantity in ("cost", "wall_seconds", "peak_rss_bytes"):
-            errors: list[float] = []
-            covered: list[bool] = []
-            for item in items:
-                actual = (item.actual or {}).get(quantity)
-                predicted = item.predicted.get(quantity)
-                if not actual or not predicted:
-                    continue
-                low, point, high = predicted[:3]
-                errors.append(abs(point - actual) / actual)
-                covered.append(low <= actual <= high)
-            if errors:
-                quantities[quantity] = {
-                    "median_relative_error": statistics.median(errors),
-                    "p90_relative_error": _quantile(errors, 0.9),
-                    "coverage": sum(covered) / len(covered),
-                }
-        report[pipeline] = {"pairs": len(items), "quantities": quantities}
+        by_predictor: dict[str, list[EstimateRecord]] = {}
+        for item in items:
+            answered = item.predicted.get("answered_by")
+            by_predictor.setdefault(answered if isinstance(answered, str) else "model", []).append(item)
+        report[pipeline] = {
+            "pairs": len(items),
+            "quantities": _accuracy(items),
+            "by_predictor": {
+                name: {"pairs": len(group), "quantities": _accuracy(group)}
+                for name, group in sorted(by_predictor.items())
+            },
+        }
     return report
+
+
+def _accuracy(items: list[EstimateRecord]) -> dict[str, dict[str, float]]:
+    quantities: dict[str, dict[str, float]] = {}
+    for quantity in ("cost", "wall_seconds", "peak_rss_bytes"):
+        errors: list[float] = []
+        covered: list[bool] = []
+        for item in items:
+            actual = (item.actual or {}).get(quantity)
+            predicted = item.predicted.get(quantity)
+            if not actual or not isinstance(predicted, list) or not predicted:
+                continue
+            low, point, high = predicted[:3]
+            errors.append(abs(point - actual) / actual)
+            covered.append(low <= actual <= high)
+        if errors:
+            quantities[quantity] = {
+                "median_relative_error": statistics.median(errors),
+                "p90_relative_error": _quantile(errors, 0.9),
+                "coverage": sum(covered) / len(covered),
+            }
+    return quantities
 
 
 def _quantile(values: list[float], level: float) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 
 import biomarkerflow
 from biomarkerflow.errors import BiomarkerflowError, JobError, StorageError
-from biomarkerflow.metrics import RunMetrics
+from biomarkerflow.metrics import RunMetrics, this_machine
 from biomarkerflow.plugins import registry
 from biomarkerflow.plugins.contract import RunOutput, StepError, WorkflowType
 from biomarkerflow.results import writer
@@ -302,6 +302,7 @@ def execute(job: JobSpec) -> JobOutcome:
         facts=dict(output.facts) if output else {},
         package_version=package_version(workflow_type) if workflow_type else None,
         host=host,
+        machine=this_machine(),
         failed_step=failure.step if failure else None,
         traceback=failure.traceback if failure else None,
         # A failed step's notices (warnings before it raised), else the finished job's.

@@ -11,9 +11,12 @@ from biomarkerflow.service.base import PlatformBase
 
 if TYPE_CHECKING:
     from biomarkerflow.catalog.manager import CostModelRecord
+    from biomarkerflow.catalog.records import MachineRecord
     from biomarkerflow.cost.estimate import Estimate
     from biomarkerflow.cost.history import RowProblem
+    from biomarkerflow.cost.inputs import Machine, WorkflowDescription
     from biomarkerflow.cost.model import RunInputs
+    from biomarkerflow.cost.prices import PriceTable
     from biomarkerflow.cost.registry import TrainingResult
 
 __all__ = ["CostCases", "EstimateReport", "ImportReport"]
@@ -48,14 +51,23 @@ def _estimate_json(estimate: Estimate) -> dict[str, Any]:
     return {
         "file": estimate.file,
         "pipeline": estimate.pipeline,
-        "inputs": asdict(estimate.inputs),
+        "inputs": _inputs_json(estimate.inputs),
         "model_version": estimate.model_version,
         "refusal": estimate.refusal,
+        "answered_by": prediction.answered_by if prediction else None,
+        "borrowed": prediction.basis != "model" if prediction else None,
         "extrapolating": prediction.extrapolating if prediction else None,
         "estimate": None
         if prediction is None
         else {q: dict(zip(("low", "point", "high"), v, strict=True)) for q, v in prediction.values.items()},
     }
+
+
+def _inputs_json(inputs: RunInputs) -> dict[str, Any]:
+    """The inputs as JSON gives them back (the pipeline's steps a list, not a tuple)."""
+    plain = asdict(inputs)
+    plain["workflow"]["steps"] = list(plain["workflow"]["steps"])
+    return plain
 
 
 @dataclass(frozen=True)
@@ -70,34 +82,84 @@ class ImportReport:
 
 
 class CostCases(PlatformBase):
-    def estimate_study(self, study: str) -> EstimateReport:
-        """Cost, duration and peak memory of every file of `study` not processed yet."""
+    def estimate_study(self, study: str, machine: str | None = None) -> EstimateReport:
+        """Cost, duration and peak memory of every file of `study` not processed yet
+        (on `machine`: a machine runs were made on, or a price table's name)."""
         from biomarkerflow.cost import estimate as estimating
 
         self.require_studies([study])
+        on, table, where = self._machine(machine)
         name, inputs, file_ids, files = estimating.study_inputs(self.catalog, study)
         if not inputs:
             done = len(self.catalog.files(study))
             return EstimateReport(f"{study}: nothing left", name, [], nothing_left=done)
-        table = self.settings.prices.table()
+        inputs = [item.on(on) for item in inputs]
         results = estimating.estimate(self.catalog, name, inputs, table, file_ids=file_ids, files=files)
-        return EstimateReport(f"{study}: {len(inputs)} file(s) not processed yet, pipeline {name}", name, results)
+        heading = f"{study}: {len(inputs)} file(s) not processed yet, pipeline {name}{where}"
+        return EstimateReport(heading, name, results)
 
-    def estimate_run(self, pipeline: str, inputs: RunInputs) -> EstimateReport:
+    def estimate_run(self, pipeline: str, inputs: RunInputs, machine: str | None = None) -> EstimateReport:
         """Cost, duration and peak memory of one run of `pipeline` with these inputs."""
         from biomarkerflow.cost import estimate as estimating
 
-        results = estimating.estimate(self.catalog, pipeline, [inputs], self.settings.prices.table())
-        return EstimateReport(f"one run of {pipeline}", pipeline, results)
+        on, table, where = self._machine(machine)
+        results = estimating.estimate(self.catalog, pipeline, [inputs.on(on)], table)
+        return EstimateReport(f"one run of {pipeline}{where}", pipeline, results)
+
+    def machines(self) -> list[MachineRecord]:
+        """The machines runs were made on, ours and imported (what `estimate --machine` takes)."""
+        return self.catalog.machines()
+
+    def _machine(self, name: str | None) -> tuple[Machine | None, PriceTable, str]:
+        """(the machine, the price table, words for the heading) that `--machine NAME` means:
+        a machine runs were made on (its cores, memory and CPU are features; prices as
+        configured), or a price table (priced under it, on the usual machine)."""
+        from biomarkerflow.cost.inputs import Machine
+
+        table = self.settings.prices.table()
+        if name is None:
+            return None, table, ""
+        known = {m.name: m for m in self.catalog.machines()}
+        if name in known:
+            found = known[name]
+            return Machine(found.name, found.cores, found.memory_bytes, found.cpu), table, f", on machine {name}"
+        tables = self.settings.prices.all_tables()
+        if name in tables:
+            return None, tables[name], f", priced as {name}"
+        listed = ", ".join(sorted(known)[:10]) or "none yet"
+        raise NotFoundError(
+            f"no machine or price table called '{name}'",
+            hint=f"Machines runs were made on: {listed}. Price tables: {', '.join(sorted(tables))}.",
+        )
 
     def train_models(self, pipeline: str | None = None) -> list[TrainingResult]:
-        """Train a challenger per pipeline; promote it only if it beats the champion."""
+        """Train a challenger per pipeline (promoted only if it beats the champion), then
+        the pooled model that pipelines with little history borrow from."""
         from biomarkerflow.cost.registry import train_all
 
         settings = self.settings
         return train_all(
-            self.catalog, self.home, settings.prices.table(), settings.notifications.webhook_url, pipeline=pipeline
+            self.catalog,
+            self.home,
+            settings.prices.table(),
+            settings.notifications.webhook_url,
+            pipeline=pipeline,
+            descriptions=self._descriptions(),
         )
+
+    def _descriptions(self) -> dict[str, WorkflowDescription]:
+        """What each study's current pipeline is (type, steps, package), by pipeline id."""
+        from biomarkerflow.config.schema import StudyConfig
+        from biomarkerflow.cost.identity import workflow_description
+
+        found: dict[str, WorkflowDescription] = {}
+        for record in self.catalog.studies():
+            try:
+                pipeline, described = workflow_description(StudyConfig.model_validate(record.config))
+            except Exception:  # noqa: BLE001 - a study whose config no longer loads describes nothing
+                continue
+            found[pipeline] = described
+        return found
 
     def retrain_if_due(self) -> list[TrainingResult]:
         """`watch`'s scheduled retraining (models.retrain_every_hours); [] when not due."""

@@ -175,6 +175,8 @@ def _estimate_rows(estimate: dict[str, Any] | None) -> list[dict[str, Any]]:
     actual = estimate.get("actual") or {}
     rows = []
     for quantity, predicted in (estimate.get("predicted") or {}).items():
+        if not isinstance(predicted, list):
+            continue  # which predictor answered, not a quantity
         low, point, high = (list(predicted) + [None, None, None])[:3]
         value = actual.get(quantity)
         inside = None if value is None or low is None or high is None else low <= value <= high

@@ -154,15 +154,33 @@ def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _candidates(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every candidate predictor's out-of-fold error side by side, per quantity, and which answers."""
+    from biomarkerflow.cost.kinds import LABELS
+
+    candidates = metrics.get("candidates") or {}
+    kinds = list(dict.fromkeys(kind for c in candidates.values() for kind in c.get("errors", {})))
+    rows = [
+        {
+            "quantity": quantity,
+            "answered_by": LABELS.get(c.get("chosen"), c.get("chosen")),
+            "cells": [{"error": c["errors"].get(kind), "chosen": kind == c.get("chosen")} for kind in kinds],
+        }
+        for quantity, c in candidates.items()
+    ]
+    return {"headers": [LABELS.get(kind, kind) for kind in kinds], "rows": rows}
+
+
 @router.get("/models")
 def models_page(request: Request, viewer: SignedIn) -> Response:
+    from biomarkerflow.cost.pooled import POOLED
+
     platform = platform_of(request)
     by_pipeline: dict[str, list[dict[str, Any]]] = {}
     for model in platform.models():
         record = asdict(model)
-        challenger = (model.metrics or {}).get("challenger") or {}
-        record["beats_baselines"] = challenger.get("beats_baselines")
         record["metric_rows"] = _metric_rows(model.metrics or {})
+        record["candidates"] = _candidates(model.metrics or {})
         record["reason"] = (model.metrics or {}).get("reason")
         by_pipeline.setdefault(model.pipeline, []).append(record)
-    return render(request, "models.html", pipelines=by_pipeline, accuracy=platform.estimate_accuracy())
+    return render(request, "models.html", pipelines=by_pipeline, pooled=POOLED, accuracy=platform.estimate_accuracy())
