@@ -51,7 +51,7 @@ from bench_catalog import machine  # noqa: E402
 
 from biomarkerflow.catalog.manager import Catalog  # noqa: E402
 from biomarkerflow.cost.evaluation import median_baseline, size_line_baseline, time_split  # noqa: E402
-from biomarkerflow.cost.history import Observation  # noqa: E402
+from biomarkerflow.cost.history import Observation, format_history_csv  # noqa: E402
 from biomarkerflow.cost.inputs import Prediction, RunInputs  # noqa: E402
 from biomarkerflow.cost.model import MIN_RUNS, CostModel  # noqa: E402
 from biomarkerflow.cost.pooled import PooledModel  # noqa: E402
@@ -251,32 +251,9 @@ def by_pipeline_borrowed(scored: Sequence[Scored]) -> dict[str, Any]:
     return {name: summary(items, ("borrowed",)) for name, items in sorted(groups.items())}
 
 
-HISTORY_COLUMNS = (
-    "pipeline",
-    "started_at",
-    "input_bytes",
-    "output_bytes",
-    "wall_seconds",
-    "cpu_seconds",
-    "peak_rss_bytes",
-    "duration_seconds_of_data",
-    "sample_rate_hz",
-    "device",
-    "machine",
-    "machine_cores",
-    "machine_memory_bytes",
-    "machine_cpu",
-    "workflow_type",
-    "steps",
-    "package",
-)
-
-
 def export_history(home: Path, csv_file: Path) -> int:
     """A catalog's own runs as a history CSV in `models import-history`'s format, each run
     described as its study describes its pipeline (type, steps with parameters, package)."""
-    import csv
-
     from biomarkerflow.config.schema import StudyConfig
     from biomarkerflow.cost.identity import with_descriptions, workflow_description
 
@@ -285,19 +262,10 @@ def export_history(home: Path, csv_file: Path) -> int:
     described = dict(pipelines.values())
     names = {pipeline: study for study, (pipeline, _) in pipelines.items()}
     runs = with_descriptions(catalog.observations(), described)
+    # The study's name reads better in the figures than the pipeline id.
+    named = [replace(o, pipeline=names.get(o.pipeline, o.pipeline)) for o in runs]
     csv_file.parent.mkdir(parents=True, exist_ok=True)
-    with csv_file.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HISTORY_COLUMNS)
-        for o in runs:
-            values = {
-                **o.__dict__,
-                "pipeline": names.get(o.pipeline, o.pipeline),  # the study's name reads better than the id
-                "started_at": o.started_at.isoformat() + "Z",
-                "duration_seconds_of_data": o.recording_seconds,
-                "steps": ";".join(o.steps),
-            }
-            writer.writerow(["" if values.get(c) is None else values[c] for c in HISTORY_COLUMNS])
+    csv_file.write_text(format_history_csv(named))
     return len(runs)
 
 

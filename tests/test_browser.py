@@ -377,14 +377,21 @@ def test_estimate_form_answers_with_intervals_or_says_the_history_is_too_short(s
         page.goto(served.url("/"))
         page.get_by_role("navigation", name="main").get_by_role("link", name="Estimate").click()
         expect(page).to_have_url(served.url("/estimate"))
-        if served.few_runs_pipeline:  # a pipeline with too few runs: said plainly, no number
+        if served.few_runs_pipeline:  # a pipeline with too few runs: borrowed and said so, or no number
             page.fill("#pipeline", served.few_runs_pipeline)
             page.fill("#input_size", "1MB")
             page.get_by_role("button", name="Estimate one run").click()
-            expect(page.locator(".answer .refusal")).to_have_text(
-                re.compile(rf"not enough history yet: only \d past run\(s\) of pipeline {served.few_runs_pipeline}; ")
-            )
-            expect(page.locator(".answer table")).to_have_count(0)
+            answer = page.locator(".answer .refusal, .answer table")
+            expect(answer).to_have_count(1)
+            # Borrowed once a pooled model exists (the README's `models train` of every pipeline
+            # may have run in this shared workspace first), else said plainly.
+            if page.locator(".answer table").count():
+                expect(page.locator(".answer")).to_contain_text(re.compile(r"borrowed from \d+ similar workflows?"))
+            else:
+                few = served.few_runs_pipeline
+                expect(page.locator(".answer .refusal")).to_have_text(
+                    re.compile(rf"not enough history yet: only \d past run\(s\) of pipeline {few}, and no pipeline")
+                )
         # The wrist pipeline, with its imported history and model: numbers with their intervals.
         page.fill("#pipeline", served.wrist_pipeline)
         page.fill("#input_size", "385MB")
@@ -418,7 +425,7 @@ def test_costs_and_models_pages_show_charts_and_the_model(served: Served) -> Non
         expect(page).to_have_url(served.url("/models"))
         model = page.locator("section.model", has=page.get_by_role("heading", name=served.wrist_pipeline))
         expect(model.locator("article").first).to_contain_text("version 1")
-        expect(model).to_contain_text("Beats both baselines.")
+        expect(model).to_contain_text("Candidates, median relative error out of fold")
         expect(model.locator("tbody tr").first).to_contain_text("%")
         served.shot(page, "models")
 

@@ -4,8 +4,6 @@ feature; estimates beyond the inputs seen are flagged and their intervals widen.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 from collections.abc import Sequence
@@ -18,7 +16,7 @@ import pytest
 from biomarkerflow.catalog.manager import Catalog
 from biomarkerflow.cost import registry
 from biomarkerflow.cost.estimate import estimate
-from biomarkerflow.cost.history import Observation, parse_history_csv
+from biomarkerflow.cost.history import Observation, format_history_csv, parse_history_csv
 from biomarkerflow.cost.inputs import WorkflowDescription
 from biomarkerflow.cost.model import CostModel, RunInputs
 from biomarkerflow.cost.prices import BUILT_IN_TABLES
@@ -26,22 +24,6 @@ from tests.test_cli import cli
 
 TABLE = BUILT_IN_TABLES["aws-fargate-us-east-1"]
 START = datetime(2026, 3, 1)
-COLUMNS = [
-    "pipeline",
-    "started_at",
-    "input_bytes",
-    "output_bytes",
-    "wall_seconds",
-    "cpu_seconds",
-    "peak_rss_bytes",
-    "machine",
-    "machine_cores",
-    "machine_memory_bytes",
-    "machine_cpu",
-    "workflow_type",
-    "steps",
-    "package",
-]
 
 
 def line_runs(
@@ -86,20 +68,10 @@ def line_runs(
     return out
 
 
-def as_csv(rows: Sequence[Observation]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    for o in rows:
-        values = {**o.__dict__, "started_at": o.started_at.isoformat() + "Z", "steps": ";".join(o.steps)}
-        writer.writerow(["" if values[c] is None else values[c] for c in COLUMNS])
-    return buffer.getvalue()
-
-
 def imported(tmp_path: Path, rows: Sequence[Observation]) -> Path:
     home = tmp_path / "home"
     path = tmp_path / f"history-{len(list(tmp_path.glob('history-*')))}.csv"
-    path.write_text(as_csv(rows))
+    path.write_text(format_history_csv(rows))
     result = cli(home, "models", "import-history", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     return home
@@ -267,8 +239,14 @@ def test_a_new_pipeline_borrows_from_similar_ones_until_its_own_history_suffices
 
 
 def test_imported_histories_may_describe_machine_and_pipeline_and_names_are_checked() -> None:
-    good = as_csv(line_runs("nextflow-rnaseq.FASTQC", 1, machines=(("node-1", 8),), workflow=SKDH_LIKE))
-    parsed = parse_history_csv(good + "../../etc,2026-01-01,1,1,1,1,1,,,,,,,\n" + "x,2026-01-01,1,1,1,1,1,n,-2,,,,,\n")
+    good = format_history_csv(line_runs("nextflow-rnaseq.FASTQC", 1, machines=(("node-1", 8),), workflow=SKDH_LIKE))
+    columns = good.splitlines()[0].split(",")
+
+    def line(**values: object) -> str:
+        base = {"started_at": "2026-01-01", **{name: 1 for name in columns[2:7]}, **values}
+        return ",".join(str(base.get(name, "")) for name in columns) + "\n"
+
+    parsed = parse_history_csv(good + line(pipeline="../../etc") + line(pipeline="x", machine="n", machine_cores=-2))
     ((_, row),) = parsed.rows
     assert (row.machine, row.machine_cores, row.machine_memory_bytes, row.machine_cpu) == (
         "node-1",

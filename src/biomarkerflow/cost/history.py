@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -178,3 +179,19 @@ def parse_history_csv(text: str) -> ParsedHistory:
         except ValueError as exc:
             problems.append(RowProblem(line, str(exc)))
     return ParsedHistory(rows, problems)
+
+
+def format_history_csv(runs: Iterable[Observation]) -> str:
+    """`runs` as a history CSV that `parse_history_csv` reads back (every column, in order)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+    for run in runs:
+        values = {
+            **run.__dict__,
+            "started_at": run.started_at.isoformat() + "Z",
+            "duration_seconds_of_data": run.recording_seconds,
+            "steps": ";".join(run.steps),
+        }
+        writer.writerow(["" if values.get(c) is None else values[c] for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS])
+    return buffer.getvalue()

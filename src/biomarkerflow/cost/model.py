@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,6 +85,20 @@ MACHINE_FEATURES = ("machine_cores", "machine_memory_bytes")
 # What different askers know: after a run everything; `estimate --study` the size and what
 # the header says; a file of a format whose header says nothing, its size alone.
 FEATURE_SETS = (OPTIONAL, HEADER_FEATURES, ())
+
+
+class FeatureSpace(Protocol):
+    """How runs become a matrix: `Features` here, the pooled model's in cost/pooled.py."""
+
+    columns: list[str]  # log columns the kinds are told of, input bytes first
+
+    def knows(self, item: RunInputs) -> bool: ...
+
+    def matrix(self, items: Sequence[RunInputs]) -> np.ndarray: ...
+
+    def distance(self, item: RunInputs) -> float: ...
+
+    def clamped(self, item: RunInputs) -> tuple[RunInputs, int]: ...
 
 
 def _varies(runs: Sequence[Observation], name: str) -> bool:
@@ -330,7 +344,7 @@ class UsageModel:
     training runs' actual usage next to their out-of-fold predicted usage. A cost interval
     depends on the price table, so it is calibrated when asked, under the table asked for."""
 
-    features: Features
+    features: FeatureSpace
     quantities: dict[str, QuantityModel]
     actual: np.ndarray  # runs x (wall, cpu, peak)
     out_of_fold: np.ndarray  # the same, as predicted without seeing the run
@@ -339,7 +353,7 @@ class UsageModel:
     def fit(
         cls,
         runs: Sequence[Observation],
-        features: Any,  # Features, or the pooled model's (cost/pooled.py): the same methods
+        features: FeatureSpace,
         kinds: Sequence[str],
         folds: Folds | None = None,
     ) -> UsageModel:

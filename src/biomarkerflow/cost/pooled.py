@@ -84,6 +84,9 @@ class PooledFeatures:
     def matrix(self, items: Sequence[RunInputs]) -> np.ndarray:
         return np.array([self.row(item) for item in items], dtype=float)
 
+    def knows(self, item: RunInputs) -> bool:
+        return True  # what a run does not say is a feature too (the unknown-flags)
+
     def clamped(self, item: RunInputs) -> tuple[RunInputs, int]:
         return clamp_into(item, self.ranges)
 
