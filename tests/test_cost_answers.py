@@ -116,6 +116,8 @@ def test_five_runs_are_enough_for_an_estimate(tmp_path: Path) -> None:
     assert (model.train_runs, model.test_runs) == (5, 0)  # too few to hold any out: all of them learn
     (answer,) = estimate(catalog, "five", [RunInputs(input_bytes=10**9)], TABLE)
     assert answer.prediction is not None and answer.refusal is None
+    shown = cli(tmp_path / "home", "models", "show", "five")
+    assert shown.returncode == 0 and "tested on 0\n" in shown.stdout and "size line (baseline)" in shown.stdout
 
 
 def test_the_best_candidate_per_quantity_is_chosen_on_errors_out_of_fold() -> None:

@@ -224,15 +224,15 @@ def models_train(
 
 
 def _model_line(model: CostModelRecord) -> str:
-    challenger = model.metrics.get("challenger", {})
+    challenger = model.metrics.get("challenger") or {}  # None: too few runs to hold any out
     cost = challenger.get("model", {}).get("cost", {})
     error = cost.get("median_relative_error")
     coverage = cost.get("coverage")
-    figures = f"median cost error {error:.1%}, 80% coverage {coverage:.0%}" if error is not None else ""
+    figures = f": median cost error {error:.1%}, 80% coverage {coverage:.0%}" if error is not None else ""
     return (
         f"{model.pipeline} v{model.version} ({model.status}) trained {model.created_at:%Y-%m-%d %H:%M} "
         f"on {model.train_runs} runs ({model.trained_from:%Y-%m-%d} to {model.trained_to:%Y-%m-%d}), "
-        f"tested on {model.test_runs}: {figures}"
+        f"tested on {model.test_runs}{figures}"
     )
 
 

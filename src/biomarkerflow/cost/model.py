@@ -489,12 +489,14 @@ class CostModel:
         return f"{'/'.join(kinds)} on {self.train_runs} runs"
 
     def candidates(self) -> dict[str, dict[str, Any]]:
-        """Per quantity, every candidate kind's out-of-fold relative error and the one chosen
-        (on the most informed inputs): what `models show` lays side by side."""
-        return {
-            name: {
-                "chosen": quantity.kind,
-                "errors": {kind: math.expm1(error) for kind, error in quantity.scores.items()},
-            }
-            for name, quantity in self.usage_models[0].quantities.items()
-        }
+        """Every candidate side by side (on the most informed inputs): see `candidates_of`."""
+        return candidates_of(self.usage_models[0].quantities)
+
+
+def candidates_of(quantities: dict[str, QuantityModel]) -> dict[str, dict[str, Any]]:
+    """Per quantity, every candidate kind's out-of-fold median relative error and the one
+    chosen: what `models show` and the models page lay side by side."""
+    return {
+        name: {"chosen": quantity.kind, "errors": {kind: math.expm1(error) for kind, error in quantity.scores.items()}}
+        for name, quantity in quantities.items()
+    }

@@ -29,7 +29,7 @@ from biomarkerflow.cost.evaluation import assess, evaluate, time_split
 from biomarkerflow.cost.history import Observation
 from biomarkerflow.cost.identity import with_descriptions
 from biomarkerflow.cost.inputs import WorkflowDescription
-from biomarkerflow.cost.model import MIN_RUNS, MODEL_FORMAT, CostModel
+from biomarkerflow.cost.model import MIN_RUNS, MODEL_FORMAT, CostModel, candidates_of
 from biomarkerflow.cost.notify import notify
 from biomarkerflow.cost.pooled import MIN_PIPELINES, POOLED, PooledModel
 from biomarkerflow.cost.prices import PriceTable
@@ -231,7 +231,11 @@ def train_pooled(
         return None
     model = PooledModel.fit(runs)
     errors = {name: math.expm1(q.oof_error) for name, q in model.usage.quantities.items()}
-    metrics = {"leave_pipelines_out_median_relative_error": errors, "pipelines": sorted(model.descriptions)}
+    metrics = {
+        "leave_pipelines_out_median_relative_error": errors,
+        "pipelines": sorted(model.descriptions),
+        "candidates": candidates_of(model.usage.quantities),
+    }
     why = f"learned from {len(model.descriptions)} pipelines; on pipelines it did not see, median duration error " + (
         f"{errors['wall_seconds']:.1%}"
     )
