@@ -287,6 +287,7 @@ FACADE = {
         "observations",
         "observation_count",
         "pipelines_with_history",
+        "machines",
     ),
     "cost models": ("cost_models", "champion_model", "next_model_version", "record_cost_model", "last_training_at"),
     "estimates": ("log_estimates", "estimates"),

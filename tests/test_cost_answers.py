@@ -164,10 +164,10 @@ def test_beyond_the_largest_input_seen_the_estimate_is_flagged_and_its_interval_
 
 def test_an_estimate_can_be_asked_for_a_machine_or_a_price_table(tmp_path: Path) -> None:
     machines = (("small-4", 4), ("big-16", 16))
-    home = imported(tmp_path, line_runs("wf-m", 60, machines=machines))
+    home = imported(tmp_path, line_runs("wf-m", 24, machines=machines))
     assert cli(home, "models", "train").returncode == 0
     listed = json.loads(cli(home, "models", "machines", "--json").stdout)
-    assert {(m["name"], m["cores"], m["runs"]) for m in listed} == {("small-4", 4.0, 30), ("big-16", 16.0, 30)}
+    assert {(m["name"], m["cores"], m["runs"]) for m in listed} == {("small-4", 4.0, 12), ("big-16", 16.0, 12)}
 
     def duration(*machine: str) -> float:
         result = cli(home, "estimate", "--pipeline", "wf-m", "--input-size", "1GB", *machine, "--json")
@@ -206,9 +206,10 @@ SKDH_LIKE = WorkflowDescription("skdh", ("CalibrateAccelerometer", "Sleep"), "sc
 
 
 def test_a_new_pipeline_borrows_from_similar_ones_until_its_own_history_suffices(tmp_path: Path) -> None:
-    history = line_runs("wf-1", 40, seconds_per_gb=190, workflow=SKDH_LIKE, seed=1)
-    history += line_runs("wf-2", 40, seconds_per_gb=210, workflow=SKDH_LIKE, seed=2)
-    history += line_runs("rates", 40, seconds_per_gb=900, workflow=WorkflowDescription("mrf", ("filtered=True",)))
+    # Fewer than 30 runs each: no trees, a quicker test.
+    history = line_runs("wf-1", 24, seconds_per_gb=190, workflow=SKDH_LIKE, seed=1)
+    history += line_runs("wf-2", 24, seconds_per_gb=210, workflow=SKDH_LIKE, seed=2)
+    history += line_runs("rates", 24, seconds_per_gb=900, workflow=WorkflowDescription("mrf", ("filtered=True",)))
     newcomer = replace(SKDH_LIKE, steps=(*SKDH_LIKE.steps, "Sleep.day_window=[12, 24]"))
     history += line_runs("wf-new", 2, workflow=newcomer, seed=3, start=START + timedelta(days=30))
     history += line_runs("loner", 2, workflow=WorkflowDescription("gait-only", ("Gait",)), seed=4)

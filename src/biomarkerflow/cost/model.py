@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from biomarkerflow.cost import kinds as predictor_kinds
 from biomarkerflow.cost.conformal import INTERVAL, interval_offsets, out_of_fold
+from biomarkerflow.cost.extrapolation import bounded, clamp_into
 from biomarkerflow.cost.history import Observation
 from biomarkerflow.cost.inputs import QUANTITIES, REPORTED, Prediction, Predictor, RunInputs, actual_cost
 from biomarkerflow.cost.kinds import MIN_RUNS_FOR_TREES, TREES, Affine, follows_the_trend
@@ -71,9 +72,6 @@ UNKNOWN_CATEGORY_DISTANCE = math.log(2)
 # The interval widens by at least this much (log units) per log unit beyond the range.
 MIN_WIDENING = 0.1
 DEFAULT_WIDENING = 1.0  # when the training runs are too alike in size to measure it
-# Beyond the training range a prediction changes by at most this power of the input's growth
-# (no job we know of grows faster than n^1.5 over a range it was never tried on).
-MAX_ELASTICITY = 1.5
 
 
 # ---- features ----------------------------------------------------------------------------------
@@ -179,30 +177,6 @@ class Features:
         """`item` with every figure brought inside the training range, and which way it was
         outside: +1 larger than seen, -1 smaller (0: inside, or only a new device or CPU)."""
         return clamp_into(item, self.ranges)
-
-
-def clamp_into(item: RunInputs, ranges: dict[str, tuple[float, float]]) -> tuple[RunInputs, int]:
-    changes: dict[str, Any] = {}
-    direction = 0
-    for name, (low, high) in ranges.items():
-        value = getattr(item, name)
-        if value is None or value <= 0 or low <= value <= high:
-            continue
-        changes[name] = min(max(value, low), high)
-        direction = 1 if value > high or direction == 1 else -1
-    if "input_bytes" in changes:
-        changes["input_bytes"] = int(changes["input_bytes"])
-    return (replace(item, **changes) if changes else item), direction
-
-
-def bounded(raw: float, edge: float, distance: float, direction: int) -> float:
-    """A log prediction `distance` log units outside the range, kept to a change from the
-    range's edge of at most MAX_ELASTICITY per log unit, in the direction the inputs moved:
-    a power law fitted on a narrow range can say a 5x larger file takes 10^30 times as long."""
-    if distance <= 0 or direction == 0:
-        return raw
-    change = (raw - edge) * direction
-    return edge + direction * min(max(change, 0.0), MAX_ELASTICITY * distance)
 
 
 # ---- the model ------------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from biomarkerflow.cost.extrapolation import clamp_into
 from biomarkerflow.cost.history import Observation
 from biomarkerflow.cost.inputs import Prediction, RunInputs, WorkflowDescription
 from biomarkerflow.cost.kinds import TREES
-from biomarkerflow.cost.model import MODEL_FORMAT, Folds, UsageModel, clamp_into
+from biomarkerflow.cost.model import MODEL_FORMAT, Folds, UsageModel
 from biomarkerflow.cost.prices import PriceTable
 
 POOLED = "_pooled"  # its name in the registry: no pipeline's name starts with "_"
