@@ -28,7 +28,7 @@ from typing import Any
 from biomarkerflow.catalog.manager import Catalog, FileRecord
 from biomarkerflow.config.schema import StudyConfig
 from biomarkerflow.cost import registry
-from biomarkerflow.cost.identity import describe_from_id, workflow_description
+from biomarkerflow.cost.identity import describe_from_id, study_descriptions, workflow_description
 from biomarkerflow.cost.inputs import WorkflowDescription
 from biomarkerflow.cost.model import MIN_RUNS, REPORTED, CostModel, Prediction, RunInputs
 from biomarkerflow.cost.prices import PriceTable
@@ -76,14 +76,8 @@ def pipeline_description(catalog: Catalog, pipeline: str) -> WorkflowDescription
         described = RunInputs.of(run).workflow
         if described.known:
             return described
-    for record in catalog.studies():
-        try:
-            found, described = workflow_description(StudyConfig.model_validate(record.config))
-        except Exception:  # noqa: BLE001 - a study whose config no longer loads describes nothing
-            continue
-        if found == pipeline:
-            return described
-    return describe_from_id(pipeline)
+    current = study_descriptions(record.config for record in catalog.studies())
+    return current.get(pipeline) or describe_from_id(pipeline)
 
 
 def _predict(

@@ -11,7 +11,7 @@ import hashlib
 import importlib.metadata
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -81,6 +81,18 @@ def workflow_description(config: StudyConfig) -> tuple[str, WorkflowDescription]
     package = f"{workflow_type.package}=={version}" if workflow_type.package else None
     steps = _step_tokens(json.loads(json.dumps(workflow_type.cost_identity(config), default=str)))
     return pipeline, WorkflowDescription(config.workflow, steps, package)
+
+
+def study_descriptions(configs: Iterable[Mapping[str, Any]]) -> dict[str, WorkflowDescription]:
+    """What each study's current pipeline is, by pipeline id, from the studies' stored configs."""
+    found: dict[str, WorkflowDescription] = {}
+    for config in configs:
+        try:
+            pipeline, described = workflow_description(StudyConfig.model_validate(config))
+        except Exception:  # noqa: BLE001 - a study whose config no longer loads describes nothing
+            continue
+        found[pipeline] = described
+    return found
 
 
 def describe_from_id(pipeline: str) -> WorkflowDescription | None:

@@ -149,17 +149,9 @@ class CostCases(PlatformBase):
 
     def _descriptions(self) -> dict[str, WorkflowDescription]:
         """What each study's current pipeline is (type, steps, package), by pipeline id."""
-        from biomarkerflow.config.schema import StudyConfig
-        from biomarkerflow.cost.identity import workflow_description
+        from biomarkerflow.cost.identity import study_descriptions
 
-        found: dict[str, WorkflowDescription] = {}
-        for record in self.catalog.studies():
-            try:
-                pipeline, described = workflow_description(StudyConfig.model_validate(record.config))
-            except Exception:  # noqa: BLE001 - a study whose config no longer loads describes nothing
-                continue
-            found[pipeline] = described
-        return found
+        return study_descriptions(record.config for record in self.catalog.studies())
 
     def retrain_if_due(self) -> list[TrainingResult]:
         """`watch`'s scheduled retraining (models.retrain_every_hours); [] when not due."""
