@@ -157,8 +157,11 @@ class PooledModel:
         """Borrowed estimates for runs of `pipeline`; each says from how many similar pipelines
         (inputs with no similar pipeline get a prediction too: callers refuse those, see `similar`)."""
         out = []
+        counts: dict[WorkflowDescription, int] = {}  # a study's files share one description: counted once
         for item, prediction in zip(inputs, self.usage.predict(inputs, table), strict=True):
-            count = len(self.similar(item.workflow, leaving_out=pipeline))
+            if item.workflow not in counts:
+                counts[item.workflow] = len(self.similar(item.workflow, leaving_out=pipeline))
+            count = counts[item.workflow]
             basis = f"borrowed from {count} similar workflow{'s' if count != 1 else ''}"
             out.append(replace(prediction, basis=basis))
         return out
